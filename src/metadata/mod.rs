@@ -1,0 +1,208 @@
+//! Metadata: repositories, which blobs each may read, manifests, tags, referrers and uploads.
+//!
+//! Facts live here; bytes live in the blob store. The trait is implemented by the embedded
+//! SQLite backend ([`sqlite::SqliteStore`]) and is the seam for a PostgreSQL backend. Every
+//! method that writes more than one row does so in one transaction.
+
+pub mod sqlite;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use oci::{Algorithm, Digest, RepoName, Tag};
+
+use crate::storage::UploadId;
+
+/// Metadata failures.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// A row the operation needs does not exist (e.g. the repository of an upload).
+    #[error("not found")]
+    NotFound,
+    /// A concurrent change won; the caller may retry or report a conflict.
+    #[error("conflicting concurrent change")]
+    Conflict,
+    /// The database failed.
+    #[error("database failure")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An upload session as recorded in metadata.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub repository: RepoName,
+    pub algorithm: Algorithm,
+    /// Bytes received and durable so far.
+    pub length: u64,
+}
+
+/// A manifest about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub artifact_type: Option<String>,
+    pub config_media_type: Option<String>,
+    pub subject: Option<Digest>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Blobs it references (config and layers).
+    pub blobs: Vec<Digest>,
+    /// Manifests it references (an index's children).
+    pub children: Vec<Digest>,
+}
+
+/// A stored manifest, as served to clients.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// A manifest that names another as its subject, as the referrers API lists it.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// How a manifest is looked up.
+#[derive(Debug, Clone)]
+pub enum ManifestKey<'a> {
+    Tag(&'a Tag),
+    Digest(&'a Digest),
+}
+
+/// The metadata database.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    // ---- repositories ----
+
+    /// Creates the repository if it does not exist yet. Idempotent.
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError>;
+
+    /// Whether the repository exists.
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+
+    /// Repository names in lexical order, strictly after `after`, at most `limit`.
+    async fn list_repositories(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError>;
+
+    // ---- blobs ----
+
+    /// Records that `digest` (of `size` bytes, already durable in the blob store) is readable
+    /// in `repo`. Creates the repository if needed. Idempotent.
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError>;
+
+    /// Removes `repo`'s link to a blob; the bytes stay for garbage collection. Returns whether a
+    /// link existed.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError>;
+
+    /// The size of a blob if `repo` may read it.
+    async fn linked_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetadataError>;
+
+    /// Sizes of those of `digests` that `repo` may read.
+    async fn linked_blobs(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashMap<Digest, u64>, MetadataError>;
+
+    /// The size of a durable blob, whichever repositories link it.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    /// Up to `limit` repositories that may read `digest` (candidates for an automatic mount).
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError>;
+
+    // ---- uploads ----
+
+    /// Records a new upload session. Creates the repository if needed.
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError>;
+
+    /// The upload session, if it exists.
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;
+
+    /// Moves an upload's length from `from` to `to`; `Conflict` if it was not at `from`.
+    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64) -> Result<(), MetadataError>;
+
+    /// Forgets an upload session. Absent sessions are not an error.
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError>;
+
+    /// Every recorded upload session (start-up recovery).
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError>;
+
+    // ---- manifests and tags ----
+
+    /// Stores a manifest in `repo` with its references, and points `tags` at it, in one
+    /// transaction. Storing an existing manifest again only moves the tags.
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tags: &[Tag],
+    ) -> Result<(), MetadataError>;
+
+    /// Looks a manifest up by tag or digest.
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        key: ManifestKey<'_>,
+    ) -> Result<Option<StoredManifest>, MetadataError>;
+
+    /// Which of `digests` are manifests stored in `repo`.
+    async fn present_manifests(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, MetadataError>;
+
+    /// Deletes a manifest and every tag pointing at it. Returns whether it existed.
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    /// Deletes one tag; the manifest stays. Returns whether the tag existed.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError>;
+
+    /// Tags in lexical order, strictly after `after`, at most `limit`.
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Tag>, MetadataError>;
+
+    /// Manifests in `repo` whose subject is `subject`, ordered by digest, strictly after
+    /// `after`, at most `limit`, optionally only those of one artifact type.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Referrer>, MetadataError>;
+}

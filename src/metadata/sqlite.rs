@@ -1,0 +1,565 @@
+//! The embedded metadata backend: one SQLite database file in WAL mode.
+//!
+//! Writes go through a single-connection pool so that transactions in this process never
+//! contend with each other; reads use a separate pool and proceed concurrently with writes.
+//! `synchronous=FULL` makes every commit durable before the client is told it succeeded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use oci::{Algorithm, Digest, RepoName, Tag};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    ManifestKey, MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, UploadRecord,
+};
+use crate::storage::UploadId;
+
+/// Metadata in a local SQLite database.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
+    MetadataError::Backend(Box::new(e))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a value this store wrote itself; a failure means the database was edited by hand.
+fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| MetadataError::Backend(format!("corrupt metadata value {s:?}: {e}").into()))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, MetadataError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(backend)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetadataError> {
+        // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
+        // wait on the busy timeout instead of failing the transaction half-way.
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+}
+
+const ENSURE_REPO: &str =
+    "INSERT INTO repositories (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING";
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError> {
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = ?1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn list_repositories(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let digest = digest.to_string();
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(digest) DO NOTHING")
+            .bind(&digest)
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at)
+             SELECT id, ?2, ?3 FROM repositories WHERE name = ?1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(&digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = ?2
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn linked_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ?1 AND rb.digest = ?2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    async fn linked_blobs(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashMap<Digest, u64>, MetadataError> {
+        // One round trip: the digests travel as a JSON array and are unpacked by json_each.
+        let list = serde_json::to_string(digests).map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size FROM json_each(?2) j
+             JOIN repository_blobs rb ON rb.digest = j.value
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )
+        .bind(repo.as_str())
+        .bind(list)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
+            .collect()
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+        let row = sqlx::query("SELECT size FROM blobs WHERE digest = ?1")
+            .bind(digest.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = ?1 ORDER BY r.name LIMIT ?2",
+        )
+        .bind(digest.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(upload.repository.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at)
+             SELECT ?1, id, ?3, ?4, ?5, ?5 FROM repositories WHERE name = ?2",
+        )
+        .bind(upload.id.as_str())
+        .bind(upload.repository.as_str())
+        .bind(upload.algorithm.as_str())
+        .bind(upload.length as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT r.name, u.algorithm, u.length FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(UploadRecord {
+                id: id.clone(),
+                repository: stored(r.get::<&str, _>(0))?,
+                algorithm: stored::<Algorithm>(r.get::<&str, _>(1))?,
+                length: r.get::<i64, _>(2) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64) -> Result<(), MetadataError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET length = ?3, updated_at = ?4 WHERE id = ?1 AND length = ?2",
+        )
+        .bind(id.as_str())
+        .bind(from as i64)
+        .bind(to as i64)
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(MetadataError::Conflict)
+        }
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT u.id, r.name, u.algorithm, u.length FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(UploadRecord {
+                    id: UploadId::parse(r.get::<&str, _>(0))
+                        .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
+                    repository: stored(r.get::<&str, _>(1))?,
+                    algorithm: stored(r.get::<&str, _>(2))?,
+                    length: r.get::<i64, _>(3) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tags: &[Tag],
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let digest = manifest.digest.to_string();
+        let annotations = manifest
+            .annotations
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(backend)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = ?1")
+            .bind(repo.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?
+            .get(0);
+        sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES (?1, ?2) ON CONFLICT(digest) DO NOTHING")
+            .bind(&digest)
+            .bind(&manifest.content)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
+                 config_media_type, subject_digest, annotations, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(repository_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(&manifest.media_type)
+        .bind(manifest.content.len() as i64)
+        .bind(&manifest.artifact_type)
+        .bind(&manifest.config_media_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(&annotations)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() > 0 {
+            let children = manifest
+                .blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(manifest.children.iter().map(|d| (d, "manifest")));
+            for (child, kind) in children {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(&digest)
+                .bind(child.to_string())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        key: ManifestKey<'_>,
+    ) -> Result<Option<StoredManifest>, MetadataError> {
+        let query = match key {
+            ManifestKey::Tag(tag) => sqlx::query(
+                "SELECT m.digest, m.media_type, c.content FROM tags t
+                 JOIN repositories r ON r.id = t.repository_id
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+                 JOIN manifest_contents c ON c.digest = m.digest
+                 WHERE r.name = ?1 AND t.name = ?2",
+            )
+            .bind(repo.as_str())
+            .bind(tag.as_str()),
+            ManifestKey::Digest(digest) => sqlx::query(
+                "SELECT m.digest, m.media_type, c.content FROM manifests m
+                 JOIN repositories r ON r.id = m.repository_id
+                 JOIN manifest_contents c ON c.digest = m.digest
+                 WHERE r.name = ?1 AND m.digest = ?2",
+            )
+            .bind(repo.as_str())
+            .bind(digest.to_string()),
+        };
+        let row = query.fetch_optional(&self.reader).await.map_err(backend)?;
+        row.map(|r| {
+            Ok(StoredManifest {
+                digest: stored(r.get::<&str, _>(0))?,
+                media_type: r.get(1),
+                content: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    async fn present_manifests(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, MetadataError> {
+        let list = serde_json::to_string(digests).map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT m.digest FROM json_each(?2) j JOIN manifests m ON m.digest = j.value
+             WHERE m.repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )
+        .bind(repo.as_str())
+        .bind(list)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError> {
+        // Tags and reference rows go with it through ON DELETE CASCADE.
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE digest = ?2
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = ?2
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?1)",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Tag>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = ?1 AND t.name > ?2 ORDER BY t.name LIMIT ?3",
+        )
+        .bind(repo.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Referrer>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, COALESCE(m.artifact_type, m.config_media_type),
+                    m.annotations
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ?1 AND m.subject_digest = ?2
+               AND (?3 IS NULL OR COALESCE(m.artifact_type, m.config_media_type) = ?3)
+               AND m.digest > ?4
+             ORDER BY m.digest LIMIT ?5",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(after.map(Digest::to_string).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let annotations: Option<&str> = r.get(4);
+                Ok(Referrer {
+                    digest: stored(r.get::<&str, _>(0))?,
+                    media_type: r.get(1),
+                    size: r.get::<i64, _>(2) as u64,
+                    artifact_type: r.get(3),
+                    annotations: annotations
+                        .map(serde_json::from_str::<BTreeMap<String, String>>)
+                        .transpose()
+                        .map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,76 @@
+//! Reading, deleting and mounting blobs.
+
+use oci::{Digest, RepoName};
+
+use super::{Registry, RegistryError};
+use crate::storage::{ByteRange, ByteStream};
+
+impl Registry {
+    /// The size of a blob readable in `repo`.
+    pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<u64, RegistryError> {
+        self.meta
+            .linked_blob(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Streams a blob readable in `repo`, or a range of it (already checked against its size).
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, RegistryError> {
+        match self.blobs.open(digest, range).await {
+            Ok(stream) => Ok(stream),
+            Err(crate::storage::StorageError::NotFound) => {
+                tracing::error!(%repo, %digest, "blob recorded in metadata is missing from storage");
+                Err(RegistryError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes `repo`'s access to a blob. The bytes stay until garbage collection.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Makes a blob readable in `repo` without uploading it again, when it is readable in
+    /// `from` or, with no `from`, in any repository `may_read` accepts. Returns whether it
+    /// mounted; when it did not, the caller starts an ordinary upload.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+        may_read: &(dyn Fn(&RepoName) -> bool + Send + Sync),
+    ) -> Result<bool, RegistryError> {
+        if let Some(size) = self.meta.linked_blob(repo, digest).await? {
+            self.meta.link_blob(repo, digest, size).await?;
+            return Ok(true);
+        }
+        let size = match from {
+            Some(source) if may_read(source) => self.meta.linked_blob(source, digest).await?,
+            Some(_) => None,
+            None => {
+                let candidates = self.meta.repositories_with_blob(digest, 100).await?;
+                match candidates.iter().any(|r| may_read(r)) {
+                    true => self.meta.blob_size(digest).await?,
+                    false => None,
+                }
+            }
+        };
+        match size {
+            Some(size) => {
+                self.meta.link_blob(repo, digest, size).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Tag lists, the catalog and the referrers API.
+
+use oci::{Digest, RepoName, Tag};
+
+use super::{Registry, RegistryError};
+use crate::metadata::Referrer;
+
+/// One page of a listing, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The last item's key when another page follows.
+    pub next_after: Option<String>,
+}
+
+/// One page of referrers.
+pub type ReferrersPage = Page<Referrer>;
+
+impl Registry {
+    fn page_size(&self, n: Option<u32>) -> u32 {
+        n.unwrap_or(self.options.max_page_size)
+            .min(self.options.max_page_size)
+    }
+
+    /// Tags of `repo` after `last`, at most `n` (capped by the configured page size).
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> Result<Page<Tag>, RegistryError> {
+        if !self.meta.repository_exists(repo).await? {
+            return Err(RegistryError::NameUnknown(repo.clone()));
+        }
+        let limit = self.page_size(n);
+        if limit == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                next_after: None,
+            });
+        }
+        let mut items = self.meta.list_tags(repo, last, limit + 1).await?;
+        let next_after = paginate(&mut items, limit, |t| t.as_str().to_string());
+        Ok(Page { items, next_after })
+    }
+
+    /// Repository names after `last`, at most `n`, keeping those `visible` accepts.
+    pub async fn catalog(
+        &self,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> Result<Page<RepoName>, RegistryError> {
+        let limit = self.page_size(n);
+        if limit == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                next_after: None,
+            });
+        }
+        let mut items = self.meta.list_repositories(last, limit + 1).await?;
+        let next_after = paginate(&mut items, limit, |r| r.as_str().to_string());
+        Ok(Page { items, next_after })
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        n: Option<u32>,
+        last: Option<&Digest>,
+    ) -> Result<ReferrersPage, RegistryError> {
+        let limit = self.page_size(n).max(1);
+        let mut items = self
+            .meta
+            .referrers(repo, subject, artifact_type, last, limit + 1)
+            .await?;
+        let next_after = paginate(&mut items, limit, |r| r.digest.to_string());
+        Ok(Page { items, next_after })
+    }
+}
+
+/// Cuts `items` (fetched with one extra) to `limit` and returns the key to continue after.
+fn paginate<T>(items: &mut Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(key)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,162 @@
+//! Pushing, pulling and deleting manifests.
+
+use oci::media_type::{EMPTY_JSON_DIGEST, OCI_EMPTY};
+use oci::{Algorithm, Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
+
+use super::{Registry, RegistryError};
+use crate::metadata::{ManifestKey, NewManifest, StoredManifest};
+use crate::storage::ByteStream;
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    /// The `subject` the manifest names, for the `OCI-Subject` reply header.
+    pub subject: Option<Digest>,
+    /// Every tag now pointing at the manifest.
+    pub tags: Vec<Tag>,
+}
+
+impl From<ManifestError> for RegistryError {
+    fn from(e: ManifestError) -> Self {
+        RegistryError::ManifestInvalid(e.to_string())
+    }
+}
+
+impl Registry {
+    /// Stores `bytes` as a manifest, unchanged, under `reference` and any `extra_tags`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        extra_tags: Vec<Tag>,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<PushedManifest, RegistryError> {
+        if bytes.len() > self.options.max_manifest_bytes {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: self.options.max_manifest_bytes,
+            });
+        }
+        let parsed = oci::manifest::parse(&bytes, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = expected.algorithm().digest_of(&bytes);
+                if &actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Algorithm::Sha256.digest_of(&bytes),
+        };
+        self.check_references(repo, &parsed).await?;
+        let mut tags = extra_tags;
+        if let Reference::Tag(t) = reference {
+            tags.insert(0, t.clone());
+        }
+        tags.dedup();
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let record = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            config_media_type: parsed.config.as_ref().map(|c| c.media_type.clone()),
+            subject: subject.clone(),
+            annotations: parsed.annotations.clone(),
+            blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
+            children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            content: bytes,
+        };
+        self.meta.put_manifest(repo, &record, &tags).await?;
+        Ok(PushedManifest {
+            digest,
+            subject,
+            tags,
+        })
+    }
+
+    /// Checks that every blob and child manifest is readable in `repo` with the declared size.
+    async fn check_references(
+        &self,
+        repo: &RepoName,
+        parsed: &ParsedManifest,
+    ) -> Result<(), RegistryError> {
+        let wanted: Vec<Digest> = parsed.blob_references().map(|d| d.digest.clone()).collect();
+        if !wanted.is_empty() {
+            let found = self.meta.linked_blobs(repo, &wanted).await?;
+            for d in parsed.blob_references() {
+                match found.get(&d.digest) {
+                    Some(&size) if size == d.size => {}
+                    Some(&size) => {
+                        return Err(RegistryError::ManifestInvalid(format!(
+                            "descriptor of {} says {} bytes but the blob has {size}",
+                            d.digest, d.size
+                        )))
+                    }
+                    None if is_empty_json(d) => self.ensure_empty_json_blob(repo).await?,
+                    None => return Err(RegistryError::ManifestBlobUnknown(d.digest.clone())),
+                }
+            }
+        }
+        if !parsed.manifests.is_empty() {
+            let children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+            let present = self.meta.present_manifests(repo, &children).await?;
+            if let Some(missing) = children.iter().find(|d| !present.contains(*d)) {
+                return Err(RegistryError::ManifestBlobUnknown(missing.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the two-byte `{}` blob of the OCI empty descriptor, which some clients reference
+    /// without uploading; its content is fixed by the spec, so berth can supply it.
+    async fn ensure_empty_json_blob(&self, repo: &RepoName) -> Result<(), RegistryError> {
+        let digest: Digest = EMPTY_JSON_DIGEST.parse().expect("constant digest is valid");
+        let body: ByteStream = Box::pin(futures::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))
+        }));
+        self.push_blob(repo, &digest, Some(2), body).await
+    }
+
+    /// Resolves a tag or digest to a stored manifest.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest, RegistryError> {
+        let key = match reference {
+            Reference::Tag(t) => ManifestKey::Tag(t),
+            Reference::Digest(d) => ManifestKey::Digest(d),
+        };
+        self.meta
+            .manifest(repo, key)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)
+    }
+
+    /// Deletes a tag (the manifest stays) or a manifest by digest (with every tag on it).
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        let existed = match reference {
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+        };
+        if existed {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown)
+        }
+    }
+}
+
+fn is_empty_json(d: &oci::Descriptor) -> bool {
+    d.size == 2
+        && d.digest.to_string() == EMPTY_JSON_DIGEST
+        && (d.media_type == OCI_EMPTY || d.media_type.ends_with("json"))
+}

@@ -1,0 +1,124 @@
+//! Registry operations: the domain steps behind every /v2 endpoint, free of HTTP types.
+//!
+//! Invariants kept here:
+//! - A blob becomes readable in a repository only after its digest was verified and its bytes
+//!   are durable; the metadata link is written after the bytes.
+//! - A manifest is stored only when every blob and child manifest it references is readable
+//!   in the same repository (its `subject` may be absent).
+//! - Deleting a tag, manifest or blob link never deletes bytes; that is garbage collection's job.
+
+mod blobs;
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use error::RegistryError;
+pub use listing::{Page, ReferrersPage};
+pub use manifests::PushedManifest;
+pub use uploads::{ChunkRange, UploadState};
+
+use crate::metadata::MetadataStore;
+use crate::storage::{BlobStore, UploadId};
+
+/// Limits and switches the registry operations obey.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Largest page the tag list, catalog and referrers endpoints return.
+    pub max_page_size: u32,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_page_size: 10_000,
+        }
+    }
+}
+
+/// The registry: metadata, blob storage and the in-process state of active uploads.
+pub struct Registry {
+    meta: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    options: RegistryOptions,
+    /// Per-upload lock and cached hash state. The lock serializes requests on one upload
+    /// session; the cached hasher saves re-reading the data at each chunk. Losing this map
+    /// (restart) only costs a re-hash of the bytes received so far.
+    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadSlot>>>>,
+}
+
+#[derive(Default)]
+struct UploadSlot {
+    /// Hash of the first `.0` bytes of the upload.
+    hashed: Option<(u64, oci::Hasher)>,
+}
+
+impl Registry {
+    /// Wires a registry over the given stores.
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+    ) -> Self {
+        Registry {
+            meta,
+            blobs,
+            options,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    fn upload_slot(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<UploadSlot>> {
+        let mut map = self.uploads.lock().expect("upload map lock poisoned");
+        map.entry(id.clone()).or_default().clone()
+    }
+
+    fn forget_upload_slot(&self, id: &UploadId) {
+        self.uploads
+            .lock()
+            .expect("upload map lock poisoned")
+            .remove(id);
+    }
+
+    /// Reconciles storage with metadata after a restart: upload data without a session is
+    /// removed, data longer than its recorded length (a crash mid-append) is cut back, and a
+    /// session whose data is missing is forgotten.
+    pub async fn recover(&self) -> Result<(), RegistryError> {
+        let recorded: HashMap<UploadId, u64> = self
+            .meta
+            .list_uploads()
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.length))
+            .collect();
+        let stored: HashMap<UploadId, u64> = self.blobs.list_uploads().await?.into_iter().collect();
+        for (id, len) in &stored {
+            match recorded.get(id) {
+                None => self.blobs.delete_upload(id).await?,
+                Some(&want) if *len > want => self.blobs.truncate_upload(id, want).await?,
+                Some(&want) if *len < want => {
+                    tracing::warn!(upload = %id, "upload data shorter than recorded; discarding the session");
+                    self.meta.delete_upload(id).await?;
+                    self.blobs.delete_upload(id).await?;
+                }
+                Some(_) => {}
+            }
+        }
+        for id in recorded.keys().filter(|id| !stored.contains_key(*id)) {
+            tracing::warn!(upload = %id, "upload data missing; discarding the session");
+            self.meta.delete_upload(id).await?;
+        }
+        Ok(())
+    }
+}

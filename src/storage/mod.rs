@@ -1,0 +1,156 @@
+//! Blob storage: content-addressed bytes and in-progress uploads.
+//!
+//! Storage knows nothing about repositories, tags or manifests; which repository may read which
+//! blob is metadata. The trait is implemented by the embedded filesystem backend
+//! ([`fs::FsBlobStore`]) and is the seam for an object-store backend.
+
+pub mod fs;
+mod layout;
+
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use oci::{Digest, Hasher};
+
+/// A stream of body bytes, as received from a client or read from storage.
+pub type ByteStream = BoxStream<'static, Result<Bytes, io::Error>>;
+
+/// An upload session identifier (a UUID in its hyphenated text form).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        UploadId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Parses an id from a URL; only canonical hyphenated UUIDs are accepted, so an id is always
+    /// safe to use as a file or key name.
+    pub fn parse(s: &str) -> Option<Self> {
+        let u = uuid::Uuid::parse_str(s).ok()?;
+        let canonical = u.hyphenated().to_string();
+        (canonical == s).then_some(UploadId(canonical))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The blob or upload does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The backing store has no room left.
+    #[error("storage is full")]
+    Full,
+    /// Reading the client's body failed (disconnect, timeout, malformed chunking).
+    #[error("reading the request body failed: {0}")]
+    Body(#[source] io::Error),
+    /// Any other backend failure.
+    #[error("storage backend failure")]
+    Backend(#[source] io::Error),
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => StorageError::NotFound,
+            io::ErrorKind::StorageFull => StorageError::Full,
+            _ => StorageError::Backend(e),
+        }
+    }
+}
+
+/// The result of appending to an upload.
+pub struct Appended {
+    /// Total bytes in the upload after the append.
+    pub len: u64,
+    /// The hasher, fed with every byte of the upload so far.
+    pub hasher: Hasher,
+}
+
+/// A byte range `start..=end` of a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Where blobs and upload data live.
+///
+/// Contract shared by every backend:
+/// - A blob is written only through [`BlobStore::commit_upload`], which verifies nothing itself
+///   (the caller has verified the digest) but guarantees that once it returns, the blob is
+///   durable and complete under its digest; before that, nothing is visible under the digest.
+/// - Committing a digest that already exists is not an error: content addressing makes the
+///   bytes identical, and the upload is discarded.
+/// - Appends are all-or-nothing: when [`BlobStore::append_upload`] fails, the upload is left
+///   at its previous length.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a stored blob, or `None` if the store does not hold it.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Streams a blob, or one range of it. `NotFound` if the blob is absent.
+    async fn open(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError>;
+
+    /// Creates an empty upload.
+    async fn create_upload(&self, id: &UploadId) -> Result<(), StorageError>;
+
+    /// Appends `body` to an upload that currently holds `offset` bytes, feeding `hasher` with
+    /// every byte written. The appended bytes are durable when this returns.
+    async fn append_upload(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        hasher: Hasher,
+        body: ByteStream,
+    ) -> Result<Appended, StorageError>;
+
+    /// Streams the first `len` bytes of an upload (to rebuild a hash state, e.g. after restart).
+    async fn read_upload(&self, id: &UploadId, len: u64) -> Result<ByteStream, StorageError>;
+
+    /// Makes the upload's bytes the blob `digest`, durably, and removes the upload.
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Discards an upload. Absent uploads are not an error.
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError>;
+
+    /// Lists uploads present in storage with their current length (for start-up recovery).
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, u64)>, StorageError>;
+
+    /// Shortens an upload to `len` bytes (start-up recovery after a crash mid-append).
+    async fn truncate_upload(&self, id: &UploadId, len: u64) -> Result<(), StorageError>;
+}
+
+/// Rebuilds the hash state of an upload's first `len` bytes by reading them back.
+pub async fn rehash_upload(
+    store: &dyn BlobStore,
+    id: &UploadId,
+    len: u64,
+    mut hasher: Hasher,
+) -> Result<Hasher, StorageError> {
+    use futures::StreamExt;
+    let mut stream = store.read_upload(id, len).await?;
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk.map_err(StorageError::from)?);
+    }
+    Ok(hasher)
+}
