@@ -28,6 +28,15 @@ pub struct Descriptor {
     pub urls: Vec<String>,
 }
 
+impl Descriptor {
+    /// Whether the layer is non-distributable: it has `urls`, or a media type that says so.
+    pub fn is_non_distributable(&self) -> bool {
+        !self.urls.is_empty()
+            || self.media_type.contains(".nondistributable.")
+            || self.media_type.contains(".foreign.")
+    }
+}
+
 /// Why manifest bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -73,12 +82,12 @@ impl ParsedManifest {
             .or(self.config.as_ref().map(|c| c.media_type.as_str()))
     }
 
-    /// Blobs this manifest needs in the same repository (config and layers, except foreign
-    /// layers that are fetched from their `urls`).
+    /// Blobs this manifest needs in the same repository: the config and every layer except
+    /// non-distributable (foreign) ones, which clients fetch from elsewhere and never upload.
     pub fn blob_references(&self) -> impl Iterator<Item = &Descriptor> {
         self.config
             .iter()
-            .chain(self.layers.iter().filter(|d| d.urls.is_empty()))
+            .chain(self.layers.iter().filter(|d| !d.is_non_distributable()))
     }
 }
 

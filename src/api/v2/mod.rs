@@ -124,6 +124,13 @@ async fn handle(
         (Endpoint::Manifest(repo, r), Method::DELETE) => {
             manifests::delete(registry, &repo, &r).await
         }
+        (Endpoint::ManifestBadTag(_), Method::GET | Method::HEAD | Method::DELETE) => Err(
+            ApiError::new(ErrorCode::ManifestUnknown, "manifest is not known"),
+        ),
+        (Endpoint::ManifestBadTag(_), Method::PUT) => Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            "tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}",
+        )),
         (Endpoint::Blob(repo, d), Method::GET | Method::HEAD) => {
             blobs::get(registry, &repo, &d, &req).await
         }

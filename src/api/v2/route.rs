@@ -21,6 +21,9 @@ pub enum Endpoint {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<text>` where the text is neither a tag nor a digest. No manifest
+    /// can exist under it: reads answer `MANIFEST_UNKNOWN`, a push `MANIFEST_INVALID`.
+    ManifestBadTag(RepoName),
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -91,13 +94,11 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
     }
     if n >= 3 && tail(2) == "manifests" {
         let repo = name(&segs[..n - 2])?;
-        let reference = tail(1).parse::<Reference>().map_err(|e| match e {
-            oci::reference::ReferenceError::Digest(d) => digest_error(d),
-            oci::reference::ReferenceError::Tag(t) => {
-                ApiError::new(ErrorCode::ManifestInvalid, t.to_string())
-            }
-        })?;
-        return Ok(Endpoint::Manifest(repo, reference));
+        return match tail(1).parse::<Reference>() {
+            Ok(reference) => Ok(Endpoint::Manifest(repo, reference)),
+            Err(oci::reference::ReferenceError::Digest(d)) => Err(digest_error(d)),
+            Err(oci::reference::ReferenceError::Tag(_)) => Ok(Endpoint::ManifestBadTag(repo)),
+        };
     }
     if n >= 3 && tail(2) == "tags" && tail(1) == "list" {
         return Ok(Endpoint::Tags(name(&segs[..n - 2])?));
@@ -168,7 +169,10 @@ mod tests {
         assert_eq!(code("/x/tags/list"), "NAME_INVALID");
         assert_eq!(code("x/blobs/sha256:abc"), "DIGEST_INVALID");
         assert_eq!(code("x/blobs/md5:abc"), "UNSUPPORTED");
-        assert_eq!(code("x/manifests/-bad"), "MANIFEST_INVALID");
+        assert!(matches!(
+            parse("x/manifests/-bad").unwrap(),
+            Endpoint::ManifestBadTag(_)
+        ));
         assert_eq!(code("x/blobs/uploads/not-a-uuid"), "BLOB_UPLOAD_UNKNOWN");
         assert_eq!(code("x/nothing"), "UNSUPPORTED");
         assert_eq!(code("tags/list"), "UNSUPPORTED");
