@@ -1,0 +1,231 @@
+//! Test harness: a real berth server on an ephemeral loopback port with its own data directory.
+//!
+//! `TestServer::start` runs berth in-process (fast, and a restart on the same data directory is
+//! a method call). `ProcessServer::spawn` runs the real binary, for tests that kill it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use berth::config::Settings;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// An in-process berth.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    data: DataDir,
+    settings: Settings,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+enum DataDir {
+    Owned(tempfile::TempDir),
+    Borrowed(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Owned(t) => t.path(),
+            DataDir::Borrowed(p) => p,
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts berth with default settings on a fresh data directory.
+    pub async fn start() -> TestServer {
+        Self::start_with(Settings::default()).await
+    }
+
+    /// Starts berth with the given settings on a fresh data directory.
+    pub async fn start_with(settings: Settings) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(DataDir::Owned(dir), settings).await
+    }
+
+    /// Starts berth on an existing data directory.
+    pub async fn start_on(path: &Path) -> TestServer {
+        Self::launch(DataDir::Borrowed(path.to_path_buf()), Settings::default()).await
+    }
+
+    async fn launch(data: DataDir, settings: Settings) -> TestServer {
+        let state = berth::open(data.path(), &settings)
+            .await
+            .expect("open berth");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            berth::serve(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        TestServer {
+            base,
+            client: reqwest::Client::new(),
+            data,
+            settings,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// Stops the server gracefully and starts it again on the same data directory.
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown().await;
+        let data = std::mem::replace(&mut self.data, DataDir::Borrowed(PathBuf::new()));
+        Self::launch(data, self.settings.clone()).await
+    }
+
+    /// Stops the server and waits for in-flight requests to finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// The real `berth` binary as a child process, for crash tests.
+pub struct ProcessServer {
+    pub base: String,
+    pub child: tokio::process::Child,
+}
+
+impl ProcessServer {
+    /// Spawns `berth serve` on `data_dir` with an ephemeral port and waits for its ready line.
+    pub async fn spawn(data_dir: &Path) -> ProcessServer {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("BERTH_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn berth");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read berth output")
+                .expect("berth exited before it was ready");
+            if let Some(i) = line.find("berth ready on ") {
+                let rest = &line[i + "berth ready on ".len()..];
+                break rest.split_whitespace().next().expect("url").to_string();
+            }
+        };
+        // Keep draining output so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ProcessServer { base, child }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Pushes a blob in one POST and asserts 201.
+pub async fn push_blob(client: &reqwest::Client, base: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let r = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("push blob");
+    assert_eq!(
+        r.status(),
+        201,
+        "push blob: {}",
+        r.text().await.unwrap_or_default()
+    );
+    digest
+}
+
+/// An OCI image manifest over one config and the given layers (digest, size).
+pub fn image_manifest(config: (&str, usize), layers: &[(&str, usize)]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(d, s)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+        "layers": layers,
+    }))
+    .expect("json")
+}
+
+/// Pushes a small image (config + one layer with `content`) and tags it; returns the manifest
+/// digest.
+pub async fn push_image(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    content: &[u8],
+) -> String {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = push_blob(client, base, repo, config).await;
+    let l = push_blob(client, base, repo, content).await;
+    let manifest = image_manifest((&c, config.len()), &[(&l, content.len())]);
+    let r = client
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .expect("put manifest");
+    assert_eq!(
+        r.status(),
+        201,
+        "put manifest: {}",
+        r.text().await.unwrap_or_default()
+    );
+    sha256(&manifest)
+}
+
+/// The OCI error code of an error response body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let v: serde_json::Value = r.json().await.expect("error body is JSON");
+    v["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_string()
+}
