@@ -123,6 +123,15 @@ impl From<RegistryError> for ApiError {
             RegistryError::Unsupported(_) => ApiError::new(ErrorCode::Unsupported, message),
             RegistryError::ManifestUnknown => ApiError::new(ErrorCode::ManifestUnknown, message),
             RegistryError::ManifestInvalid(_) => ApiError::new(ErrorCode::ManifestInvalid, message),
+            RegistryError::PolicyDenied(v) => {
+                let detail = json!({
+                    "mediaType": v.refused,
+                    "configMediaType": v.config_media_type,
+                    "artifactType": v.artifact_type,
+                    "allow": v.yaml,
+                });
+                ApiError::new(ErrorCode::ManifestInvalid, message).with_detail(detail)
+            }
             RegistryError::ManifestBlobUnknown(d) => {
                 ApiError::new(ErrorCode::ManifestBlobUnknown, message)
                     .with_detail(json!({ "digest": d }))

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod metadata;
+pub mod policy;
 pub mod registry;
 pub mod storage;
 
@@ -21,7 +22,7 @@ use anyhow::Context;
 use app::AppState;
 use config::Settings;
 use metadata::sqlite::SqliteStore;
-use registry::{Registry, RegistryOptions};
+use registry::Registry;
 use storage::fs::FsBlobStore;
 
 /// Opens the embedded backends under `data_dir` (creating it), recovers interrupted uploads,
@@ -33,11 +34,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         .await
         .context("cannot open the metadata database")?;
     let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
-    let options = RegistryOptions {
-        max_manifest_bytes: settings.manifest_max_bytes,
-        max_page_size: settings.list_max_page_size,
-    };
-    let registry = Registry::new(Arc::new(meta), Arc::new(blobs), options);
+    let registry = Registry::new(Arc::new(meta), Arc::new(blobs), settings);
     registry
         .recover()
         .await

@@ -21,6 +21,19 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the effective artifact policy (defaults merged).
+    /// Exits 1 when the file is invalid.
+    Check {
+        /// The YAML config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -31,7 +44,9 @@ struct ServeArgs {
     /// Directory holding the metadata database (metadata.db), blobs and uploads; created if missing.
     #[arg(long, default_value = "./berth-data", value_name = "DIR")]
     data_dir: PathBuf,
-    /// YAML config file (Quay-style keys; unknown keys are warned about and ignored).
+    /// YAML config file (Quay-style keys; unknown keys are warned about and ignored). It is
+    /// watched: a valid change applies within seconds without a restart (also on SIGHUP); an
+    /// invalid one is logged and the config in force stays.
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -47,18 +62,56 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    match berth::config::load(file) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("# {}: valid", file.display());
+            print!(
+                "{}",
+                berth::policy::ArtifactPolicy::new(loaded.settings.policy).describe()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let loaded = match &args.config {
-        Some(path) => berth::config::load(path)?,
-        None => berth::config::parse("")?,
+    let text = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?,
+        ),
+        None => None,
     };
+    let loaded = berth::config::parse(text.as_deref().unwrap_or("")).with_context(|| {
+        format!(
+            "invalid config file {}",
+            args.config.as_deref().unwrap_or("".as_ref()).display()
+        )
+    })?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
     let state = berth::open(&args.data_dir, &loaded.settings).await?;
+    if let Some(path) = &args.config {
+        let registry = state.registry.clone();
+        berth::config::watch(path.clone(), text, move |loaded| {
+            registry.apply_settings(&loaded.settings);
+            let policy = registry.policy();
+            tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

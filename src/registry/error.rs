@@ -28,6 +28,8 @@ pub enum RegistryError {
     ManifestUnknown,
     #[error("{0}")]
     ManifestInvalid(String),
+    #[error("{0}")]
+    PolicyDenied(crate::policy::Violation),
     #[error("manifest references {0}, which is not known in this repository")]
     ManifestBlobUnknown(Digest),
     #[error("manifest is larger than the limit of {limit} bytes")]

@@ -18,8 +18,8 @@ pub type ReferrersPage = Page<Referrer>;
 
 impl Registry {
     fn page_size(&self, n: Option<u32>) -> u32 {
-        n.unwrap_or(self.options.max_page_size)
-            .min(self.options.max_page_size)
+        let max = self.options().max_page_size;
+        n.unwrap_or(max).min(max)
     }
 
     /// Tags of `repo` after `last`, at most `n` (capped by the configured page size).

@@ -33,12 +33,14 @@ impl Registry {
         content_type: &str,
         bytes: Vec<u8>,
     ) -> Result<PushedManifest, RegistryError> {
-        if bytes.len() > self.options.max_manifest_bytes {
-            return Err(RegistryError::ManifestTooLarge {
-                limit: self.options.max_manifest_bytes,
-            });
+        let limit = self.options().max_manifest_bytes;
+        if bytes.len() > limit {
+            return Err(RegistryError::ManifestTooLarge { limit });
         }
         let parsed = oci::manifest::parse(&bytes, content_type)?;
+        self.policy()
+            .check(&parsed)
+            .map_err(RegistryError::PolicyDenied)?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = expected.algorithm().digest_of(&bytes);

@@ -14,14 +14,16 @@ mod manifests;
 mod uploads;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use error::RegistryError;
 pub use listing::{Page, ReferrersPage};
 pub use manifests::PushedManifest;
 pub use uploads::{ChunkRange, UploadState};
 
+use crate::config::Settings;
 use crate::metadata::MetadataStore;
+use crate::policy::ArtifactPolicy;
 use crate::storage::{BlobStore, UploadId};
 
 /// Limits and switches the registry operations obey.
@@ -33,11 +35,20 @@ pub struct RegistryOptions {
     pub max_page_size: u32,
 }
 
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        RegistryOptions {
-            max_manifest_bytes: 4 * 1024 * 1024,
-            max_page_size: 10_000,
+/// The settings that a config reload replaces, swapped as one value.
+struct Live {
+    options: RegistryOptions,
+    policy: Arc<ArtifactPolicy>,
+}
+
+impl Live {
+    fn from_settings(settings: &Settings) -> Self {
+        Live {
+            options: RegistryOptions {
+                max_manifest_bytes: settings.manifest_max_bytes,
+                max_page_size: settings.list_max_page_size,
+            },
+            policy: Arc::new(ArtifactPolicy::new(settings.policy.clone())),
         }
     }
 }
@@ -46,7 +57,7 @@ impl Default for RegistryOptions {
 pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
-    options: RegistryOptions,
+    live: RwLock<Arc<Live>>,
     /// Per-upload lock and cached hash state. The lock serializes requests on one upload
     /// session; the cached hasher saves re-reading the data at each chunk. Losing this map
     /// (restart) only costs a re-hash of the bytes received so far.
@@ -64,19 +75,34 @@ impl Registry {
     pub fn new(
         meta: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
-        options: RegistryOptions,
+        settings: &Settings,
     ) -> Self {
         Registry {
             meta,
             blobs,
-            options,
+            live: RwLock::new(Arc::new(Live::from_settings(settings))),
             uploads: Mutex::new(HashMap::new()),
         }
     }
 
+    fn live(&self) -> Arc<Live> {
+        self.live.read().expect("settings lock poisoned").clone()
+    }
+
+    /// Replaces the reloadable settings; requests that already started keep the old ones.
+    pub fn apply_settings(&self, settings: &Settings) {
+        *self.live.write().expect("settings lock poisoned") =
+            Arc::new(Live::from_settings(settings));
+    }
+
     /// The options in force.
-    pub fn options(&self) -> &RegistryOptions {
-        &self.options
+    pub fn options(&self) -> RegistryOptions {
+        self.live().options.clone()
+    }
+
+    /// The artifact policy in force.
+    pub fn policy(&self) -> Arc<ArtifactPolicy> {
+        self.live().policy.clone()
     }
 
     fn upload_slot(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<UploadSlot>> {

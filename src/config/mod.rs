@@ -3,9 +3,15 @@
 //! Unknown keys are accepted with a warning (a Quay `config.yaml` carries many keys berth does
 //! not use); a known key with a value of the wrong type is an error naming the key.
 
+mod watch;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
+
+use crate::policy::PolicySettings;
+pub use watch::watch;
 
 /// Settings read from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +20,9 @@ pub struct Settings {
     pub manifest_max_bytes: usize,
     /// `LIST_MAX_PAGE_SIZE`: largest page of tags, repositories or referrers (default 10,000).
     pub list_max_page_size: u32,
+    /// The artifact-type policy keys (`FEATURE_GENERAL_OCI_SUPPORT`, `FEATURE_HELM_OCI_SUPPORT`,
+    /// `ALLOWED_OCI_ARTIFACT_TYPES`, `IGNORE_UNKNOWN_MEDIATYPES`).
+    pub policy: PolicySettings,
 }
 
 impl Default for Settings {
@@ -21,6 +30,7 @@ impl Default for Settings {
         Settings {
             manifest_max_bytes: 4 * 1024 * 1024,
             list_max_page_size: 10_000,
+            policy: PolicySettings::default(),
         }
     }
 }
@@ -66,7 +76,57 @@ fn integer(map: &Mapping, key: &str, min: u64, max: u64) -> Result<Option<u64>, 
     }
 }
 
-const KNOWN_KEYS: &[&str] = &["MANIFEST_MAX_BYTES", "LIST_MAX_PAGE_SIZE"];
+fn boolean(map: &Mapping, key: &str) -> Result<Option<bool>, ConfigError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ConfigError::WrongType {
+            key: key.to_string(),
+            expected: "a boolean (true or false)",
+        }),
+    }
+}
+
+/// Reads `ALLOWED_OCI_ARTIFACT_TYPES`: media type -> list of media types (an empty or null list
+/// allows the key with no layers).
+fn type_map(
+    map: &Mapping,
+    key: &str,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        key: key.to_string(),
+        expected: "a mapping from a config media type to a list of layer media types",
+    };
+    let entries = match map.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => return Err(wrong()),
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in entries {
+        let k = k.as_str().ok_or_else(wrong)?.trim().to_string();
+        let layers = match v {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| i.as_str().map(|s| s.trim().to_string()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(wrong)?,
+            _ => return Err(wrong()),
+        };
+        out.insert(k, layers);
+    }
+    Ok(Some(out))
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "MANIFEST_MAX_BYTES",
+    "LIST_MAX_PAGE_SIZE",
+    "FEATURE_GENERAL_OCI_SUPPORT",
+    "FEATURE_HELM_OCI_SUPPORT",
+    "ALLOWED_OCI_ARTIFACT_TYPES",
+    "IGNORE_UNKNOWN_MEDIATYPES",
+];
 
 /// Parses config text.
 pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
@@ -83,6 +143,16 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(n) = integer(&map, "LIST_MAX_PAGE_SIZE", 1, 1_000_000)? {
         settings.list_max_page_size = n as u32;
     }
+    if let Some(b) = boolean(&map, "FEATURE_GENERAL_OCI_SUPPORT")? {
+        settings.policy.general_oci_support = b;
+    }
+    if let Some(b) = boolean(&map, "FEATURE_HELM_OCI_SUPPORT")? {
+        settings.policy.helm_oci_support = b;
+    }
+    if let Some(b) = boolean(&map, "IGNORE_UNKNOWN_MEDIATYPES")? {
+        settings.policy.ignore_unknown_mediatypes = b;
+    }
+    settings.policy.allowed_artifact_types = type_map(&map, "ALLOWED_OCI_ARTIFACT_TYPES")?;
     let warnings = map
         .keys()
         .map(|k| match k {
@@ -121,6 +191,30 @@ mod tests {
                 .unwrap();
         assert_eq!(l.settings.manifest_max_bytes, 8 << 20);
         assert_eq!(l.warnings.len(), 2);
+    }
+
+    #[test]
+    fn policy_keys() {
+        let l = parse(
+            "FEATURE_GENERAL_OCI_SUPPORT: false\nFEATURE_HELM_OCI_SUPPORT: false\nIGNORE_UNKNOWN_MEDIATYPES: true\n\
+             ALLOWED_OCI_ARTIFACT_TYPES:\n  application/x:\n  - application/y\n  application/z:\n",
+        )
+        .unwrap();
+        let p = l.settings.policy;
+        assert!(!p.general_oci_support && !p.helm_oci_support && p.ignore_unknown_mediatypes);
+        let map = p.allowed_artifact_types.unwrap();
+        assert_eq!(map["application/x"], vec!["application/y".to_string()]);
+        assert!(map["application/z"].is_empty());
+        assert!(l.warnings.is_empty());
+        for bad in [
+            "FEATURE_GENERAL_OCI_SUPPORT: maybe",
+            "ALLOWED_OCI_ARTIFACT_TYPES: [a, b]",
+            "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: b",
+            "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: [1, {x: y}]",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
+        }
     }
 
     #[test]
