@@ -10,7 +10,10 @@ use crate::registry::RegistryError;
 /// An error answered on /v2 as `{"errors":[{"code","message","detail"}]}` with the status that
 /// belongs to its code.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     code: ErrorCode,
     message: String,
     detail: Option<Value>,
@@ -22,43 +25,43 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and a message for the client.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             code,
             message: message.into(),
             detail: None,
             headers: HeaderMap::new(),
             source: None,
-        }
+        }))
     }
 
     /// Adds a machine-readable detail object.
     pub fn with_detail(mut self, detail: Value) -> Self {
-        self.detail = Some(detail);
+        self.0.detail = Some(detail);
         self
     }
 
     /// Adds a response header (e.g. `Range` on a 416 for an upload).
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         if let Ok(v) = HeaderValue::from_str(&value) {
-            self.headers.insert(HeaderName::from_static(name), v);
+            self.0.headers.insert(HeaderName::from_static(name), v);
         }
         self
     }
 
     /// A server-side failure; the client sees a generic message.
     pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             code: ErrorCode::Internal,
             message: "internal server error".into(),
             detail: None,
             headers: HeaderMap::new(),
             source: Some(Box::new(source)),
-        }
+        }))
     }
 
     /// The error code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 }
 
@@ -75,13 +78,14 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let inner = *self.0;
         let status =
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if let Some(source) = &self.source {
+            StatusCode::from_u16(inner.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Some(source) = &inner.source {
             tracing::error!(error = %chain(source.as_ref()), "request failed");
         }
-        let mut entry = json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some(detail) = self.detail {
+        let mut entry = json!({ "code": inner.code.as_str(), "message": inner.message });
+        if let Some(detail) = inner.detail {
             entry["detail"] = detail;
         }
         let body = json!({ "errors": [entry] }).to_string();
@@ -91,7 +95,7 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
-        response.headers_mut().extend(self.headers);
+        response.headers_mut().extend(inner.headers);
         response
     }
 }

@@ -59,7 +59,7 @@ impl Registry {
             Some(_) => None,
             None => {
                 let candidates = self.meta.repositories_with_blob(digest, 100).await?;
-                match candidates.iter().any(|r| may_read(r)) {
+                match candidates.iter().any(may_read) {
                     true => self.meta.blob_size(digest).await?,
                     false => None,
                 }

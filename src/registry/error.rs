@@ -29,7 +29,7 @@ pub enum RegistryError {
     #[error("{0}")]
     ManifestInvalid(String),
     #[error("{0}")]
-    PolicyDenied(crate::policy::Violation),
+    PolicyDenied(Box<crate::policy::Violation>),
     #[error("manifest references {0}, which is not known in this repository")]
     ManifestBlobUnknown(Digest),
     #[error("manifest is larger than the limit of {limit} bytes")]

@@ -40,7 +40,7 @@ impl Registry {
         let parsed = oci::manifest::parse(&bytes, content_type)?;
         self.policy()
             .check(&parsed)
-            .map_err(RegistryError::PolicyDenied)?;
+            .map_err(|v| RegistryError::PolicyDenied(Box::new(v)))?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = expected.algorithm().digest_of(&bytes);
