@@ -51,6 +51,8 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests it references (an index's children).
     pub children: Vec<Digest>,
+    /// Facts recorded for listings (kind, total size, what it signs, details).
+    pub facts: crate::registry::facts::ManifestFacts,
 }
 
 /// A stored manifest, as served to clients.

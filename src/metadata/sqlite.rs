@@ -365,8 +365,9 @@ impl MetadataStore for SqliteStore {
             .map_err(backend)?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
-                 config_media_type, subject_digest, annotations, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 config_media_type, subject_digest, annotations, created_at,
+                 kind, total_size, signed_digest, details)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT(repository_id, digest) DO NOTHING",
         )
         .bind(repo_id)
@@ -378,9 +379,28 @@ impl MetadataStore for SqliteStore {
         .bind(manifest.subject.as_ref().map(Digest::to_string))
         .bind(&annotations)
         .bind(now)
+        .bind(manifest.facts.kind.as_str())
+        .bind(manifest.facts.total_size as i64)
+        .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
+        .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            if let Some(signed) = &manifest.facts.signed {
+                // Pushed again under a cosign tag: remember what it signs.
+                sqlx::query(
+                    "UPDATE manifests SET signed_digest = ?3
+                     WHERE repository_id = ?1 AND digest = ?2 AND signed_digest IS NULL",
+                )
+                .bind(repo_id)
+                .bind(&digest)
+                .bind(signed.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
         if inserted.rows_affected() > 0 {
             let children = manifest
                 .blobs

@@ -3,7 +3,7 @@
 use oci::media_type::{EMPTY_JSON_DIGEST, OCI_EMPTY};
 use oci::{Algorithm, Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
 
-use super::{Registry, RegistryError};
+use super::{facts, Registry, RegistryError};
 use crate::metadata::{ManifestKey, NewManifest, StoredManifest};
 use crate::storage::ByteStream;
 
@@ -61,6 +61,13 @@ impl Registry {
         }
         tags.dedup();
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let chart = match parsed.config.as_ref() {
+            Some(c) if c.media_type == oci::media_type::HELM_CONFIG => {
+                self.read_small_json(&c.digest, c.size).await
+            }
+            _ => None,
+        };
+        let facts = facts::facts(&parsed, bytes.len(), &tags, chart.as_ref());
         let record = NewManifest {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
@@ -71,6 +78,7 @@ impl Registry {
             blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
             children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
             content: bytes,
+            facts,
         };
         self.meta.put_manifest(repo, &record, &tags).await?;
         Ok(PushedManifest {
@@ -111,6 +119,19 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Reads a small JSON blob (a Helm chart's config). `None` when it is large, unreadable or
+    /// not JSON: facts are best effort and never fail a push.
+    async fn read_small_json(&self, digest: &Digest, size: u64) -> Option<serde_json::Value> {
+        use futures::TryStreamExt;
+        const LIMIT: u64 = 1024 * 1024;
+        if size > LIMIT {
+            return None;
+        }
+        let stream = self.blobs.open(digest, None).await.ok()?;
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.ok()?;
+        serde_json::from_slice(&chunks.concat()).ok()
     }
 
     /// Stores the two-byte `{}` blob of the OCI empty descriptor, which some clients reference

@@ -9,6 +9,7 @@
 
 mod blobs;
 mod error;
+pub mod facts;
 mod listing;
 mod manifests;
 mod uploads;
