@@ -60,15 +60,58 @@ start_berth() {
   return 1
 }
 
-start_berth
-echo "berth at $BERTH_ADDR"
+CONFIG=$WORK/config.yaml
+# A Quay config carries keys berth does not use: they must only warn.
+printf 'SERVER_HOSTNAME: localhost\nFEATURE_USER_CREATION: false\n' >"$CONFIG"
+start_berth --config "$CONFIG"
+echo "berth at $BERTH_ADDR (config $CONFIG)"
+
 passed=0; failed=0; failed_names=()
-for flow in $FLOWS; do
-  if REGISTRY=$BERTH_ADDR bash "$CLIENTLAB/$flow.sh" >"$WORK/flow-$flow.log" 2>&1; then
-    passed=$((passed + 1)); tail -1 "$WORK/flow-$flow.log"
+pass() { passed=$((passed + 1)); echo "ok: $*"; }
+flunk() { failed=$((failed + 1)); failed_names+=("$1"); echo "FAILED: $*"; }
+
+# Runs one clientlab flow; $2 is "pass" or "refused" (must fail at push, naming the type).
+run_flow() {
+  local flow=$1 expect=$2 log=$WORK/flow-$1-$2.log
+  if REGISTRY=$BERTH_ADDR bash "$CLIENTLAB/$flow.sh" >"$log" 2>&1; then
+    if [ "$expect" = pass ]; then pass "flow $flow"; else tail -5 "$log"; flunk "$flow-$expect" "flow $flow was accepted but must be refused"; fi
   else
-    failed=$((failed + 1)); failed_names+=("$flow"); tail -20 "$WORK/flow-$flow.log"
+    if [ "$expect" = refused ] && grep -q 'manifest invalid: layer media type application/vnd.oci.image.layer.v1.tar+gzip+encrypted is not allowed' "$log"; then
+      pass "flow $flow refused with MANIFEST_INVALID naming the encrypted layer type"
+    else
+      tail -20 "$log"; flunk "$flow-$expect" "flow $flow (expected $expect)"
+    fi
   fi
+}
+
+# Default policy: images, zstd, Helm, cosign signatures pass; encrypted images are refused.
+for flow in $FLOWS; do
+  case $flow in
+    c|d) run_flow "$flow" refused ;;
+    *) run_flow "$flow" pass ;;
+  esac
 done
+
+# Append the Quay workshop snippet to the running berth's config: no restart.
+cat >>"$CONFIG" <<'YAML'
+ALLOWED_OCI_ARTIFACT_TYPES:
+  application/vnd.oci.image.config.v1+json:
+  - application/vnd.dev.cosign.simplesigning.v1+json
+  - application/vnd.oci.image.layer.v1.tar+gzip+encrypted
+  application/vnd.cncf.helm.config.v1+json:
+  - application/tar+gzip
+YAML
+reloaded=no
+for _ in $(seq 1 50); do
+  if [ "$(grep -c 'config reloaded' "$WORK/berth.log")" -ge 1 ]; then reloaded=yes; break; fi
+  sleep 0.1
+done
+if [ $reloaded = yes ]; then pass "config change applied within 5 s"; else flunk reload "config change not applied within 5 s"; fi
+for flow in $FLOWS; do
+  case $flow in
+    c|d) run_flow "$flow" pass ;;
+  esac
+done
+
 echo "clientlab: $passed passed, $failed failed${failed_names:+ (${failed_names[*]})}"
 [ "$failed" -eq 0 ]
