@@ -62,7 +62,7 @@ start_berth() {
 
 CONFIG=$WORK/config.yaml
 # A Quay config carries keys berth does not use: they must only warn.
-printf 'SERVER_HOSTNAME: localhost\nFEATURE_USER_CREATION: false\n' >"$CONFIG"
+printf 'BROWSER_API_CALLS_XHR_ONLY: false\nFEATURE_ACI_CONVERSION: false\n' >"$CONFIG"
 start_berth --config "$CONFIG"
 echo "berth at $BERTH_ADDR (config $CONFIG)"
 

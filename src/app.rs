@@ -1,6 +1,6 @@
 //! Application state and the HTTP router.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::routing::any;
@@ -9,17 +9,51 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
+use crate::auth::Auth;
+use crate::config::Settings;
 use crate::registry::Registry;
 
 /// Shared handles every request handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub auth: Arc<Auth>,
+    settings: Arc<RwLock<Arc<Settings>>>,
+    /// Whether berth serves HTTPS (decides the scheme of the URLs it hands out).
+    pub tls: bool,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(registry: Arc<Registry>, auth: Arc<Auth>, settings: Settings) -> Self {
+        AppState {
+            registry,
+            auth,
+            settings: Arc::new(RwLock::new(Arc::new(settings))),
+            tls: false,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .expect("settings lock poisoned")
+            .clone()
+    }
+
+    /// Applies reloaded settings everywhere they are used.
+    pub fn apply_settings(&self, settings: Settings) {
+        self.registry.apply_settings(&settings);
+        self.auth.apply_settings(settings.auth.clone());
+        *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);
+    }
 }
 
 /// The full HTTP surface of berth.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/v2/auth", any(api::token::token))
         .route("/v2", any(api::v2::dispatch))
         .route("/v2/", any(api::v2::dispatch))
         .route("/v2/{*path}", any(api::v2::dispatch))

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metadata;
@@ -20,28 +21,76 @@ use std::time::Duration;
 use anyhow::Context;
 
 use app::AppState;
+use auth::Auth;
 use config::Settings;
 use metadata::sqlite::SqliteStore;
 use registry::Registry;
 use storage::fs::FsBlobStore;
 
 /// Opens the embedded backends under `data_dir` (creating it), recovers interrupted uploads,
-/// and returns the application state.
+/// loads the token signing key, and returns the application state.
 pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let meta = SqliteStore::open(&data_dir.join("metadata.db"))
-        .await
-        .context("cannot open the metadata database")?;
+    let meta = Arc::new(
+        SqliteStore::open(&data_dir.join("metadata.db"))
+            .await
+            .context("cannot open the metadata database")?,
+    );
     let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
-    let registry = Registry::new(Arc::new(meta), Arc::new(blobs), settings);
+    let registry = Registry::new(meta.clone(), Arc::new(blobs), settings);
     registry
         .recover()
         .await
         .context("cannot recover upload state")?;
-    Ok(AppState {
-        registry: Arc::new(registry),
-    })
+    let auth = Auth::new(meta, settings.auth.clone())
+        .await
+        .context("cannot load token signing keys")?;
+    Ok(AppState::new(
+        Arc::new(registry),
+        Arc::new(auth),
+        settings.clone(),
+    ))
+}
+
+/// Name of the file holding the first-start admin password.
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// On a registry without users, creates the superuser `admin` with a random password and
+/// writes the password to `initial-admin-password` in the data directory (mode 0600), so the
+/// embedded default is usable at once. Returns the password when it created the account.
+pub async fn create_initial_admin(
+    state: &AppState,
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    let accounts = state.auth.accounts();
+    if accounts.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let password = auth::secret::random_password();
+    let hash = auth::secret::hash_password(&password);
+    match accounts.create_user("admin", &hash, None, true).await {
+        Ok(_) => {}
+        // Another replica or a concurrent CLI call got there first.
+        Err(metadata::MetadataError::Conflict) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let path = data_dir.join(INITIAL_ADMIN_PASSWORD_FILE);
+    write_private(&path, format!("{password}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(password))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// How long in-flight requests may run after a shutdown signal before berth exits anyway.
@@ -59,7 +108,8 @@ pub async fn serve(
         shutdown.await;
         let _ = signalled_tx.send(());
     };
-    let server = axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown);
+    let service = app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { server.await });
     tokio::select! {
         result = server => result.map_err(std::io::Error::other)?,

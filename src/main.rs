@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod cli;
+use cli::admin;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -24,6 +27,48 @@ enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage users.
+    User {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Manage organizations.
+    Org {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::OrgCommand,
+    },
+    /// Manage the teams of organizations.
+    Team {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::TeamCommand,
+    },
+    /// Manage robot accounts (NAMESPACE+NAME, with a token as password).
+    Robot {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::RobotCommand,
+    },
+    /// Manage repositories: create, visibility, permissions, delete.
+    Repo {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::RepoCommand,
+    },
+    /// Manage API tokens for /api/v1.
+    Token {
+        #[command(flatten)]
+        target: admin::Target,
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -49,6 +94,9 @@ struct ServeArgs {
     /// invalid one is logged and the config in force stays.
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Do not create the superuser `admin` on a first start without users.
+    #[arg(long)]
+    no_initial_admin: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +111,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::User { target, command } => runtime.block_on(admin::user(&target, command)),
+        Command::Org { target, command } => runtime.block_on(admin::org(&target, command)),
+        Command::Team { target, command } => runtime.block_on(admin::team(&target, command)),
+        Command::Robot { target, command } => runtime.block_on(admin::robot(&target, command)),
+        Command::Repo { target, command } => runtime.block_on(admin::repo(&target, command)),
+        Command::Token { target, command } => runtime.block_on(admin::token(&target, command)),
     }
 }
 
@@ -104,11 +158,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let state = berth::open(&args.data_dir, &loaded.settings).await?;
+    if !args.no_initial_admin {
+        if let Some(password) = berth::create_initial_admin(&state, &args.data_dir).await? {
+            // Printed once, like Argo CD's initial secret; also kept in the data directory.
+            tracing::warn!(
+                "created superuser admin with password {password} (also in {}); change it or create other accounts",
+                args.data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE).display()
+            );
+        }
+    }
     if let Some(path) = &args.config {
-        let registry = state.registry.clone();
+        let live = state.clone();
         berth::config::watch(path.clone(), text, move |loaded| {
-            registry.apply_settings(&loaded.settings);
-            let policy = registry.policy();
+            live.apply_settings(loaded.settings);
+            let policy = live.registry.policy();
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
         });
     }

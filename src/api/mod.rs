@@ -1,3 +1,6 @@
-//! HTTP APIs. Handlers here are thin: they turn HTTP into registry calls and back.
+//! HTTP APIs. Handlers here are thin: they turn HTTP into registry, auth or account calls and
+//! back.
 
+pub mod challenge;
+pub mod token;
 pub mod v2;

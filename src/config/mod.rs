@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
+use crate::auth::AuthSettings;
 use crate::policy::PolicySettings;
 pub use watch::watch;
 
@@ -23,6 +24,16 @@ pub struct Settings {
     /// The artifact-type policy keys (`FEATURE_GENERAL_OCI_SUPPORT`, `FEATURE_HELM_OCI_SUPPORT`,
     /// `ALLOWED_OCI_ARTIFACT_TYPES`, `IGNORE_UNKNOWN_MEDIATYPES`).
     pub policy: PolicySettings,
+    /// Accounts and tokens (`SUPER_USERS`, `TOKEN_LIFETIME_SECONDS`, `LOGIN_FAILURES_PER_MINUTE`,
+    /// `CREATE_PRIVATE_REPO_ON_PUSH`).
+    pub auth: AuthSettings,
+    /// `SERVER_HOSTNAME`: the host (and port) clients reach berth at; token realms use it.
+    /// Without it, the request's `Host` header is used.
+    pub server_hostname: Option<String>,
+    /// `PREFERRED_URL_SCHEME`: `http` or `https` for URLs berth hands out.
+    pub preferred_url_scheme: Option<String>,
+    /// `FEATURE_USER_CREATION`: anyone may register an account through the API.
+    pub user_creation: bool,
 }
 
 impl Default for Settings {
@@ -31,6 +42,10 @@ impl Default for Settings {
             manifest_max_bytes: 4 * 1024 * 1024,
             list_max_page_size: 10_000,
             policy: PolicySettings::default(),
+            auth: AuthSettings::default(),
+            server_hostname: None,
+            preferred_url_scheme: None,
+            user_creation: false,
         }
     }
 }
@@ -119,7 +134,42 @@ fn type_map(
     Ok(Some(out))
 }
 
+fn string(map: &Mapping, key: &str) -> Result<Option<String>, ConfigError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ConfigError::WrongType {
+            key: key.to_string(),
+            expected: "a string",
+        }),
+    }
+}
+
+fn string_list(map: &Mapping, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        key: key.to_string(),
+        expected: "a list of strings",
+    };
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(wrong),
+        Some(_) => Err(wrong()),
+    }
+}
+
 const KNOWN_KEYS: &[&str] = &[
+    "SUPER_USERS",
+    "TOKEN_LIFETIME_SECONDS",
+    "LOGIN_FAILURES_PER_MINUTE",
+    "CREATE_PRIVATE_REPO_ON_PUSH",
+    "SERVER_HOSTNAME",
+    "PREFERRED_URL_SCHEME",
+    "FEATURE_USER_CREATION",
     "MANIFEST_MAX_BYTES",
     "LIST_MAX_PAGE_SIZE",
     "FEATURE_GENERAL_OCI_SUPPORT",
@@ -153,6 +203,32 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
         settings.policy.ignore_unknown_mediatypes = b;
     }
     settings.policy.allowed_artifact_types = type_map(&map, "ALLOWED_OCI_ARTIFACT_TYPES")?;
+    if let Some(users) = string_list(&map, "SUPER_USERS")? {
+        settings.auth.super_users = users;
+    }
+    if let Some(n) = integer(&map, "TOKEN_LIFETIME_SECONDS", 60, 7 * 24 * 3600)? {
+        settings.auth.token_lifetime_secs = n;
+    }
+    if let Some(n) = integer(&map, "LOGIN_FAILURES_PER_MINUTE", 1, 1_000_000)? {
+        settings.auth.login_failures_per_minute = n as u32;
+    }
+    if let Some(b) = boolean(&map, "CREATE_PRIVATE_REPO_ON_PUSH")? {
+        settings.auth.create_private_repo_on_push = b;
+    }
+    if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
+        settings.user_creation = b;
+    }
+    settings.server_hostname = string(&map, "SERVER_HOSTNAME")?;
+    settings.preferred_url_scheme = match string(&map, "PREFERRED_URL_SCHEME")? {
+        None => None,
+        Some(s) if s == "http" || s == "https" => Some(s),
+        Some(_) => {
+            return Err(ConfigError::WrongType {
+                key: "PREFERRED_URL_SCHEME".into(),
+                expected: "http or https",
+            })
+        }
+    };
     let warnings = map
         .keys()
         .map(|k| match k {
@@ -187,7 +263,7 @@ mod tests {
     #[test]
     fn unknown_keys_warn() {
         let l =
-            parse("SERVER_HOSTNAME: quay.example\nFEATURE_X: true\nMANIFEST_MAX_BYTES: 8388608\n")
+            parse("DB_CONNECTION_POOLING: true\nFEATURE_X: true\nMANIFEST_MAX_BYTES: 8388608\n")
                 .unwrap();
         assert_eq!(l.settings.manifest_max_bytes, 8 << 20);
         assert_eq!(l.warnings.len(), 2);

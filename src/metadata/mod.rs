@@ -4,6 +4,7 @@
 //! SQLite backend ([`sqlite::SqliteStore`]) and is the seam for a PostgreSQL backend. Every
 //! method that writes more than one row does so in one transaction.
 
+pub mod accounts;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -41,36 +41,25 @@ impl Registry {
     }
 
     /// Makes a blob readable in `repo` without uploading it again, when it is readable in
-    /// `from` or, with no `from`, in any repository `may_read` accepts. Returns whether it
-    /// mounted; when it did not, the caller starts an ordinary upload.
+    /// `source` (the caller has checked that it may read `source`). Returns whether it mounted;
+    /// when it did not, the caller starts an ordinary upload.
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        from: Option<&RepoName>,
-        may_read: &(dyn Fn(&RepoName) -> bool + Send + Sync),
+        source: &RepoName,
     ) -> Result<bool, RegistryError> {
-        if let Some(size) = self.meta.linked_blob(repo, digest).await? {
-            self.meta.link_blob(repo, digest, size).await?;
-            return Ok(true);
-        }
-        let size = match from {
-            Some(source) if may_read(source) => self.meta.linked_blob(source, digest).await?,
-            Some(_) => None,
-            None => {
-                let candidates = self.meta.repositories_with_blob(digest, 100).await?;
-                match candidates.iter().any(may_read) {
-                    true => self.meta.blob_size(digest).await?,
-                    false => None,
-                }
-            }
-        };
-        match size {
+        match self.meta.linked_blob(source, digest).await? {
             Some(size) => {
                 self.meta.link_blob(repo, digest, size).await?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Repositories that may read `digest`: candidate sources for a mount without `from`.
+    pub async fn mount_candidates(&self, digest: &Digest) -> Result<Vec<RepoName>, RegistryError> {
+        Ok(self.meta.repositories_with_blob(digest, 100).await?)
     }
 }

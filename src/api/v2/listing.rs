@@ -8,7 +8,8 @@ use oci::{Digest, ErrorCode, RepoName};
 use serde_json::json;
 
 use super::route::parse_digest;
-use super::{reply, V2Request};
+use super::{reply, Caller, V2Request};
+use crate::app::AppState;
 use crate::error::ApiError;
 use crate::registry::Registry;
 
@@ -70,13 +71,44 @@ pub async fn tags(
     ))
 }
 
-pub async fn catalog(registry: &Registry, req: &V2Request) -> Result<Response, ApiError> {
-    let n = page_size(req)?;
-    let page = registry.catalog(n, req.query("last")).await?;
-    let link = page
-        .next_after
-        .map(|last| format!("/v2/_catalog?n={}&last={}", page.items.len(), encode(&last)));
-    let names: Vec<&str> = page.items.iter().map(|r| r.as_str()).collect();
+/// The catalog lists only repositories the caller may pull from; pages are filled from
+/// further down the list so a caller sees full pages of what it may read.
+pub async fn catalog(
+    state: &AppState,
+    caller: &Caller,
+    req: &V2Request,
+) -> Result<Response, ApiError> {
+    let max = state.registry.options().max_page_size;
+    let want = page_size(req)?.unwrap_or(max).min(max) as usize;
+    let mut names: Vec<RepoName> = Vec::new();
+    let mut last = req.query("last").map(str::to_string);
+    'pages: while want > 0 {
+        let page = state.registry.catalog(Some(max), last.as_deref()).await?;
+        for repo in page.items {
+            last = Some(repo.to_string());
+            if state
+                .auth
+                .may_see(&caller.credential, &repo)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                names.push(repo);
+                if names.len() > want {
+                    break 'pages;
+                }
+            }
+        }
+        if page.next_after.is_none() {
+            break;
+        }
+    }
+    let more = names.len() > want;
+    names.truncate(want);
+    let link = more.then(|| {
+        let last = names.last().map(|r| r.to_string()).unwrap_or_default();
+        format!("/v2/_catalog?n={want}&last={}", encode(&last))
+    });
+    let names: Vec<&str> = names.iter().map(|r| r.as_str()).collect();
     Ok(json_reply(
         StatusCode::OK,
         "application/json",

@@ -10,14 +10,18 @@ mod manifests;
 pub mod route;
 mod uploads;
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use oci::ErrorCode;
 
+use super::challenge::Origin;
 use crate::app::AppState;
+use crate::auth::{AuthError, Credential, Denial};
 use crate::error::ApiError;
 use crate::storage::ByteStream;
 use route::Endpoint;
@@ -70,14 +74,19 @@ pub fn body_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map_err(std::io::Error::other))
 }
 
+/// Who is calling, as far as handlers need to know.
+pub struct Caller {
+    pub credential: Credential,
+}
+
 /// Entry point of every /v2 request.
-pub async fn dispatch(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
@@ -85,6 +94,30 @@ pub async fn dispatch(
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
+    let origin = Origin::of(&state, &headers);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let credential = match state.auth.credential(authorization, client).await {
+        Ok(c) => c,
+        Err(AuthError::TooManyAttempts) => {
+            return ApiError::new(
+                ErrorCode::TooManyRequests,
+                "too many failed logins; try again later",
+            )
+            .into_response()
+        }
+        Err(AuthError::Metadata(e)) => return ApiError::internal(e).into_response(),
+        Err(e) => {
+            let error = matches!(e, AuthError::BadToken(_)).then_some("invalid_token");
+            return ApiError::new(ErrorCode::Unauthorized, e.to_string())
+                .with_header("www-authenticate", origin.bearer_challenge(None, error))
+                .into_response();
+        }
+    };
+    if let Err(e) = authorize(&state, &origin, &endpoint, &method, &credential).await {
+        return e.into_response();
+    }
     let query = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -94,14 +127,73 @@ pub async fn dispatch(
         headers,
         query,
     };
-    match handle(&state, endpoint, req, body).await {
+    let caller = Caller { credential };
+    match handle(&state, &caller, endpoint, req, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
+/// The one authorization path of /v2: the endpoint names the repository and actions, the
+/// auth service decides, and a push that is allowed to create a repository creates it.
+async fn authorize(
+    state: &AppState,
+    origin: &Origin,
+    endpoint: &Endpoint,
+    method: &Method,
+    credential: &Credential,
+) -> Result<(), ApiError> {
+    let Some((repo, wanted)) = endpoint.repository_access(method) else {
+        if *endpoint == Endpoint::Base && matches!(credential, Credential::Anonymous) {
+            return Err(
+                ApiError::new(ErrorCode::Unauthorized, "authentication required")
+                    .with_header("www-authenticate", origin.bearer_challenge(None, None)),
+            );
+        }
+        return Ok(());
+    };
+    match state
+        .auth
+        .authorize(credential, repo, wanted)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(()) => {
+            if wanted.push {
+                if let Some(identity) = credential.identity() {
+                    state
+                        .auth
+                        .create_on_push(identity, repo)
+                        .await
+                        .map_err(ApiError::internal)?;
+                }
+            }
+            Ok(())
+        }
+        Err(Denial::Unauthorized { insufficient_scope }) => {
+            let actions = if wanted.push {
+                "pull,push"
+            } else if wanted.delete {
+                "delete"
+            } else {
+                "pull"
+            };
+            let scope = format!("repository:{repo}:{actions}");
+            let error = insufficient_scope.then_some("insufficient_scope");
+            Err(ApiError::new(ErrorCode::Unauthorized, "authentication required")
+                .with_detail(serde_json::json!([{ "Type": "repository", "Name": repo.as_str(), "Action": actions }]))
+                .with_header("www-authenticate", origin.bearer_challenge(Some(&scope), error)))
+        }
+        Err(Denial::Forbidden) => Err(ApiError::new(
+            ErrorCode::Denied,
+            "requested access to the resource is denied",
+        )),
+    }
+}
+
 async fn handle(
     state: &AppState,
+    caller: &Caller,
     endpoint: Endpoint,
     req: V2Request,
     body: Body,
@@ -110,7 +202,7 @@ async fn handle(
     let m = req.method.clone();
     match (endpoint, m) {
         (Endpoint::Base, Method::GET | Method::HEAD) => Ok(base()),
-        (Endpoint::Catalog, Method::GET) => listing::catalog(registry, &req).await,
+        (Endpoint::Catalog, Method::GET) => listing::catalog(state, caller, &req).await,
         (Endpoint::Tags(repo), Method::GET) => listing::tags(registry, &repo, &req).await,
         (Endpoint::Referrers(repo, subject), Method::GET) => {
             listing::referrers(registry, &repo, &subject, &req).await
@@ -136,7 +228,7 @@ async fn handle(
         }
         (Endpoint::Blob(repo, d), Method::DELETE) => blobs::delete(registry, &repo, &d).await,
         (Endpoint::UploadStart(repo), Method::POST) => {
-            uploads::start(registry, &repo, &req, body).await
+            uploads::start(state, caller, &repo, &req, body).await
         }
         (Endpoint::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
         (Endpoint::Upload(repo, id), Method::PATCH) => {

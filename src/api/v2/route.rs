@@ -7,6 +7,7 @@
 use oci::digest::DigestError;
 use oci::{Digest, ErrorCode, Reference, RepoName};
 
+use crate::auth::scope::Actions;
 use crate::error::ApiError;
 use crate::storage::UploadId;
 
@@ -32,6 +33,39 @@ pub enum Endpoint {
     Upload(RepoName, UploadId),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(RepoName, Digest),
+}
+
+impl Endpoint {
+    /// The repository and actions a request on this endpoint needs, or `None` for endpoints
+    /// that are not about one repository (and for methods no handler serves).
+    pub fn repository_access(&self, method: &axum::http::Method) -> Option<(&RepoName, Actions)> {
+        use axum::http::Method as M;
+        let push = Actions {
+            pull: false,
+            push: true,
+            delete: false,
+        };
+        let delete = Actions {
+            pull: false,
+            push: false,
+            delete: true,
+        };
+        match (self, method) {
+            (Endpoint::Tags(r) | Endpoint::Referrers(r, _), &M::GET) => Some((r, Actions::PULL)),
+            (
+                Endpoint::Manifest(r, _) | Endpoint::ManifestBadTag(r) | Endpoint::Blob(r, _),
+                &M::GET | &M::HEAD,
+            ) => Some((r, Actions::PULL)),
+            (Endpoint::Manifest(r, _) | Endpoint::ManifestBadTag(r), &M::PUT) => Some((r, push)),
+            (Endpoint::UploadStart(r), &M::POST) => Some((r, push)),
+            (Endpoint::Upload(r, _), &M::GET | &M::PATCH | &M::PUT | &M::DELETE) => Some((r, push)),
+            (
+                Endpoint::Manifest(r, _) | Endpoint::ManifestBadTag(r) | Endpoint::Blob(r, _),
+                &M::DELETE,
+            ) => Some((r, delete)),
+            _ => None,
+        }
+    }
 }
 
 /// Maps a digest parse failure to its error: unknown algorithms are `UNSUPPORTED`, anything

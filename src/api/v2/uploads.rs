@@ -6,7 +6,9 @@ use axum::response::Response;
 use oci::{Algorithm, Digest, ErrorCode, RepoName};
 
 use super::route::{digest_error, parse_digest};
-use super::{body_stream, reply, V2Request};
+use super::{body_stream, reply, Caller, V2Request};
+use crate::app::AppState;
+use crate::auth::scope::Actions;
 use crate::error::{upload_range, ApiError};
 use crate::registry::{ChunkRange, Registry, UploadState};
 use crate::storage::UploadId;
@@ -57,11 +59,13 @@ fn chunk_range(req: &V2Request, current: u64) -> Result<Option<ChunkRange>, ApiE
 }
 
 pub async fn start(
-    registry: &Registry,
+    state: &AppState,
+    caller: &Caller,
     repo: &RepoName,
     req: &V2Request,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let registry = &state.registry;
     if let Some(mount) = req.query("mount") {
         let digest = parse_digest(mount)?;
         let from = match req.query("from") {
@@ -71,11 +75,7 @@ pub async fn start(
             ),
             None => None,
         };
-        // Access control arrives with accounts; until then every repository is readable.
-        if registry
-            .mount_blob(repo, &digest, from.as_ref(), &|_| true)
-            .await?
-        {
+        if mount_readable(state, caller, repo, &digest, from).await? {
             return Ok(blob_created(repo, &digest));
         }
     } else if let Some(d) = req.query("digest") {
@@ -90,8 +90,36 @@ pub async fn start(
         None => Algorithm::Sha256,
         Some(a) => a.parse::<Algorithm>().map_err(digest_error)?,
     };
-    let state = registry.start_upload(repo, algorithm).await?;
-    Ok(upload_reply(StatusCode::ACCEPTED, repo, &state))
+    let upload = registry.start_upload(repo, algorithm).await?;
+    Ok(upload_reply(StatusCode::ACCEPTED, repo, &upload))
+}
+
+/// Mounts `digest` into `repo` from `from`, or with no `from` from any repository holding it,
+/// but only from a repository the caller may pull from: a mount must never let a caller read
+/// a blob it could not read before.
+async fn mount_readable(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    from: Option<RepoName>,
+) -> Result<bool, ApiError> {
+    let candidates = match from {
+        Some(f) => vec![f],
+        None => state.registry.mount_candidates(digest).await?,
+    };
+    for source in candidates {
+        let readable = state
+            .auth
+            .authorize(&caller.credential, &source, Actions::PULL)
+            .await
+            .map_err(ApiError::internal)?
+            .is_ok();
+        if readable && state.registry.mount_blob(repo, digest, &source).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub async fn status(

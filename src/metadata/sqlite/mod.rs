@@ -19,17 +19,19 @@ use super::{
 };
 use crate::storage::UploadId;
 
+mod accounts;
+
 /// Metadata in a local SQLite database.
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
+pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
     MetadataError::Backend(Box::new(e))
 }
 
-fn now_millis() -> i64 {
+pub(super) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -37,7 +39,7 @@ fn now_millis() -> i64 {
 }
 
 /// Parses a value this store wrote itself; a failure means the database was edited by hand.
-fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
+pub(super) fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
 where
     T::Err: std::fmt::Display,
 {
@@ -72,7 +74,9 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetadataError> {
+    pub(super) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetadataError> {
         // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
         // wait on the busy timeout instead of failing the transaction half-way.
         self.writer

@@ -1,0 +1,526 @@
+//! Authentication and authorization.
+//!
+//! Every /v2 request is authorized through [`Auth::authorize`], from one of three credentials:
+//! none (anonymous), HTTP Basic (a user's password or a robot's token), or a bearer token
+//! issued by the token endpoint. The decision itself ([`Auth::live_actions`]) follows Quay's
+//! model: superusers and namespace admins may do everything, others what their direct and team
+//! grants allow, anyone may pull a public repository, and push may create a repository where
+//! the caller may create.
+
+pub mod limiter;
+pub mod scope;
+pub mod secret;
+pub mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use oci::RepoName;
+
+use crate::metadata::accounts::{Account, AccountKind, AccountStore, Grantee, Role};
+use crate::metadata::MetadataError;
+use limiter::LoginLimiter;
+use scope::{AccessEntry, Actions, Scope};
+use token::{Claims, TokenKeys};
+
+/// Auth settings from the config file (Quay's keys where Quay has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `SUPER_USERS`: account names with superuser rights.
+    pub super_users: Vec<String>,
+    /// `TOKEN_LIFETIME_SECONDS`: lifetime of registry tokens (default one hour).
+    pub token_lifetime_secs: u64,
+    /// `LOGIN_FAILURES_PER_MINUTE`: failed logins allowed per user and per client address.
+    pub login_failures_per_minute: u32,
+    /// `CREATE_PRIVATE_REPO_ON_PUSH`: repositories created by a push are private.
+    pub create_private_repo_on_push: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            super_users: Vec::new(),
+            token_lifetime_secs: 3600,
+            login_failures_per_minute: 10,
+            create_private_repo_on_push: true,
+        }
+    }
+}
+
+/// An authenticated account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: i64,
+    pub name: String,
+    pub kind: AccountKind,
+    pub superuser: bool,
+}
+
+/// How a request authenticated.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// No credentials.
+    Anonymous,
+    /// HTTP Basic or an API token: rights are decided live.
+    Account(Identity),
+    /// A registry token: rights are those in its claims.
+    Token {
+        claims: Claims,
+        identity: Option<Identity>,
+    },
+}
+
+impl Credential {
+    /// The account behind the credential, if any.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Credential::Anonymous => None,
+            Credential::Account(i) => Some(i),
+            Credential::Token { identity, .. } => identity.as_ref(),
+        }
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("too many failed logins; try again later")]
+    TooManyAttempts,
+    #[error("invalid token: {0}")]
+    BadToken(String),
+    #[error("malformed Authorization header")]
+    Malformed,
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+/// Why an authenticated or anonymous caller may not do what it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: authenticate (or fetch a token with more scope) and try again.
+    Unauthorized { insufficient_scope: bool },
+    /// 403: the caller is known and not allowed.
+    Forbidden,
+}
+
+/// How long a verified Basic credential is remembered, so clients that send Basic on every
+/// request do not pay an argon2 verification each time.
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The auth service.
+pub struct Auth {
+    accounts: Arc<dyn AccountStore>,
+    keys: TokenKeys,
+    settings: RwLock<Arc<AuthSettings>>,
+    limiter: LoginLimiter,
+    basic_cache: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+}
+
+fn role_actions(role: Option<Role>) -> Actions {
+    match role {
+        None => Actions::NONE,
+        Some(Role::Read) => Actions::PULL,
+        Some(Role::Write) | Some(Role::Admin) => Actions::ALL,
+    }
+}
+
+impl Auth {
+    /// Builds the service, loading (or creating) the token signing key.
+    pub async fn new(
+        accounts: Arc<dyn AccountStore>,
+        settings: AuthSettings,
+    ) -> anyhow::Result<Auth> {
+        let keys = TokenKeys::load(accounts.as_ref()).await?;
+        Ok(Auth {
+            accounts,
+            keys,
+            settings: RwLock::new(Arc::new(settings)),
+            limiter: LoginLimiter::default(),
+            basic_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The account store.
+    pub fn accounts(&self) -> &Arc<dyn AccountStore> {
+        &self.accounts
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<AuthSettings> {
+        self.settings
+            .read()
+            .expect("auth settings lock poisoned")
+            .clone()
+    }
+
+    /// Replaces the settings (config reload).
+    pub fn apply_settings(&self, settings: AuthSettings) {
+        *self.settings.write().expect("auth settings lock poisoned") = Arc::new(settings);
+        self.basic_cache
+            .lock()
+            .expect("cache lock poisoned")
+            .clear();
+    }
+
+    fn identity(&self, account: &Account) -> Identity {
+        let superuser = account.superuser
+            || self
+                .settings()
+                .super_users
+                .iter()
+                .any(|s| s == &account.name);
+        Identity {
+            id: account.id,
+            name: account.name.clone(),
+            kind: account.kind,
+            superuser,
+        }
+    }
+
+    /// Checks a username and password (or robot token), with rate limiting per user and
+    /// per client address.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Identity, AuthError> {
+        let user_key = format!("u:{username}");
+        let ip_key = client.map(|ip| format!("ip:{ip}")).unwrap_or_default();
+        let keys = [user_key.as_str(), ip_key.as_str()];
+        let limit = self.settings().login_failures_per_minute;
+        if self.limiter.blocked(&keys, limit) {
+            return Err(AuthError::TooManyAttempts);
+        }
+        let cache_key: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::new()
+                .chain_update(username.as_bytes())
+                .chain_update([0u8])
+                .chain_update(password.as_bytes())
+                .finalize()
+                .into()
+        };
+        if let Some((identity, at)) = self
+            .basic_cache
+            .lock()
+            .expect("cache lock poisoned")
+            .get(&cache_key)
+        {
+            if at.elapsed() < BASIC_CACHE_TTL {
+                return Ok(identity.clone());
+            }
+        }
+        let verified = self.verify_secret(username, password).await?;
+        match verified {
+            Some(account) => {
+                let identity = self.identity(&account);
+                let mut cache = self.basic_cache.lock().expect("cache lock poisoned");
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(cache_key, (identity.clone(), Instant::now()));
+                Ok(identity)
+            }
+            None => {
+                self.limiter.record_failure(&keys);
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    async fn verify_secret(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Account>, AuthError> {
+        if username.len() > 256 || password.len() > 1024 {
+            return Ok(None);
+        }
+        let account = self.accounts.account(username).await?;
+        match account {
+            Some(a) if a.kind == AccountKind::User => {
+                let phc = a.password_hash.clone().unwrap_or_default();
+                let password = password.to_string();
+                let ok =
+                    tokio::task::spawn_blocking(move || secret::verify_password(&password, &phc))
+                        .await
+                        .unwrap_or(false);
+                Ok(ok.then_some(a))
+            }
+            Some(a) if a.kind == AccountKind::Robot => {
+                let found = self
+                    .accounts
+                    .robot_by_token(&secret::token_hash(password))
+                    .await?;
+                Ok(found.filter(|r| secret::secrets_equal(r.name.as_bytes(), a.name.as_bytes())))
+            }
+            _ => {
+                let password = password.to_string();
+                let _ =
+                    tokio::task::spawn_blocking(move || secret::verify_against_nothing(&password))
+                        .await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Resolves an `Authorization` header value.
+    pub async fn credential(
+        &self,
+        authorization: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Credential, AuthError> {
+        let Some(value) = authorization else {
+            return Ok(Credential::Anonymous);
+        };
+        if value.len() > 16 * 1024 {
+            return Err(AuthError::Malformed);
+        }
+        let (scheme, rest) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (user, pass) = decode_basic(rest).ok_or(AuthError::Malformed)?;
+            return Ok(Credential::Account(self.login(&user, &pass, client).await?));
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.starts_with(API_TOKEN_PREFIX) {
+                let account = self
+                    .accounts
+                    .api_token_account(&secret::token_hash(rest))
+                    .await?
+                    .ok_or_else(|| AuthError::BadToken("unknown API token".into()))?;
+                return Ok(Credential::Account(self.identity(&account)));
+            }
+            let claims = self
+                .keys
+                .verify(rest)
+                .map_err(|e| AuthError::BadToken(e.to_string()))?;
+            let identity = if claims.sub.is_empty() {
+                None
+            } else {
+                let account = self.accounts.account(&claims.sub).await?.ok_or_else(|| {
+                    AuthError::BadToken("the token's account no longer exists".into())
+                })?;
+                Some(self.identity(&account))
+            };
+            return Ok(Credential::Token { claims, identity });
+        }
+        Err(AuthError::Malformed)
+    }
+
+    /// What `who` may do on `repo` right now, from the database.
+    pub async fn live_actions(
+        &self,
+        who: Option<&Identity>,
+        repo: &RepoName,
+    ) -> Result<Actions, MetadataError> {
+        let info = self.accounts.repository_info(repo).await?;
+        let public = info.as_ref().is_some_and(|i| i.public);
+        let Some(who) = who else {
+            return Ok(if public { Actions::PULL } else { Actions::NONE });
+        };
+        if who.superuser {
+            return Ok(Actions::ALL);
+        }
+        let rights = self
+            .accounts
+            .namespace_rights(who.id, repo.namespace())
+            .await?;
+        if rights.admin {
+            return Ok(Actions::ALL);
+        }
+        let mut actions = if public { Actions::PULL } else { Actions::NONE };
+        match info {
+            Some(_) => {
+                actions = actions.union(role_actions(
+                    self.accounts.granted_role(who.id, repo).await?,
+                ))
+            }
+            // Pushing creates the repository where the caller may create.
+            None if rights.create => {
+                actions = actions.union(Actions {
+                    pull: true,
+                    push: true,
+                    delete: false,
+                })
+            }
+            None => {}
+        }
+        Ok(actions)
+    }
+
+    /// Authorizes `wanted` on `repo` for a request's credential.
+    pub async fn authorize(
+        &self,
+        credential: &Credential,
+        repo: &RepoName,
+        wanted: Actions,
+    ) -> Result<Result<(), Denial>, MetadataError> {
+        match credential {
+            Credential::Anonymous => Ok(if self.live_actions(None, repo).await?.covers(wanted) {
+                Ok(())
+            } else {
+                Err(Denial::Unauthorized {
+                    insufficient_scope: false,
+                })
+            }),
+            Credential::Account(identity) => Ok(
+                if self
+                    .live_actions(Some(identity), repo)
+                    .await?
+                    .covers(wanted)
+                {
+                    Ok(())
+                } else {
+                    Err(Denial::Forbidden)
+                },
+            ),
+            Credential::Token { claims, identity } => {
+                let granted = claims
+                    .access
+                    .iter()
+                    .filter(|e| e.kind == "repository" && e.name == repo.as_str())
+                    .fold(Actions::NONE, |acc, e| acc.union(e.action_set()));
+                // Write access covers deletes: tokens asked for with "push" may delete.
+                let granted = if granted.push {
+                    granted.union(Actions {
+                        delete: true,
+                        ..Actions::NONE
+                    })
+                } else {
+                    granted
+                };
+                if granted.covers(wanted) {
+                    return Ok(Ok(()));
+                }
+                // A token with too little scope: worth a new token only if the account could
+                // get the access; otherwise the answer is final.
+                let live = self.live_actions(identity.as_ref(), repo).await?;
+                Ok(Err(match identity {
+                    Some(_) if !live.covers(wanted) => Denial::Forbidden,
+                    _ => Denial::Unauthorized {
+                        insufficient_scope: true,
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Whether the credential may list the catalog entry `repo`.
+    pub async fn may_see(
+        &self,
+        credential: &Credential,
+        repo: &RepoName,
+    ) -> Result<bool, MetadataError> {
+        Ok(self.live_actions(credential.identity(), repo).await?.pull)
+    }
+
+    /// Issues a registry token for `identity` (or anonymous) with the requested scopes cut
+    /// down to what it may do; scopes it may not have are dropped, not refused.
+    pub async fn issue_token(
+        &self,
+        identity: Option<&Identity>,
+        service: &str,
+        scopes: &[Scope],
+    ) -> Result<IssuedToken, MetadataError> {
+        let mut access: Vec<AccessEntry> = Vec::new();
+        let mut seen = HashSet::new();
+        for scope in scopes {
+            match scope {
+                Scope::Repository { name, actions } => {
+                    let granted = actions.intersect(self.live_actions(identity, name).await?);
+                    if !granted.is_empty() && seen.insert((name.clone(), granted.names())) {
+                        access.push(AccessEntry {
+                            kind: "repository".into(),
+                            name: name.to_string(),
+                            actions: granted.names().into_iter().map(str::to_string).collect(),
+                        });
+                    }
+                }
+                Scope::Catalog if identity.is_some() => access.push(AccessEntry {
+                    kind: "registry".into(),
+                    name: "catalog".into(),
+                    actions: vec!["*".into()],
+                }),
+                Scope::Catalog => {}
+            }
+        }
+        let lifetime = self.settings().token_lifetime_secs;
+        let subject = identity.map(|i| i.name.as_str()).unwrap_or("");
+        let (token, issued_at) = self.keys.issue(subject, service, access, lifetime);
+        Ok(IssuedToken {
+            token,
+            expires_in: lifetime,
+            issued_at,
+        })
+    }
+
+    /// Prepares a repository a push is about to create: makes sure its namespace exists
+    /// (a superuser pushing to a new namespace creates an organization it owns), creates the
+    /// repository with the configured visibility, and gives its creator admin on it unless
+    /// the creator already administers the namespace.
+    pub async fn create_on_push(
+        &self,
+        who: &Identity,
+        repo: &RepoName,
+    ) -> Result<(), MetadataError> {
+        if self.accounts.repository_info(repo).await?.is_some() {
+            return Ok(());
+        }
+        let namespace = repo.namespace();
+        if self.accounts.account(namespace).await?.is_none()
+            && who.superuser
+            && who.kind == AccountKind::User
+        {
+            match self
+                .accounts
+                .create_organization(namespace, &who.name)
+                .await
+            {
+                Ok(_) | Err(MetadataError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let public = !self.settings().create_private_repo_on_push;
+        match self.accounts.create_repository(repo, public, "").await {
+            Ok(()) => {}
+            // A concurrent push created it first.
+            Err(MetadataError::Conflict) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let rights = self.accounts.namespace_rights(who.id, namespace).await?;
+        if !rights.admin && !who.superuser {
+            self.accounts
+                .set_permission(repo, &Grantee::Account(who.name.clone()), Role::Admin)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of management API tokens, so they are told apart from registry JWTs.
+pub const API_TOKEN_PREFIX: &str = "berth_";
+
+/// A signed token and its lifetime.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+    pub issued_at: u64,
+}
+
+/// Decodes the payload of `Authorization: Basic`.
+pub fn decode_basic(payload: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}

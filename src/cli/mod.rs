@@ -1,0 +1,3 @@
+//! The command line's subcommands beyond `serve`.
+
+pub mod admin;

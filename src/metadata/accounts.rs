@@ -1,0 +1,319 @@
+//! Accounts, teams, repository permissions, API tokens and signing keys: the access-control
+//! facts, as a role trait beside [`super::MetadataStore`].
+
+use async_trait::async_trait;
+use oci::RepoName;
+
+use super::MetadataError;
+
+/// What kind of account a name belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    User,
+    Organization,
+    Robot,
+}
+
+impl AccountKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::User => "user",
+            AccountKind::Organization => "organization",
+            AccountKind::Robot => "robot",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(AccountKind::User),
+            "organization" => Some(AccountKind::Organization),
+            "robot" => Some(AccountKind::Robot),
+            _ => None,
+        }
+    }
+}
+
+/// A user, organization or robot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub kind: AccountKind,
+    /// argon2 PHC string (users only).
+    pub password_hash: Option<String>,
+    pub email: Option<String>,
+    /// Marked superuser in the database (config `SUPER_USERS` adds more).
+    pub superuser: bool,
+    /// The namespace a robot belongs to.
+    pub namespace: Option<String>,
+}
+
+/// A repository role, ordered by what it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A team's role in its organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TeamRole {
+    Member,
+    Creator,
+    Admin,
+}
+
+impl TeamRole {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamRole::Member => "member",
+            TeamRole::Creator => "creator",
+            TeamRole::Admin => "admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(TeamRole::Member),
+            "creator" => Some(TeamRole::Creator),
+            "admin" => Some(TeamRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A team of an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: i64,
+    pub org: String,
+    pub name: String,
+    pub role: TeamRole,
+    pub description: String,
+}
+
+/// Who a repository permission is granted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    /// A user or robot, by account name.
+    Account(String),
+    /// A team of the repository's organization, by team name.
+    Team(String),
+}
+
+/// One permission on a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub grantee: Grantee,
+    /// For account grantees: user or robot.
+    pub kind: Option<AccountKind>,
+    pub role: Role,
+}
+
+/// A repository's access-control facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub name: RepoName,
+    pub public: bool,
+    pub description: String,
+}
+
+/// What an account may do in a namespace, from ownership and team roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NamespaceRights {
+    /// Owns the namespace (its user) or is an organization admin: admin on every repository.
+    pub admin: bool,
+    /// May create repositories in it.
+    pub create: bool,
+}
+
+/// An API token's record (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub account: String,
+    pub created_at: i64,
+}
+
+/// Access-control storage.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// The account with this name.
+    async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError>;
+
+    /// The robot whose token hashes to `token_hash`.
+    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError>;
+
+    /// Accounts of one kind, by name.
+    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError>;
+
+    /// How many users exist (for the first-start admin).
+    async fn count_users(&self) -> Result<u64, MetadataError>;
+
+    /// Creates a user. `Conflict` if the name is taken.
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        email: Option<&str>,
+        superuser: bool,
+    ) -> Result<Account, MetadataError>;
+
+    /// Replaces a user's password hash.
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<(), MetadataError>;
+
+    /// Creates an organization with an `owners` admin team holding `owner`. `Conflict` if the
+    /// name is taken.
+    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError>;
+
+    /// Creates a robot `<namespace>+<short>` with the given token hash.
+    async fn create_robot(
+        &self,
+        namespace: &str,
+        short: &str,
+        token_hash: &str,
+    ) -> Result<Account, MetadataError>;
+
+    /// Replaces a robot's token hash.
+    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<(), MetadataError>;
+
+    /// Robots of a namespace.
+    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError>;
+
+    /// Deletes an account (user, organization or robot) and what hangs off it.
+    async fn delete_account(&self, name: &str) -> Result<bool, MetadataError>;
+
+    /// Creates or updates a team.
+    async fn put_team(
+        &self,
+        org: &str,
+        name: &str,
+        role: TeamRole,
+        description: &str,
+    ) -> Result<Team, MetadataError>;
+
+    /// Teams of an organization.
+    async fn list_teams(&self, org: &str) -> Result<Vec<Team>, MetadataError>;
+
+    /// Deletes a team.
+    async fn delete_team(&self, org: &str, name: &str) -> Result<bool, MetadataError>;
+
+    /// Adds a user or robot to a team.
+    async fn add_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        member: &str,
+    ) -> Result<(), MetadataError>;
+
+    /// Removes a member from a team.
+    async fn remove_team_member(
+        &self,
+        org: &str,
+        team: &str,
+        member: &str,
+    ) -> Result<bool, MetadataError>;
+
+    /// Members of a team.
+    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Account>, MetadataError>;
+
+    /// Members of any team of an organization.
+    async fn organization_members(&self, org: &str) -> Result<Vec<Account>, MetadataError>;
+
+    /// What `account` may do in `namespace`.
+    async fn namespace_rights(
+        &self,
+        account_id: i64,
+        namespace: &str,
+    ) -> Result<NamespaceRights, MetadataError>;
+
+    /// The best role `account` holds on `repo` through direct and team grants.
+    async fn granted_role(
+        &self,
+        account_id: i64,
+        repo: &RepoName,
+    ) -> Result<Option<Role>, MetadataError>;
+
+    /// A repository's access facts, if it exists.
+    async fn repository_info(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<RepositoryInfo>, MetadataError>;
+
+    /// Creates a repository (private unless `public`). `Conflict` if it exists.
+    async fn create_repository(
+        &self,
+        repo: &RepoName,
+        public: bool,
+        description: &str,
+    ) -> Result<(), MetadataError>;
+
+    /// Sets a repository's visibility.
+    async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError>;
+
+    /// Deletes a repository with its tags, manifests and links (bytes stay for GC).
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+
+    /// Grants (or changes) a permission.
+    async fn set_permission(
+        &self,
+        repo: &RepoName,
+        grantee: &Grantee,
+        role: Role,
+    ) -> Result<(), MetadataError>;
+
+    /// Revokes a permission.
+    async fn remove_permission(
+        &self,
+        repo: &RepoName,
+        grantee: &Grantee,
+    ) -> Result<bool, MetadataError>;
+
+    /// Permissions on a repository.
+    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>, MetadataError>;
+
+    /// Stores an API token's hash for `account`.
+    async fn create_api_token(
+        &self,
+        account: &str,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<ApiToken, MetadataError>;
+
+    /// The account owning the API token that hashes to `token_hash`.
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError>;
+
+    /// The token-signing keys (kid, private PEM), oldest first; stores `candidate` first when
+    /// there is none, so every replica ends up with the same key.
+    async fn signing_keys(
+        &self,
+        candidate: (&str, &str),
+    ) -> Result<Vec<(String, String)>, MetadataError>;
+}
