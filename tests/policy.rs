@@ -423,9 +423,11 @@ impl ConfiguredBerth {
 async fn config_changes_apply_without_restart_and_bad_configs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "SERVER_HOSTNAME: registry.example\n").unwrap();
-    let mut berth = ConfiguredBerth::spawn(&dir.path().join("data"), &config).await;
-    let client = reqwest::Client::new();
+    std::fs::write(&config, "BROWSER_API_CALLS_XHR_ONLY: false\n").unwrap();
+    let data = dir.path().join("data");
+    let mut berth = ConfiguredBerth::spawn(&data, &config).await;
+    let password = std::fs::read_to_string(data.join(berth::INITIAL_ADMIN_PASSWORD_FILE)).unwrap();
+    let client = authed_client("admin", password.trim());
     let base = berth.base.clone();
 
     let (r, _) = push(&client, &base, "userorg/enc", "1", OCI_CONFIG, &[ENC], None).await;
@@ -460,7 +462,7 @@ async fn config_changes_apply_without_restart_and_bad_configs_are_refused() {
     );
 
     // Back to defaults: new encrypted pushes are refused, earlier ones stay readable.
-    std::fs::write(&config, "SERVER_HOSTNAME: registry.example\n").unwrap();
+    std::fs::write(&config, "BROWSER_API_CALLS_XHR_ONLY: false\n").unwrap();
     berth
         .wait_for("config reloaded", std::time::Duration::from_secs(5))
         .await;
@@ -478,7 +480,11 @@ async fn config_changes_apply_without_restart_and_bad_configs_are_refused() {
 async fn config_check_prints_the_effective_policy() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, format!("SERVER_HOSTNAME: x\n{SNIPPET}")).unwrap();
+    std::fs::write(
+        &good,
+        format!("BROWSER_API_CALLS_XHR_ONLY: false\n{SNIPPET}"),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["config", "check"])
         .arg(&good)
@@ -491,7 +497,7 @@ async fn config_check_prints_the_effective_policy() {
             && stdout.contains("application/vnd.cncf.helm.chart.content.v1.tar+gzip"),
         "{stdout}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SERVER_HOSTNAME"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BROWSER_API_CALLS_XHR_ONLY"));
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "ALLOWED_OCI_ARTIFACT_TYPES: [1, 2]\n").unwrap();

@@ -2,5 +2,7 @@
 //! back.
 
 pub mod challenge;
+pub mod dates;
+pub mod manage;
 pub mod token;
 pub mod v2;

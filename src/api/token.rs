@@ -106,7 +106,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
                 "token": issued.token,
                 "access_token": issued.token,
                 "expires_in": issued.expires_in,
-                "issued_at": chrono_like(issued.issued_at),
+                "issued_at": super::dates::rfc3339(issued.issued_at),
             })
             .to_string();
             let mut r = Response::new(Body::from(body));
@@ -122,33 +122,5 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
             r
         }
         Err(e) => ApiError::internal(e).into_response(),
-    }
-}
-
-/// RFC 3339 UTC time of a Unix timestamp (the token spec's `issued_at`).
-fn chrono_like(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if mo <= 2 { y + 1 } else { y };
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::chrono_like(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::chrono_like(1_795_000_000), "2026-11-18T08:26:40Z");
     }
 }

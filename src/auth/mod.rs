@@ -460,6 +460,52 @@ impl Auth {
         })
     }
 
+    /// Whether `who` administers `repo`: superuser, namespace admin, or an admin grant.
+    pub async fn is_repo_admin(
+        &self,
+        who: &Identity,
+        repo: &RepoName,
+    ) -> Result<bool, MetadataError> {
+        if who.superuser
+            || self
+                .accounts
+                .namespace_rights(who.id, repo.namespace())
+                .await?
+                .admin
+        {
+            return Ok(true);
+        }
+        Ok(self.accounts.granted_role(who.id, repo).await? == Some(Role::Admin))
+    }
+
+    /// Whether `who` administers the namespace (its user, an organization admin, a superuser).
+    pub async fn is_namespace_admin(
+        &self,
+        who: &Identity,
+        namespace: &str,
+    ) -> Result<bool, MetadataError> {
+        Ok(who.superuser
+            || self
+                .accounts
+                .namespace_rights(who.id, namespace)
+                .await?
+                .admin)
+    }
+
+    /// Whether `who` may create repositories in `namespace`.
+    pub async fn may_create_in(
+        &self,
+        who: &Identity,
+        namespace: &str,
+    ) -> Result<bool, MetadataError> {
+        Ok(who.superuser
+            || self
+                .accounts
+                .namespace_rights(who.id, namespace)
+                .await?
+                .create)
+    }
+
     /// Prepares a repository a push is about to create: makes sure its namespace exists
     /// (a superuser pushing to a new namespace creates an organization it owns), creates the
     /// repository with the configured visibility, and gives its creator admin on it unless
@@ -468,9 +514,9 @@ impl Auth {
         &self,
         who: &Identity,
         repo: &RepoName,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<bool, MetadataError> {
         if self.accounts.repository_info(repo).await?.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let namespace = repo.namespace();
         if self.accounts.account(namespace).await?.is_none()
@@ -490,7 +536,7 @@ impl Auth {
         match self.accounts.create_repository(repo, public, "").await {
             Ok(()) => {}
             // A concurrent push created it first.
-            Err(MetadataError::Conflict) => return Ok(()),
+            Err(MetadataError::Conflict) => return Ok(false),
             Err(e) => return Err(e),
         }
         let rights = self.accounts.namespace_rights(who.id, namespace).await?;
@@ -499,7 +545,7 @@ impl Auth {
                 .set_permission(repo, &Grantee::Account(who.name.clone()), Role::Admin)
                 .await?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -281,6 +281,9 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Deletes a repository with its tags, manifests and links (bytes stay for GC).
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError>;
 
+    /// Deletes a repository only if it holds nothing: no manifest, blob link or upload.
+    async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+
     /// Grants (or changes) a permission.
     async fn set_permission(
         &self,

@@ -74,6 +74,24 @@ pub struct Referrer {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+/// A tag with what the registry knows about the manifest it points at.
+#[derive(Debug, Clone)]
+pub struct TagDetail {
+    pub name: String,
+    pub digest: Digest,
+    pub media_type: String,
+    /// Manifest kind recorded at push (`image`, `index`, `helm-chart`, ...).
+    pub kind: String,
+    pub artifact_type: Option<String>,
+    pub total_size: u64,
+    /// When the tag last moved (milliseconds since the Unix epoch).
+    pub updated_at: i64,
+    /// The manifest this one signs or describes.
+    pub signed: Option<Digest>,
+    /// Kind-specific facts (JSON object text).
+    pub details: Option<String>,
+}
+
 /// How a manifest is looked up.
 #[derive(Debug, Clone)]
 pub enum ManifestKey<'a> {
@@ -197,6 +215,25 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Tag>, MetadataError>;
+
+    /// Tags with their manifests' facts, by name, optionally only names containing `filter`,
+    /// skipping `offset` and returning at most `limit`.
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        filter: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<TagDetail>, MetadataError>;
+
+    /// Points `tag` at the manifest `digest` of the same repository. Returns false when the
+    /// manifest is not there.
+    async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
 
     /// Manifests in `repo` whose subject is `subject`, ordered by digest, strictly after
     /// `after`, at most `limit`, optionally only those of one artifact type.

@@ -62,6 +62,27 @@ impl Registry {
         Ok(Page { items, next_after })
     }
 
+    /// Tags of `repo` with their manifests' facts (for the management API and dashboard).
+    pub async fn tag_details(
+        &self,
+        repo: &RepoName,
+        filter: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<crate::metadata::TagDetail>, RegistryError> {
+        Ok(self.meta.tag_details(repo, filter, offset, limit).await?)
+    }
+
+    /// Points a tag at a manifest already in the repository; false when it is not there.
+    pub async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        Ok(self.meta.move_tag(repo, tag, digest).await?)
+    }
+
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     pub async fn referrers(
         &self,

@@ -14,6 +14,36 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod http;
+#[allow(unused_imports)]
+pub use http::*;
+mod pattern;
+#[allow(unused_imports)]
+pub use pattern::*;
+
+/// The superuser every test server has.
+pub const ADMIN_USER: &str = "admin";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "berth-test-password";
+
+/// A client that sends HTTP Basic credentials with every request.
+pub fn authed_client(user: &str, password: &str) -> reqwest::Client {
+    use base64::Engine;
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        value.parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// An in-process berth.
 pub struct TestServer {
     pub base: String,
@@ -59,6 +89,20 @@ impl TestServer {
         let state = berth::open(data.path(), &settings)
             .await
             .expect("open berth");
+        // Access control is always on: tests act as a superuser unless they say otherwise.
+        let accounts = state.auth.accounts();
+        if accounts
+            .account(ADMIN_USER)
+            .await
+            .expect("account lookup")
+            .is_none()
+        {
+            let hash = berth::auth::secret::hash_password(ADMIN_PASSWORD);
+            accounts
+                .create_user(ADMIN_USER, &hash, None, true)
+                .await
+                .expect("create admin");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -73,7 +117,7 @@ impl TestServer {
         });
         TestServer {
             base,
-            client: reqwest::Client::new(),
+            client: authed_client(ADMIN_USER, ADMIN_PASSWORD),
             data,
             settings,
             stop: Some(stop),
@@ -113,6 +157,8 @@ impl TestServer {
 pub struct ProcessServer {
     pub base: String,
     pub child: tokio::process::Child,
+    /// A client authenticated as the first-start superuser `admin`.
+    pub client: reqwest::Client,
 }
 
 impl ProcessServer {
@@ -143,7 +189,14 @@ impl ProcessServer {
         };
         // Keep draining output so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ProcessServer { base, child }
+        let password = std::fs::read_to_string(data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE))
+            .expect("initial admin password file");
+        let client = authed_client("admin", password.trim());
+        ProcessServer {
+            base,
+            child,
+            client,
+        }
     }
 
     /// Kills the process with SIGKILL and reaps it.

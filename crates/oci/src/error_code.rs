@@ -18,7 +18,7 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
-    /// Not a spec code (distribution's): `n` is not a valid page size.
+    /// `n` is not a valid page size (400, sent as the spec's `UNSUPPORTED`).
     PaginationNumberInvalid,
     /// No endpoint has this path (404).
     EndpointUnknown,
@@ -54,7 +54,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
-            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            ErrorCode::PaginationNumberInvalid => "UNSUPPORTED",
             ErrorCode::EndpointUnknown => "UNSUPPORTED",
             ErrorCode::StorageFull => "UNKNOWN",
             ErrorCode::MethodNotAllowed => "UNSUPPORTED",

@@ -145,6 +145,7 @@ pub fn parse_descriptor(v: &Value, what: &str) -> Result<Descriptor, ManifestErr
         .ok_or_else(|| invalid(format!("{what}.size must be a non-negative integer")))?;
     let artifact_type = match obj.get("artifactType") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(invalid(format!("{what}.artifactType must be a string"))),
     };
@@ -238,6 +239,8 @@ pub fn parse(bytes: &[u8], content_type: &str) -> Result<ParsedManifest, Manifes
     }
     let artifact_type = match raw.artifact_type {
         None | Some(Value::Null) => None,
+        // The image spec treats an empty artifactType as absent.
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(invalid("artifactType must be a string")),
     };

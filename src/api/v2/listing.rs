@@ -82,7 +82,10 @@ pub async fn catalog(
     let want = page_size(req)?.unwrap_or(max).min(max) as usize;
     let mut names: Vec<RepoName> = Vec::new();
     let mut last = req.query("last").map(str::to_string);
-    'pages: while want > 0 {
+    'pages: loop {
+        if want == 0 {
+            break;
+        }
         let page = state.registry.catalog(Some(max), last.as_deref()).await?;
         for repo in page.items {
             last = Some(repo.to_string());

@@ -115,13 +115,24 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
                 .into_response();
         }
     };
-    if let Err(e) = authorize(&state, &origin, &endpoint, &method, &credential).await {
-        return e.into_response();
-    }
+    let created = match authorize(&state, &origin, &endpoint, &method, &credential).await {
+        Ok(created) => created,
+        Err(e) => {
+            let mut response = e.into_response();
+            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return response;
+        }
+    };
     let query = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    let repo = endpoint.repository_access(&method).map(|(r, _)| r.clone());
     let req = V2Request {
         method,
         headers,
@@ -130,19 +141,40 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     let caller = Caller { credential };
     match handle(&state, &caller, endpoint, req, body).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let (Some(repo), true) = (repo, created) {
+                // A refused first push leaves no empty repository behind.
+                if let Err(err) = state
+                    .auth
+                    .accounts()
+                    .delete_repository_if_empty(&repo)
+                    .await
+                {
+                    tracing::warn!(%repo, error = %err, "cannot remove the repository a failed push created");
+                }
+            }
+            let mut response = e.into_response();
+            if has_body {
+                // The body may be unread, so the connection cannot carry another request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
 }
 
 /// The one authorization path of /v2: the endpoint names the repository and actions, the
 /// auth service decides, and a push that is allowed to create a repository creates it.
+/// Returns whether this request created the repository.
 async fn authorize(
     state: &AppState,
     origin: &Origin,
     endpoint: &Endpoint,
     method: &Method,
     credential: &Credential,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let Some((repo, wanted)) = endpoint.repository_access(method) else {
         if *endpoint == Endpoint::Base && matches!(credential, Credential::Anonymous) {
             return Err(
@@ -150,7 +182,7 @@ async fn authorize(
                     .with_header("www-authenticate", origin.bearer_challenge(None, None)),
             );
         }
-        return Ok(());
+        return Ok(false);
     };
     match state
         .auth
@@ -158,18 +190,14 @@ async fn authorize(
         .await
         .map_err(ApiError::internal)?
     {
-        Ok(()) => {
-            if wanted.push {
-                if let Some(identity) = credential.identity() {
-                    state
-                        .auth
-                        .create_on_push(identity, repo)
-                        .await
-                        .map_err(ApiError::internal)?;
-                }
-            }
-            Ok(())
-        }
+        Ok(()) => match (wanted.push, credential.identity()) {
+            (true, Some(identity)) => state
+                .auth
+                .create_on_push(identity, repo)
+                .await
+                .map_err(ApiError::internal),
+            _ => Ok(false),
+        },
         Err(Denial::Unauthorized { insufficient_scope }) => {
             let actions = if wanted.push {
                 "pull,push"
@@ -238,10 +266,11 @@ async fn handle(
             uploads::finish(registry, &repo, &id, &req, body).await
         }
         (Endpoint::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, &repo, &id).await,
-        (_, method) => Err(ApiError::new(
+        (endpoint, method) => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("method {method} is not allowed on this endpoint"),
-        )),
+        )
+        .with_header("allow", endpoint.allowed_methods().to_string())),
     }
 }
 

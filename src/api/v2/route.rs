@@ -36,6 +36,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The methods this endpoint serves, for the `Allow` header of a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "GET, HEAD",
+            Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Referrers(..) => "GET",
+            Endpoint::Manifest(..) | Endpoint::ManifestBadTag(_) => "GET, HEAD, PUT, DELETE",
+            Endpoint::Blob(..) => "GET, HEAD, DELETE",
+            Endpoint::UploadStart(_) => "POST",
+            Endpoint::Upload(..) => "GET, PATCH, PUT, DELETE",
+        }
+    }
+
     /// The repository and actions a request on this endpoint needs, or `None` for endpoints
     /// that are not about one repository (and for methods no handler serves).
     pub fn repository_access(&self, method: &axum::http::Method) -> Option<(&RepoName, Actions)> {

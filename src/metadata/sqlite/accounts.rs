@@ -513,6 +513,20 @@ impl AccountStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM repositories WHERE name = ?1
+               AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM uploads WHERE repository_id = repositories.id)",
+        )
+        .bind(repo.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn set_permission(
         &self,
         repo: &RepoName,

@@ -15,7 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    ManifestKey, MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, UploadRecord,
+    ManifestKey, MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail,
+    UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -543,6 +544,69 @@ impl MetadataStore for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        filter: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<TagDetail>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
+                    m.total_size, t.updated_at, m.signed_digest, m.details
+             FROM tags t JOIN repositories r ON r.id = t.repository_id
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+             WHERE r.name = ?1 AND (?2 IS NULL OR instr(t.name, ?2) > 0)
+             ORDER BY t.name LIMIT ?3 OFFSET ?4",
+        )
+        .bind(repo.as_str())
+        .bind(filter)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let signed: Option<&str> = r.get(7);
+                Ok(TagDetail {
+                    name: r.get(0),
+                    digest: stored(r.get::<&str, _>(1))?,
+                    media_type: r.get(2),
+                    kind: r.get(3),
+                    artifact_type: r.get(4),
+                    total_size: r.get::<i64, _>(5) as u64,
+                    updated_at: r.get(6),
+                    signed: signed.map(stored).transpose()?,
+                    details: r.get(8),
+                })
+            })
+            .collect()
+    }
+
+    async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+             SELECT m.repository_id, ?2, m.digest, ?4 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ?1 AND m.digest = ?3
+             ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn referrers(

@@ -1,0 +1,226 @@
+//! The management API under `/api/v1`, with Quay's paths and JSON shapes for the common
+//! operations, so Quay scripts and habits carry over.
+//!
+//! Callers authenticate with a bearer API token (`berth token create`), or HTTP Basic with a
+//! user's password or a robot's token; anonymous callers may read public repositories.
+//! Registry (JWT) tokens are for /v2 only.
+
+mod organization;
+mod repository;
+mod user;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{AuthError, Credential, Identity};
+use crate::metadata::MetadataError;
+use crate::registry::RegistryError;
+
+/// An error of the management API, answered as Quay does: a JSON problem with a message.
+#[derive(Debug)]
+pub enum ManageError {
+    BadRequest(String),
+    Unauthorized(String),
+    Forbidden,
+    NotFound(String),
+    Conflict(String),
+    TooManyRequests,
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ManageError {
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            ManageError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ManageError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ManageError::Forbidden => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            ManageError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ManageError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ManageError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ManageError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ManageError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        let message = match &self {
+            ManageError::BadRequest(m)
+            | ManageError::Unauthorized(m)
+            | ManageError::NotFound(m)
+            | ManageError::Conflict(m) => m.clone(),
+            ManageError::Forbidden => "you are not allowed to do this".into(),
+            ManageError::TooManyRequests => "too many failed logins; try again later".into(),
+            ManageError::Internal(e) => {
+                tracing::error!(error = %e, "management API request failed");
+                "internal server error".into()
+            }
+        };
+        let body = json!({
+            "status": status.as_u16(),
+            "error_message": message,
+            "error_type": kind,
+            "title": kind,
+            "detail": message,
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<MetadataError> for ManageError {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::NotFound => ManageError::NotFound("not found".into()),
+            MetadataError::Conflict => ManageError::Conflict("already exists".into()),
+            other => ManageError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<RegistryError> for ManageError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Metadata(m) => m.into(),
+            RegistryError::Storage(s) => ManageError::Internal(Box::new(s)),
+            other => ManageError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// The caller of a management request.
+pub struct ApiCaller(pub Option<Identity>);
+
+impl ApiCaller {
+    /// The identity, or 401.
+    pub fn required(&self) -> Result<&Identity, ManageError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| ManageError::Unauthorized("authentication required".into()))
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ManageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ManageError> {
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        match state.auth.credential(value, client).await {
+            Ok(Credential::Anonymous) => Ok(ApiCaller(None)),
+            Ok(Credential::Account(identity)) => Ok(ApiCaller(Some(identity))),
+            Ok(Credential::Token { .. }) => Err(ManageError::Unauthorized(
+                "registry tokens are for /v2; use an API token or Basic credentials".into(),
+            )),
+            Err(AuthError::TooManyAttempts) => Err(ManageError::TooManyRequests),
+            Err(AuthError::Metadata(e)) => Err(e.into()),
+            Err(e) => Err(ManageError::Unauthorized(e.to_string())),
+        }
+    }
+}
+
+/// Reads a JSON body into `T`, answering malformed bodies with a 400 in the API's format.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ManageError;
+
+    async fn from_request(req: axum::extract::Request, _: &AppState) -> Result<Self, ManageError> {
+        let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| ManageError::BadRequest("request body too large".into()))?;
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| ManageError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The `/api/v1` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/repository",
+            get(repository::list).post(repository::create),
+        )
+        .route(
+            "/api/v1/repository/",
+            get(repository::list).post(repository::create),
+        )
+        .route(
+            "/api/v1/repository/{*rest}",
+            axum::routing::any(repository::dispatch),
+        )
+        .route("/api/v1/organization/", post(organization::create))
+        .route("/api/v1/organization", post(organization::create))
+        .route(
+            "/api/v1/organization/{org}",
+            get(organization::get).delete(organization::delete),
+        )
+        .route(
+            "/api/v1/organization/{org}/members",
+            get(organization::members),
+        )
+        .route(
+            "/api/v1/organization/{org}/team/{team}",
+            put(organization::put_team).delete(organization::delete_team),
+        )
+        .route(
+            "/api/v1/organization/{org}/team/{team}/members",
+            get(organization::team_members),
+        )
+        .route(
+            "/api/v1/organization/{org}/team/{team}/members/{member}",
+            put(organization::add_member).delete(organization::remove_member),
+        )
+        .route(
+            "/api/v1/organization/{org}/robots",
+            get(organization::robots),
+        )
+        .route(
+            "/api/v1/organization/{org}/robots/{short}",
+            put(organization::create_robot)
+                .get(organization::get_robot)
+                .delete(organization::delete_robot),
+        )
+        .route(
+            "/api/v1/organization/{org}/robots/{short}/regenerate",
+            post(organization::regenerate_robot),
+        )
+        .route("/api/v1/user/", get(user::me).post(user::register))
+        .route("/api/v1/user", get(user::me).post(user::register))
+        .route("/api/v1/user/robots", get(user::robots))
+        .route(
+            "/api/v1/user/robots/{short}",
+            put(user::create_robot)
+                .get(user::get_robot)
+                .delete(user::delete_robot),
+        )
+        .route(
+            "/api/v1/superuser/users/",
+            get(user::list_users).post(user::create_user),
+        )
+        .fallback_service(axum::routing::any(not_found))
+}
+
+async fn not_found() -> ManageError {
+    ManageError::NotFound("no such API endpoint".into())
+}

@@ -1,0 +1,590 @@
+//! `/api/v1/repository`: list, create, get, delete, change visibility, tags, permissions.
+
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use oci::{Digest, RepoName, Tag};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiCaller, JsonBody, ManageError};
+use crate::app::AppState;
+use crate::metadata::accounts::{AccountKind, Grantee, Role};
+
+fn repo_json(info: &crate::metadata::accounts::RepositoryInfo) -> Value {
+    let name = info.name.as_str();
+    let (ns, short) = name.split_once('/').unwrap_or((name, ""));
+    json!({
+        "namespace": ns,
+        "name": short,
+        "description": info.description,
+        "is_public": info.public,
+        "kind": "image",
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    namespace: Option<String>,
+    public: Option<bool>,
+}
+
+/// `GET /api/v1/repository?namespace=`: repositories the caller may read.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ManageError> {
+    let credential = match &caller.0 {
+        Some(i) => crate::auth::Credential::Account(i.clone()),
+        None => crate::auth::Credential::Anonymous,
+    };
+    let accounts = state.auth.accounts();
+    let mut repos = Vec::new();
+    let mut last: Option<String> = q.namespace.as_ref().map(|ns| format!("{ns}/"));
+    loop {
+        let page = state.registry.catalog(Some(1000), last.as_deref()).await?;
+        let mut done = page.next_after.is_none();
+        for name in &page.items {
+            last = Some(name.to_string());
+            if let Some(ns) = &q.namespace {
+                if name.namespace() != ns {
+                    done = done || name.as_str() > ns.as_str();
+                    continue;
+                }
+            }
+            if !state.auth.may_see(&credential, name).await? {
+                continue;
+            }
+            if let Some(info) = accounts.repository_info(name).await? {
+                if q.public.is_none_or(|p| p == info.public) {
+                    repos.push(repo_json(&info));
+                }
+            }
+        }
+        if done || page.items.is_empty() {
+            break;
+        }
+    }
+    Ok(Json(json!({ "repositories": repos })))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    namespace: String,
+    repository: String,
+    #[serde(default)]
+    visibility: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn parse_repo(s: &str) -> Result<RepoName, ManageError> {
+    s.parse()
+        .map_err(|e| ManageError::BadRequest(format!("repository name {s:?}: {e}")))
+}
+
+/// `POST /api/v1/repository`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ManageError> {
+    let who = caller.required()?;
+    let repo = parse_repo(&format!("{}/{}", body.namespace, body.repository))?;
+    let public = match body.visibility.as_deref() {
+        None | Some("private") => false,
+        Some("public") => true,
+        Some(other) => {
+            return Err(ManageError::BadRequest(format!(
+                "visibility {other:?} is not public or private"
+            )))
+        }
+    };
+    let accounts = state.auth.accounts();
+    if accounts.account(repo.namespace()).await?.is_none() {
+        return Err(ManageError::NotFound(format!(
+            "namespace {} does not exist",
+            repo.namespace()
+        )));
+    }
+    if !state.auth.may_create_in(who, repo.namespace()).await? {
+        return Err(ManageError::Forbidden);
+    }
+    accounts
+        .create_repository(&repo, public, body.description.as_deref().unwrap_or(""))
+        .await
+        .map_err(|e| match e {
+            crate::metadata::MetadataError::Conflict => {
+                ManageError::Conflict(format!("repository {repo} already exists"))
+            }
+            other => other.into(),
+        })?;
+    if !state.auth.is_namespace_admin(who, repo.namespace()).await? {
+        accounts
+            .set_permission(&repo, &Grantee::Account(who.name.clone()), Role::Admin)
+            .await?;
+    }
+    let (ns, short) = repo.as_str().split_once('/').unwrap_or((repo.as_str(), ""));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "namespace": ns, "name": short, "kind": "image" })),
+    )
+        .into_response())
+}
+
+/// What a `/api/v1/repository/...` path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Repository(RepoName),
+    ChangeVisibility(RepoName),
+    Tags(RepoName),
+    Tag(RepoName, String),
+    Permissions(RepoName, &'static str),
+    Permission(RepoName, &'static str, String),
+}
+
+/// Parses the path after `/api/v1/repository/`, reading resource words from the end since
+/// names contain `/`.
+fn parse_target(rest: &str) -> Result<Target, ManageError> {
+    let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let trailing_slash = rest.ends_with('/');
+    let n = segs.len();
+    let name = |k: usize| parse_repo(&segs[..k].join("/"));
+    if n >= 3 && segs[n - 1] == "changevisibility" {
+        return Ok(Target::ChangeVisibility(name(n - 1)?));
+    }
+    if n >= 3 && segs[n - 1] == "tag" && trailing_slash {
+        return Ok(Target::Tags(name(n - 1)?));
+    }
+    if n >= 4 && segs[n - 2] == "tag" {
+        return Ok(Target::Tag(name(n - 2)?, segs[n - 1].to_string()));
+    }
+    for kind in ["user", "team"] {
+        if n >= 4 && segs[n - 2] == "permissions" && segs[n - 1] == kind {
+            return Ok(Target::Permissions(name(n - 2)?, kind));
+        }
+        if n >= 5 && segs[n - 3] == "permissions" && segs[n - 2] == kind {
+            return Ok(Target::Permission(
+                name(n - 3)?,
+                kind,
+                segs[n - 1].to_string(),
+            ));
+        }
+    }
+    Ok(Target::Repository(name(n)?))
+}
+
+/// Every `/api/v1/repository/<name>/...` request.
+pub async fn dispatch(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Result<Response, ManageError> {
+    let rest = uri.path().strip_prefix("/api/v1/repository/").unwrap_or("");
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let json_body = || -> Result<Value, ManageError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| ManageError::BadRequest(format!("invalid JSON body: {e}")))
+    };
+    let target = parse_target(rest)?;
+    let ctx = Ctx {
+        state: &state,
+        caller: &caller,
+    };
+    match (target, method) {
+        (Target::Repository(r), Method::GET) => ctx.get(&r).await,
+        (Target::Repository(r), Method::DELETE) => ctx.delete(&r).await,
+        (Target::Repository(r), Method::PUT) => ctx.update(&r, json_body()?).await,
+        (Target::ChangeVisibility(r), Method::POST) => {
+            ctx.change_visibility(&r, json_body()?).await
+        }
+        (Target::Tags(r), Method::GET) => {
+            let page = param("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1u32)
+                .max(1);
+            let limit = param("limit")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(50u32)
+                .clamp(1, 100);
+            ctx.tags(
+                &r,
+                page,
+                limit,
+                param("specificTag").or(param("filter_tag_name")),
+            )
+            .await
+        }
+        (Target::Tag(r, t), Method::DELETE) => ctx.delete_tag(&r, &t).await,
+        (Target::Tag(r, t), Method::PUT) => ctx.move_tag(&r, &t, json_body()?).await,
+        (Target::Permissions(r, kind), Method::GET) => ctx.permissions(&r, kind).await,
+        (Target::Permission(r, kind, who), Method::GET) => ctx.permission(&r, kind, &who).await,
+        (Target::Permission(r, kind, who), Method::PUT) => {
+            ctx.grant(&r, kind, &who, json_body()?).await
+        }
+        (Target::Permission(r, kind, who), Method::DELETE) => ctx.revoke(&r, kind, &who).await,
+        (_, m) => Err(ManageError::BadRequest(format!(
+            "method {m} is not allowed here"
+        ))),
+    }
+}
+
+struct Ctx<'a> {
+    state: &'a AppState,
+    caller: &'a ApiCaller,
+}
+
+impl Ctx<'_> {
+    fn credential(&self) -> crate::auth::Credential {
+        match &self.caller.0 {
+            Some(i) => crate::auth::Credential::Account(i.clone()),
+            None => crate::auth::Credential::Anonymous,
+        }
+    }
+
+    /// The repository's facts, if the caller may read it; a repository the caller may not
+    /// read answers exactly like a missing one.
+    async fn readable(
+        &self,
+        repo: &RepoName,
+    ) -> Result<crate::metadata::accounts::RepositoryInfo, ManageError> {
+        let missing = || ManageError::NotFound(format!("repository {repo} not found"));
+        let info = self
+            .state
+            .auth
+            .accounts()
+            .repository_info(repo)
+            .await?
+            .ok_or_else(missing)?;
+        if self.state.auth.may_see(&self.credential(), repo).await? {
+            Ok(info)
+        } else if self.caller.0.is_none() {
+            Err(ManageError::Unauthorized("authentication required".into()))
+        } else {
+            Err(missing())
+        }
+    }
+
+    async fn require_admin(&self, repo: &RepoName) -> Result<(), ManageError> {
+        self.readable(repo).await?;
+        let who = self.caller.required()?;
+        if self.state.auth.is_repo_admin(who, repo).await? {
+            Ok(())
+        } else {
+            Err(ManageError::Forbidden)
+        }
+    }
+
+    async fn require_write(&self, repo: &RepoName) -> Result<(), ManageError> {
+        self.readable(repo).await?;
+        let actions = self
+            .state
+            .auth
+            .live_actions(self.caller.0.as_ref(), repo)
+            .await?;
+        if actions.push {
+            Ok(())
+        } else if self.caller.0.is_none() {
+            Err(ManageError::Unauthorized("authentication required".into()))
+        } else {
+            Err(ManageError::Forbidden)
+        }
+    }
+
+    async fn get(&self, repo: &RepoName) -> Result<Response, ManageError> {
+        let info = self.readable(repo).await?;
+        let mut v = repo_json(&info);
+        if let Some(who) = &self.caller.0 {
+            let actions = self.state.auth.live_actions(Some(who), repo).await?;
+            v["can_write"] = json!(actions.push);
+            v["can_admin"] = json!(self.state.auth.is_repo_admin(who, repo).await?);
+        }
+        Ok(Json(v).into_response())
+    }
+
+    async fn delete(&self, repo: &RepoName) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        self.state.auth.accounts().delete_repository(repo).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn update(&self, repo: &RepoName, body: Value) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let _ = body;
+        Err(ManageError::BadRequest(
+            "updating the description is not supported yet".into(),
+        ))
+    }
+
+    async fn change_visibility(
+        &self,
+        repo: &RepoName,
+        body: Value,
+    ) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let public = match body.get("visibility").and_then(Value::as_str) {
+            Some("public") => true,
+            Some("private") => false,
+            _ => {
+                return Err(ManageError::BadRequest(
+                    "visibility must be public or private".into(),
+                ))
+            }
+        };
+        self.state
+            .auth
+            .accounts()
+            .set_visibility(repo, public)
+            .await?;
+        Ok(Json(json!({ "success": true })).into_response())
+    }
+
+    async fn tags(
+        &self,
+        repo: &RepoName,
+        page: u32,
+        limit: u32,
+        filter: Option<&str>,
+    ) -> Result<Response, ManageError> {
+        self.readable(repo).await?;
+        let offset = (page - 1).saturating_mul(limit);
+        let mut rows = self
+            .state
+            .registry
+            .tag_details(repo, filter, offset, limit + 1)
+            .await?;
+        let has_additional = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let tags: Vec<Value> = rows
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "manifest_digest": t.digest,
+                    "size": t.total_size,
+                    "last_modified": crate::api::dates::http_date(t.updated_at),
+                    "start_ts": t.updated_at / 1000,
+                    "is_manifest_list": oci::media_type::is_index(&t.media_type),
+                    "media_type": t.media_type,
+                    "kind": t.kind,
+                    "reversion": false,
+                })
+            })
+            .collect();
+        Ok(
+            Json(json!({ "tags": tags, "page": page, "has_additional": has_additional }))
+                .into_response(),
+        )
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<Response, ManageError> {
+        self.require_write(repo).await?;
+        let tag: Tag = tag
+            .parse()
+            .map_err(|_| ManageError::NotFound(format!("tag {tag} not found")))?;
+        self.state
+            .registry
+            .delete_manifest(repo, &oci::Reference::Tag(tag.clone()))
+            .await
+            .map_err(|_| ManageError::NotFound(format!("tag {tag} not found")))?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        body: Value,
+    ) -> Result<Response, ManageError> {
+        self.require_write(repo).await?;
+        let tag: Tag = tag
+            .parse()
+            .map_err(|e| ManageError::BadRequest(format!("tag {tag:?}: {e}")))?;
+        let digest: Digest = body
+            .get("manifest_digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ManageError::BadRequest("manifest_digest is required".into()))?
+            .parse()
+            .map_err(|e| ManageError::BadRequest(format!("manifest_digest: {e}")))?;
+        if !self.state.registry.move_tag(repo, &tag, &digest).await? {
+            return Err(ManageError::NotFound(format!(
+                "manifest {digest} not found in {repo}"
+            )));
+        }
+        Ok((StatusCode::CREATED, Json(json!("Updated"))).into_response())
+    }
+
+    async fn permissions(&self, repo: &RepoName, kind: &str) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let mut out = serde_json::Map::new();
+        for p in self.state.auth.accounts().list_permissions(repo).await? {
+            match (&p.grantee, kind) {
+                (Grantee::Account(name), "user") => {
+                    let is_robot = p.kind == Some(AccountKind::Robot);
+                    out.insert(
+                        name.clone(),
+                        json!({ "role": p.role.as_str(), "name": name, "is_robot": is_robot }),
+                    );
+                }
+                (Grantee::Team(name), "team") => {
+                    out.insert(
+                        name.clone(),
+                        json!({ "role": p.role.as_str(), "name": name }),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(Json(json!({ "permissions": out })).into_response())
+    }
+
+    async fn permission(
+        &self,
+        repo: &RepoName,
+        kind: &str,
+        who: &str,
+    ) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let found = self
+            .state
+            .auth
+            .accounts()
+            .list_permissions(repo)
+            .await?
+            .into_iter()
+            .find(|p| match &p.grantee {
+                Grantee::Account(n) => kind == "user" && n == who,
+                Grantee::Team(n) => kind == "team" && n == who,
+            });
+        match found {
+            Some(p) => Ok(Json(json!({ "role": p.role.as_str(), "name": who, "is_robot": p.kind == Some(AccountKind::Robot) })).into_response()),
+            None => Err(ManageError::NotFound(format!("no permission for {who}"))),
+        }
+    }
+
+    async fn grant(
+        &self,
+        repo: &RepoName,
+        kind: &str,
+        who: &str,
+        body: Value,
+    ) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let role = body
+            .get("role")
+            .and_then(Value::as_str)
+            .and_then(Role::parse)
+            .ok_or_else(|| ManageError::BadRequest("role must be read, write or admin".into()))?;
+        let grantee = if kind == "user" {
+            Grantee::Account(who.to_string())
+        } else {
+            Grantee::Team(who.to_string())
+        };
+        let accounts = self.state.auth.accounts();
+        if let Grantee::Account(name) = &grantee {
+            match accounts.account(name).await? {
+                Some(a) if a.kind == AccountKind::Robot => {
+                    // A robot may only be granted rights within its own namespace, so one
+                    // organization's robot never reaches another organization's content.
+                    if a.namespace.as_deref() != Some(repo.namespace()) {
+                        return Err(ManageError::BadRequest(format!(
+                            "robot {name} belongs to another namespace"
+                        )));
+                    }
+                }
+                Some(a) if a.kind == AccountKind::User => {}
+                _ => return Err(ManageError::NotFound(format!("no user or robot {name}"))),
+            }
+        }
+        accounts
+            .set_permission(repo, &grantee, role)
+            .await
+            .map_err(|e| match e {
+                crate::metadata::MetadataError::NotFound => {
+                    ManageError::NotFound(format!("no {kind} {who}"))
+                }
+                other => other.into(),
+            })?;
+        let is_robot = who.contains('+');
+        Ok(
+            Json(json!({ "role": role.as_str(), "name": who, "is_robot": is_robot }))
+                .into_response(),
+        )
+    }
+
+    async fn revoke(
+        &self,
+        repo: &RepoName,
+        kind: &str,
+        who: &str,
+    ) -> Result<Response, ManageError> {
+        self.require_admin(repo).await?;
+        let grantee = if kind == "user" {
+            Grantee::Account(who.to_string())
+        } else {
+            Grantee::Team(who.to_string())
+        };
+        if self
+            .state
+            .auth
+            .accounts()
+            .remove_permission(repo, &grantee)
+            .await?
+        {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(ManageError::NotFound(format!("no permission for {who}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let r = |s: &str| s.parse::<RepoName>().unwrap();
+        assert_eq!(
+            parse_target("userorg/app").unwrap(),
+            Target::Repository(r("userorg/app"))
+        );
+        assert_eq!(
+            parse_target("userorg/helm/quarkus/tag/").unwrap(),
+            Target::Tags(r("userorg/helm/quarkus"))
+        );
+        assert_eq!(
+            parse_target("userorg/app/tag/v1").unwrap(),
+            Target::Tag(r("userorg/app"), "v1".into())
+        );
+        assert_eq!(
+            parse_target("userorg/app/changevisibility").unwrap(),
+            Target::ChangeVisibility(r("userorg/app"))
+        );
+        assert_eq!(
+            parse_target("userorg/app/permissions/user/").unwrap(),
+            Target::Permissions(r("userorg/app"), "user")
+        );
+        assert_eq!(
+            parse_target("userorg/app/permissions/user/userorg+ci").unwrap(),
+            Target::Permission(r("userorg/app"), "user", "userorg+ci".into())
+        );
+        assert!(parse_target("../etc").is_err());
+    }
+}
