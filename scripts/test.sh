@@ -14,6 +14,10 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n== %s\n' "$*"; }
 
+# STAGES=clients runs only the real-client part against an existing release build (for
+# iterating on it); everything else runs by default.
+STAGES=${STAGES:-all}
+if [ "$STAGES" = all ]; then
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 cargo --version
@@ -27,6 +31,7 @@ cargo test --locked --all-targets
 
 step "release build"
 cargo build --release --locked
+fi
 
 step "real clients (clientlab)"
 if [ ! -d "$CLIENTLAB" ]; then
@@ -50,7 +55,7 @@ start_berth() {
   BERTH_PID=$!
   for _ in $(seq 1 600); do
     if grep -q 'berth ready on' "$log"; then
-      BERTH_ADDR=$(grep -o 'berth ready on http://[0-9.:]*' "$log" | head -1 | sed 's|.*http://||')
+      BERTH_ADDR=$(grep -o 'berth ready on https\?://[0-9.:]*' "$log" | tail -1 | sed 's|.*://||')
       return 0
     fi
     kill -0 "$BERTH_PID" 2>/dev/null || { cat "$log"; echo "berth exited" >&2; return 1; }
@@ -64,25 +69,40 @@ CONFIG=$WORK/config.yaml
 # A Quay config carries keys berth does not use: they must only warn.
 printf 'BROWSER_API_CALLS_XHR_ONLY: false\nFEATURE_ACI_CONVERSION: false\n' >"$CONFIG"
 start_berth --config "$CONFIG"
-echo "berth at $BERTH_ADDR (config $CONFIG)"
+ADMIN_PASS=$(cat "$WORK/data/initial-admin-password")
+echo "berth at $BERTH_ADDR (config $CONFIG; first-start admin password in the data directory)"
 
 passed=0; failed=0; failed_names=()
 pass() { passed=$((passed + 1)); echo "ok: $*"; }
 flunk() { failed=$((failed + 1)); failed_names+=("$1"); echo "FAILED: $*"; }
+api() { # METHOD PATH [JSON] -> body on stdout; fails on HTTP errors
+  curl -sS --fail-with-body -u "admin:$ADMIN_PASS" -X "$1" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "http://$BERTH_ADDR$2"
+}
 
-# Runs one clientlab flow; $2 is "pass" or "refused" (must fail at push, naming the type).
+# The seed's tenancy: organization userorg, a robot that pushes through a creator team.
+api POST /api/v1/organization/ '{"name":"userorg"}' >/dev/null
+api PUT /api/v1/organization/userorg/team/pushers '{"role":"creator"}' >/dev/null
+ROBOT_TOKEN=$(api PUT /api/v1/organization/userorg/robots/ci | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+api PUT /api/v1/organization/userorg/team/pushers/members/userorg+ci >/dev/null
+
+# Runs one clientlab flow as USER; $2 is "pass" or "refused" (must fail at push, naming the type).
 run_flow() {
-  local flow=$1 expect=$2 log=$WORK/flow-$1-$2.log
-  if REGISTRY=$BERTH_ADDR bash "$CLIENTLAB/$flow.sh" >"$log" 2>&1; then
-    if [ "$expect" = pass ]; then pass "flow $flow"; else tail -5 "$log"; flunk "$flow-$expect" "flow $flow was accepted but must be refused"; fi
+  local flow=$1 expect=$2 user=${3:-admin} pass=${4:-$ADMIN_PASS} log=$WORK/flow-$1-$2-${3:-admin}.log
+  if REGISTRY=$BERTH_ADDR REGISTRY_USER=$user REGISTRY_PASS=$pass bash "$CLIENTLAB/$flow.sh" >"$log" 2>&1; then
+    if [ "$expect" = pass ]; then pass "flow $flow as $user"; else tail -5 "$log"; flunk "$flow-$expect" "flow $flow was accepted but must be refused"; fi
   else
     if [ "$expect" = refused ] && grep -q 'manifest invalid: layer media type application/vnd.oci.image.layer.v1.tar+gzip+encrypted is not allowed' "$log"; then
       pass "flow $flow refused with MANIFEST_INVALID naming the encrypted layer type"
     else
-      tail -20 "$log"; flunk "$flow-$expect" "flow $flow (expected $expect)"
+      tail -20 "$log"; flunk "$flow-$expect-$user" "flow $flow as $user (expected $expect)"
     fi
   fi
 }
+
+# A robot account logs in and pushes with the clients of flow A; its creator team lets it
+# create userorg/app and userorg/app-delete, which makes it their admin.
+run_flow a pass userorg+ci "$ROBOT_TOKEN"
 
 # Default policy: images, zstd, Helm, cosign signatures pass; encrypted images are refused.
 for flow in $FLOWS; do
@@ -91,6 +111,21 @@ for flow in $FLOWS; do
     *) run_flow "$flow" pass ;;
   esac
 done
+# Anonymous pulls: public repositories only.
+SKOPEO=(skopeo --policy "$WORK/policy.json")
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$WORK/policy.json"
+api POST /api/v1/repository/userorg/app/changevisibility '{"visibility":"public"}' >/dev/null
+if "${SKOPEO[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/app:1" >/dev/null 2>"$WORK/anon.log"; then
+  pass "anonymous pull of a public repository"
+else
+  cat "$WORK/anon.log"; flunk anon-public "anonymous pull of a public repository"
+fi
+if "${SKOPEO[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/signed:1" >/dev/null 2>"$WORK/anon2.log"; then
+  flunk anon-private "anonymous pull of a private repository succeeded"
+else
+  grep -qi 'unauthorized\|authentication required' "$WORK/anon2.log" && pass "anonymous pull of a private repository refused" \
+    || { cat "$WORK/anon2.log"; flunk anon-private "unexpected error for an anonymous private pull"; }
+fi
 
 # Append the Quay workshop snippet to the running berth's config: no restart.
 cat >>"$CONFIG" <<'YAML'
@@ -112,6 +147,16 @@ for flow in $FLOWS; do
     c|d) run_flow "$flow" pass ;;
   esac
 done
+
+# Login over HTTPS with skopeo, trusting berth's self-signed certificate as a CA.
+kill "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
+start_berth --tls-self-signed
+mkdir -p "$WORK/certs" && cp "$WORK/data/tls/cert.pem" "$WORK/certs/ca.crt"
+if skopeo login --cert-dir "$WORK/certs" --authfile "$WORK/tls-auth.json" -u admin -p "$ADMIN_PASS" "$BERTH_ADDR" >"$WORK/tls.log" 2>&1; then
+  pass "skopeo login over HTTPS with --cert-dir"
+else
+  cat "$WORK/tls.log"; flunk tls "skopeo login over HTTPS"
+fi
 
 echo "clientlab: $passed passed, $failed failed${failed_names:+ (${failed_names[*]})}"
 [ "$failed" -eq 0 ]

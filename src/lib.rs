@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod policy;
 pub mod registry;
 pub mod storage;
+pub mod tls;
 
 use std::future::Future;
 use std::path::Path;
@@ -82,7 +83,7 @@ pub async fn create_initial_admin(
 }
 
 /// Writes a file readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -121,4 +122,26 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Serves `state` over HTTPS on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish (up to [`SHUTDOWN_GRACE`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    mut state: AppState,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.tls = true;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let service = app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(service)
+        .await
 }

@@ -97,6 +97,21 @@ struct ServeArgs {
     /// Do not create the superuser `admin` on a first start without users.
     #[arg(long)]
     no_initial_admin: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for localhost, 127.0.0.1 and ::1, kept in
+    /// DIR/tls/ (clients trust it with DIR/tls/cert.pem as a CA). For local trials.
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -175,12 +190,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
         });
     }
+    let tls_files = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some((cert.clone(), key.clone())),
+        (_, _, true) => {
+            let names: Vec<String> = state
+                .settings()
+                .server_hostname
+                .iter()
+                .map(|h| h.split(':').next().unwrap_or(h).to_string())
+                .collect();
+            let (cert, key) = berth::tls::self_signed(&args.data_dir, &names)?;
+            tracing::info!(cert = %cert.display(), "serving with a self-signed certificate; trust it as a CA to connect");
+            Some((cert, key))
+        }
+        _ => None,
+    };
+    let tls = match &tls_files {
+        Some((cert, key)) => Some(berth::tls::load(cert, key).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(data_dir = %args.data_dir.display(), "berth ready on http://{addr}");
-    berth::serve(listener, state, shutdown_signal()).await?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!("serving plain HTTP on {addr}: passwords and tokens cross the network in clear; use --tls-cert/--tls-key");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(data_dir = %args.data_dir.display(), "berth ready on {scheme}://{addr}");
+    match tls {
+        Some(tls) => berth::serve_tls(listener, state, tls, shutdown_signal()).await?,
+        None => berth::serve(listener, state, shutdown_signal()).await?,
+    }
     tracing::info!("berth stopped");
     Ok(())
 }

@@ -275,6 +275,13 @@ pub trait AccountStore: Send + Sync + 'static {
         description: &str,
     ) -> Result<(), MetadataError>;
 
+    /// Sets a repository's description.
+    async fn set_description(
+        &self,
+        repo: &RepoName,
+        description: &str,
+    ) -> Result<bool, MetadataError>;
+
     /// Sets a repository's visibility.
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError>;
 

@@ -326,10 +326,21 @@ impl Ctx<'_> {
 
     async fn update(&self, repo: &RepoName, body: Value) -> Result<Response, ManageError> {
         self.require_admin(repo).await?;
-        let _ = body;
-        Err(ManageError::BadRequest(
-            "updating the description is not supported yet".into(),
-        ))
+        let description = body
+            .get("description")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ManageError::BadRequest("description (a string) is required".into()))?;
+        if description.len() > 64 * 1024 {
+            return Err(ManageError::BadRequest(
+                "description is longer than 64 KiB".into(),
+            ));
+        }
+        self.state
+            .auth
+            .accounts()
+            .set_description(repo, description)
+            .await?;
+        Ok(Json(json!({ "success": true })).into_response())
     }
 
     async fn change_visibility(

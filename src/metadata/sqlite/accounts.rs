@@ -484,6 +484,20 @@ impl AccountStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_description(
+        &self,
+        repo: &RepoName,
+        description: &str,
+    ) -> Result<bool, MetadataError> {
+        let done = sqlx::query("UPDATE repositories SET description = ?2 WHERE name = ?1")
+            .bind(repo.as_str())
+            .bind(description)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError> {
         let done = sqlx::query("UPDATE repositories SET public = ?2 WHERE name = ?1")
             .bind(repo.as_str())
