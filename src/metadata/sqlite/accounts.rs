@@ -12,6 +12,17 @@ use crate::metadata::accounts::{
 };
 use crate::metadata::MetadataError;
 
+/// A query reading the columns [`account`] expects from `accounts a`, followed by `$tail`.
+macro_rules! select_accounts {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, ",
+            "(SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) ",
+            $tail
+        )
+    };
+}
+
 fn account(row: &SqliteRow) -> Result<Account, MetadataError> {
     let kind: &str = row.get(2);
     Ok(Account {
@@ -74,30 +85,22 @@ impl SqliteStore {
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
-        self.account_by(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a WHERE a.name = ?1",
-            name,
-        )
-        .await
+        self.account_by(select_accounts!("FROM accounts a WHERE a.name = ?1"), name)
+            .await
     }
 
     async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
         self.account_by(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
-             WHERE a.token_hash = ?1 AND a.kind = 'robot'",
+            select_accounts!("FROM accounts a WHERE a.token_hash = ?1 AND a.kind = 'robot'"),
             token_hash,
         )
         .await
     }
 
     async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
-             FROM accounts a WHERE a.kind = ?1 ORDER BY a.name",
-        )
+        let rows = sqlx::query(select_accounts!(
+            "FROM accounts a WHERE a.kind = ?1 ORDER BY a.name"
+        ))
         .bind(kind.as_str())
         .fetch_all(&self.reader)
         .await
@@ -363,10 +366,7 @@ impl AccountStore for SqliteStore {
         team_name: &str,
     ) -> Result<Vec<Account>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
-             FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
-             JOIN accounts a ON a.id = tm.account_id WHERE o.name = ?1 AND t.name = ?2 ORDER BY a.name",
+            select_accounts!("FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id JOIN accounts a ON a.id = tm.account_id WHERE o.name = ?1 AND t.name = ?2 ORDER BY a.name"),
         )
         .bind(org)
         .bind(team_name)
@@ -698,11 +698,9 @@ impl AccountStore for SqliteStore {
     }
 
     async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
-        let row = sqlx::query(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
-             FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ?1",
-        )
+        let row = sqlx::query(select_accounts!(
+            "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ?1"
+        ))
         .bind(token_hash)
         .fetch_optional(&self.reader)
         .await
