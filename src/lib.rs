@@ -31,8 +31,16 @@ use storage::fs::FsBlobStore;
 /// Opens the embedded backends under `data_dir` (creating it), recovers interrupted uploads,
 /// loads the token signing key, and returns the application state.
 pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppState> {
+    let created = !data_dir.exists();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    if created {
+        // The directory holds password hashes and the token signing key: owner only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
+    }
     let meta = Arc::new(
         SqliteStore::open(&data_dir.join("metadata.db"))
             .await
