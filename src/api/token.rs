@@ -64,15 +64,18 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     };
 
     // Credentials: Basic header, or an OAuth2 password grant in the form.
-    let basic = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .map(|p| decode_basic(p).ok_or(AuthError::Malformed));
+    // An Authorization header must be usable Basic credentials: anything else is refused
+    // rather than silently answered with an anonymous token.
+    let basic = parts.headers.get(header::AUTHORIZATION).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            })
+            .and_then(decode_basic)
+            .ok_or(AuthError::Malformed)
+    });
     let credentials = match basic {
         Some(Ok(pair)) => Some(pair),
         Some(Err(e)) => return auth_error(e),

@@ -117,7 +117,7 @@ pub struct Auth {
     keys: TokenKeys,
     settings: RwLock<Arc<AuthSettings>>,
     limiter: LoginLimiter,
-    basic_cache: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+    basic_cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -205,26 +205,34 @@ impl Auth {
                 .finalize()
                 .into()
         };
-        if let Some((identity, at)) = self
+        // A remembered user password is trusted only while the account still has the same
+        // password hash; robots are never remembered (their check is one indexed lookup).
+        let remembered = self
             .basic_cache
             .lock()
             .expect("cache lock poisoned")
             .get(&cache_key)
-        {
-            if at.elapsed() < BASIC_CACHE_TTL {
-                return Ok(identity.clone());
+            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
+            .map(|(phc, _)| phc.clone());
+        if let Some(phc) = remembered {
+            if let Some(account) = self.accounts.account(username).await? {
+                if account.kind == AccountKind::User
+                    && account.password_hash.as_deref() == Some(phc.as_str())
+                {
+                    return Ok(self.identity(&account));
+                }
             }
         }
-        let verified = self.verify_secret(username, password).await?;
-        match verified {
+        match self.verify_secret(username, password).await? {
             Some(account) => {
-                let identity = self.identity(&account);
-                let mut cache = self.basic_cache.lock().expect("cache lock poisoned");
-                if cache.len() > 10_000 {
-                    cache.clear();
+                if let (AccountKind::User, Some(phc)) = (account.kind, &account.password_hash) {
+                    let mut cache = self.basic_cache.lock().expect("cache lock poisoned");
+                    if cache.len() > 10_000 {
+                        cache.clear();
+                    }
+                    cache.insert(cache_key, (phc.clone(), Instant::now()));
                 }
-                cache.insert(cache_key, (identity.clone(), Instant::now()));
-                Ok(identity)
+                Ok(self.identity(&account))
             }
             None => {
                 self.limiter.record_failure(&keys);
@@ -514,14 +522,19 @@ impl Auth {
         &self,
         who: &Identity,
         repo: &RepoName,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<PushTarget, MetadataError> {
         if self.accounts.repository_info(repo).await?.is_some() {
-            return Ok(false);
+            return Ok(PushTarget::Existing);
         }
+        // Decided now, not when a token was issued: rights may have been taken away since.
         let namespace = repo.namespace();
-        if self.accounts.account(namespace).await?.is_none()
-            && who.superuser
+        let rights = self.accounts.namespace_rights(who.id, namespace).await?;
+        if !who.superuser && !rights.create {
+            return Ok(PushTarget::Denied);
+        }
+        if who.superuser
             && who.kind == AccountKind::User
+            && self.accounts.account(namespace).await?.is_none()
         {
             match self
                 .accounts
@@ -536,17 +549,27 @@ impl Auth {
         match self.accounts.create_repository(repo, public, "").await {
             Ok(()) => {}
             // A concurrent push created it first.
-            Err(MetadataError::Conflict) => return Ok(false),
+            Err(MetadataError::Conflict) => return Ok(PushTarget::Existing),
             Err(e) => return Err(e),
         }
-        let rights = self.accounts.namespace_rights(who.id, namespace).await?;
         if !rights.admin && !who.superuser {
             self.accounts
                 .set_permission(repo, &Grantee::Account(who.name.clone()), Role::Admin)
                 .await?;
         }
-        Ok(true)
+        Ok(PushTarget::Created)
     }
+}
+
+/// What a push finds or makes of its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushTarget {
+    /// The repository existed.
+    Existing,
+    /// This push created it.
+    Created,
+    /// It does not exist and the caller may not create it (any more).
+    Denied,
 }
 
 /// Prefix of management API tokens, so they are told apart from registry JWTs.

@@ -180,6 +180,7 @@ fn explain(e: MetadataError, what: &str) -> anyhow::Error {
     match e {
         MetadataError::Conflict => anyhow::anyhow!("{what} already exists"),
         MetadataError::NotFound => anyhow::anyhow!("{what}: a name it refers to does not exist"),
+        MetadataError::Refused(why) => anyhow::anyhow!("{why}"),
         other => anyhow::Error::new(other),
     }
 }

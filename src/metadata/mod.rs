@@ -23,6 +23,10 @@ pub enum MetadataError {
     /// A concurrent change won; the caller may retry or report a conflict.
     #[error("conflicting concurrent change")]
     Conflict,
+    /// The change would break an access-control rule (e.g. a robot granted rights outside
+    /// its namespace).
+    #[error("{0}")]
+    Refused(&'static str),
     /// The database failed.
     #[error("database failure")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

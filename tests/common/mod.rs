@@ -14,6 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod access;
+#[allow(unused_imports)]
+pub use access::*;
 mod http;
 #[allow(unused_imports)]
 pub use http::*;

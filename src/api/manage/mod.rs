@@ -81,6 +81,7 @@ impl From<MetadataError> for ManageError {
         match e {
             MetadataError::NotFound => ManageError::NotFound("not found".into()),
             MetadataError::Conflict => ManageError::Conflict("already exists".into()),
+            MetadataError::Refused(why) => ManageError::BadRequest(why.into()),
             other => ManageError::Internal(Box::new(other)),
         }
     }

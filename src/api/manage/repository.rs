@@ -264,20 +264,23 @@ impl Ctx<'_> {
         &self,
         repo: &RepoName,
     ) -> Result<crate::metadata::accounts::RepositoryInfo, ManageError> {
-        let missing = || ManageError::NotFound(format!("repository {repo} not found"));
+        // Anonymous callers get 401 and signed-in callers 404 whether the repository is
+        // missing or merely hidden from them, so probing reveals nothing.
+        let hidden = || match self.caller.0 {
+            None => ManageError::Unauthorized("authentication required".into()),
+            Some(_) => ManageError::NotFound(format!("repository {repo} not found")),
+        };
         let info = self
             .state
             .auth
             .accounts()
             .repository_info(repo)
             .await?
-            .ok_or_else(missing)?;
+            .ok_or_else(hidden)?;
         if self.state.auth.may_see(&self.credential(), repo).await? {
             Ok(info)
-        } else if self.caller.0.is_none() {
-            Err(ManageError::Unauthorized("authentication required".into()))
         } else {
-            Err(missing())
+            Err(hidden())
         }
     }
 

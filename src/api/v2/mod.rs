@@ -21,7 +21,7 @@ use oci::ErrorCode;
 
 use super::challenge::Origin;
 use crate::app::AppState;
-use crate::auth::{AuthError, Credential, Denial};
+use crate::auth::{AuthError, Credential, Denial, PushTarget};
 use crate::error::ApiError;
 use crate::storage::ByteStream;
 use route::Endpoint;
@@ -191,11 +191,19 @@ async fn authorize(
         .map_err(ApiError::internal)?
     {
         Ok(()) => match (wanted.push, credential.identity()) {
-            (true, Some(identity)) => state
+            (true, Some(identity)) => match state
                 .auth
                 .create_on_push(identity, repo)
                 .await
-                .map_err(ApiError::internal),
+                .map_err(ApiError::internal)?
+            {
+                PushTarget::Existing => Ok(false),
+                PushTarget::Created => Ok(true),
+                PushTarget::Denied => Err(ApiError::new(
+                    ErrorCode::Denied,
+                    "requested access to the resource is denied",
+                )),
+            },
             _ => Ok(false),
         },
         Err(Denial::Unauthorized { insufficient_scope }) => {

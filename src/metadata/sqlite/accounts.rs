@@ -242,11 +242,30 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+        let mut tx = self.begin().await?;
+        // A namespace's repositories go with it, so nobody who later takes the name inherits
+        // them. Compared by prefix, not LIKE, since names may contain `_`.
+        for sql in [
+            "DELETE FROM tags WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length(?1) + 1) = ?1 || '/')",
+            "DELETE FROM manifest_references WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length(?1) + 1) = ?1 || '/')",
+            "DELETE FROM manifests WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length(?1) + 1) = ?1 || '/')",
+            "DELETE FROM repositories WHERE substr(name, 1, length(?1) + 1) = ?1 || '/'",
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         let done = sqlx::query("DELETE FROM accounts WHERE name = ?1")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -311,10 +330,26 @@ impl AccountStore for SqliteStore {
         team_name: &str,
         member: &str,
     ) -> Result<(), MetadataError> {
+        let robot_namespace = sqlx::query(
+            "SELECT (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
+             WHERE a.name = ?1 AND a.kind = 'robot'",
+        )
+        .bind(member)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = robot_namespace {
+            if row.get::<Option<&str>, _>(0) != Some(org) {
+                return Err(MetadataError::Refused(
+                    "a robot may only join teams of its own namespace",
+                ));
+            }
+        }
         let done = sqlx::query(
             "INSERT INTO team_members (team_id, account_id)
              SELECT t.id, m.id FROM teams t JOIN accounts o ON o.id = t.org_id, accounts m
              WHERE o.name = ?1 AND t.name = ?2 AND m.name = ?3 AND m.kind IN ('user', 'robot')
+               AND (m.kind = 'user' OR m.namespace_id = o.id)
              ON CONFLICT DO NOTHING",
         )
         .bind(org)
@@ -557,15 +592,22 @@ impl AccountStore for SqliteStore {
             .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
-                let id = sqlx::query(
-                    "SELECT id FROM accounts WHERE name = ?1 AND kind IN ('user', 'robot')",
+                let row = sqlx::query(
+                    "SELECT a.id, a.kind, (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
+                     FROM accounts a WHERE a.name = ?1 AND a.kind IN ('user', 'robot')",
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
+                let (id, kind, namespace): (i64, &str, Option<&str>) =
+                    (row.get(0), row.get(1), row.get(2));
+                if kind == "robot" && namespace != Some(repo.namespace()) {
+                    return Err(MetadataError::Refused(
+                        "a robot may only be granted rights in its own namespace",
+                    ));
+                }
                 (Some(id), None)
             }
             Grantee::Team(name) => {
