@@ -40,6 +40,9 @@ pub struct UploadRecord {
     pub algorithm: Algorithm,
     /// Bytes received and durable so far.
     pub length: u64,
+    /// Whether a client knows the session and may resume it (false inside a single-request
+    /// push, whose session nobody can resume after a crash).
+    pub resumable: bool,
 }
 
 /// A manifest about to be stored.

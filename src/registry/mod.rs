@@ -120,15 +120,18 @@ impl Registry {
 
     /// Reconciles storage with metadata after a restart: upload data without a session is
     /// removed, data longer than its recorded length (a crash mid-append) is cut back, and a
-    /// session whose data is missing is forgotten.
+    /// session whose data is missing is forgotten. Sessions of single-request pushes, which no
+    /// client can resume, are discarded with their data.
     pub async fn recover(&self) -> Result<(), RegistryError> {
-        let recorded: HashMap<UploadId, u64> = self
-            .meta
-            .list_uploads()
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.length))
-            .collect();
+        let mut recorded: HashMap<UploadId, u64> = HashMap::new();
+        for upload in self.meta.list_uploads().await? {
+            if upload.resumable {
+                recorded.insert(upload.id, upload.length);
+            } else {
+                // Left by a single-request push cut off by a crash: no client can resume it.
+                self.meta.delete_upload(&upload.id).await?;
+            }
+        }
         let stored: HashMap<UploadId, u64> = self.blobs.list_uploads().await?.into_iter().collect();
         for (id, len) in &stored {
             match recorded.get(id) {

@@ -52,6 +52,15 @@ impl Registry {
         repo: &RepoName,
         algorithm: Algorithm,
     ) -> Result<UploadState, RegistryError> {
+        self.open_session(repo, algorithm, true).await
+    }
+
+    async fn open_session(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+        resumable: bool,
+    ) -> Result<UploadState, RegistryError> {
         let id = UploadId::generate();
         self.blobs.create_upload(&id).await?;
         let record = UploadRecord {
@@ -59,6 +68,7 @@ impl Registry {
             repository: repo.clone(),
             algorithm,
             length: 0,
+            resumable,
         };
         if let Err(e) = self.meta.create_upload(&record).await {
             let _ = self.blobs.delete_upload(&id).await;
@@ -232,7 +242,7 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<(), RegistryError> {
-        let upload = self.start_upload(repo, digest.algorithm()).await?;
+        let upload = self.open_session(repo, digest.algorithm(), false).await?;
         let result = self
             .finish_upload(repo, &upload.id, digest, Some((None, content_length, body)))
             .await;

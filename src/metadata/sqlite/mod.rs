@@ -253,14 +253,15 @@ impl MetadataStore for SqliteStore {
             .await
             .map_err(backend)?;
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at)
-             SELECT ?1, id, ?3, ?4, ?5, ?5 FROM repositories WHERE name = ?2",
+            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable)
+             SELECT ?1, id, ?3, ?4, ?5, ?5, ?6 FROM repositories WHERE name = ?2",
         )
         .bind(upload.id.as_str())
         .bind(upload.repository.as_str())
         .bind(upload.algorithm.as_str())
         .bind(upload.length as i64)
         .bind(now)
+        .bind(i64::from(upload.resumable))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -269,7 +270,7 @@ impl MetadataStore for SqliteStore {
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
         let row = sqlx::query(
-            "SELECT r.name, u.algorithm, u.length FROM uploads u
+            "SELECT r.name, u.algorithm, u.length, u.resumable FROM uploads u
              JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?1",
         )
         .bind(id.as_str())
@@ -282,6 +283,7 @@ impl MetadataStore for SqliteStore {
                 repository: stored(r.get::<&str, _>(0))?,
                 algorithm: stored::<Algorithm>(r.get::<&str, _>(1))?,
                 length: r.get::<i64, _>(2) as u64,
+                resumable: r.get::<i64, _>(3) != 0,
             })
         })
         .transpose()
@@ -316,7 +318,7 @@ impl MetadataStore for SqliteStore {
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT u.id, r.name, u.algorithm, u.length FROM uploads u
+            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable FROM uploads u
              JOIN repositories r ON r.id = u.repository_id",
         )
         .fetch_all(&self.reader)
@@ -330,6 +332,7 @@ impl MetadataStore for SqliteStore {
                     repository: stored(r.get::<&str, _>(1))?,
                     algorithm: stored(r.get::<&str, _>(2))?,
                     length: r.get::<i64, _>(3) as u64,
+                    resumable: r.get::<i64, _>(4) != 0,
                 })
             })
             .collect()
