@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(api::v2::dispatch))
         .route("/v2/{*path}", any(api::v2::dispatch))
         .merge(api::manage::routes())
+        .merge(crate::ui::routes())
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
             HeaderValue::from_static("registry/2.0"),

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod registry;
 pub mod storage;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::path::Path;

@@ -166,7 +166,8 @@ impl Auth {
             .clear();
     }
 
-    fn identity(&self, account: &Account) -> Identity {
+    /// The identity of an account, with superuser rights from the database or `SUPER_USERS`.
+    pub fn identity(&self, account: &Account) -> Identity {
         let superuser = account.superuser
             || self
                 .settings()
@@ -559,6 +560,51 @@ impl Auth {
         }
         Ok(PushTarget::Created)
     }
+}
+
+impl Auth {
+    /// Creates robot `namespace+short` with a fresh token and returns its name and the token,
+    /// which is stored hashed and so can be shown only this once.
+    pub async fn create_robot(
+        &self,
+        namespace: &str,
+        short: &str,
+    ) -> Result<(String, String), RobotError> {
+        if !valid_robot_short(short) {
+            return Err(RobotError::BadName(short.to_string()));
+        }
+        let token = secret::random_token("");
+        let name = format!("{namespace}+{short}");
+        match self
+            .accounts
+            .create_robot(namespace, short, &secret::token_hash(&token))
+            .await
+        {
+            Ok(_) => Ok((name, token)),
+            Err(MetadataError::Conflict) => Err(RobotError::Exists(name)),
+            Err(e) => Err(RobotError::Metadata(e)),
+        }
+    }
+}
+
+/// Whether `short` may name a robot: 1 to 64 lowercase letters, digits and `_`.
+pub fn valid_robot_short(short: &str) -> bool {
+    !short.is_empty()
+        && short.len() <= 64
+        && short
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Why a robot could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RobotError {
+    #[error("robot name {0:?} may hold only lowercase letters, digits and _")]
+    BadName(String),
+    #[error("robot {0} exists")]
+    Exists(String),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
 }
 
 /// What a push finds or makes of its repository.

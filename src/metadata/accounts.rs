@@ -144,6 +144,25 @@ pub struct RepositoryInfo {
     pub description: String,
 }
 
+/// A repository as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySummary {
+    pub name: RepoName,
+    pub public: bool,
+    pub description: String,
+    pub tag_count: u64,
+    /// When a tag last moved (milliseconds since the Unix epoch); none without tags.
+    pub last_modified: Option<i64>,
+}
+
+/// A dashboard session: who signed in and the token its forms must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub account: Account,
+    pub csrf: String,
+    pub expires_at: i64,
+}
+
 /// What an account may do in a namespace, from ownership and team roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NamespaceRights {
@@ -267,6 +286,13 @@ pub trait AccountStore: Send + Sync + 'static {
         repo: &RepoName,
     ) -> Result<Option<RepositoryInfo>, MetadataError>;
 
+    /// Repositories by name, optionally of one namespace and only names containing `filter`.
+    async fn repository_summaries(
+        &self,
+        namespace: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<Vec<RepositorySummary>, MetadataError>;
+
     /// Creates a repository (private unless `public`). `Conflict` if it exists.
     async fn create_repository(
         &self,
@@ -326,4 +352,20 @@ pub trait AccountStore: Send + Sync + 'static {
         &self,
         candidate: (&str, &str),
     ) -> Result<Vec<(String, String)>, MetadataError>;
+
+    /// Records a dashboard session for `account` (by hash of its cookie value); forgets
+    /// expired sessions on the way.
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        account: &str,
+        csrf: &str,
+        expires_at: i64,
+    ) -> Result<(), MetadataError>;
+
+    /// The unexpired session whose cookie value hashes to `token_hash`.
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError>;
+
+    /// Ends a session. Absent sessions are not an error.
+    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError>;
 }

@@ -99,6 +99,48 @@ pub struct TagDetail {
     pub details: Option<String>,
 }
 
+/// Which tags [`MetadataStore::tag_details`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct TagQuery<'a> {
+    /// Only tags whose name contains this.
+    pub filter: Option<&'a str>,
+    /// Whether cosign's `sha256-<hex>.sig|.att|.sbom` tags are included.
+    pub cosign_tags: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// A manifest that signs, attests or describes another (through its `subject` or a cosign
+/// tag).
+#[derive(Debug, Clone)]
+pub struct Describer {
+    /// The manifest described.
+    pub target: Digest,
+    pub digest: Digest,
+    pub kind: String,
+    pub artifact_type: Option<String>,
+    pub total_size: u64,
+    /// One of its tags, if it has any.
+    pub tag: Option<String>,
+}
+
+/// What the registry recorded about one manifest of a repository.
+#[derive(Debug, Clone)]
+pub struct ManifestSummary {
+    pub digest: Digest,
+    pub media_type: String,
+    pub kind: String,
+    pub artifact_type: Option<String>,
+    pub total_size: u64,
+    /// When it was pushed (milliseconds since the Unix epoch).
+    pub created_at: i64,
+    pub signed: Option<Digest>,
+    /// Kind-specific facts (JSON object text).
+    pub details: Option<String>,
+    /// Its tags, by name.
+    pub tags: Vec<String>,
+}
+
 /// How a manifest is looked up.
 #[derive(Debug, Clone)]
 pub enum ManifestKey<'a> {
@@ -223,15 +265,26 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Tag>, MetadataError>;
 
-    /// Tags with their manifests' facts, by name, optionally only names containing `filter`,
-    /// skipping `offset` and returning at most `limit`.
+    /// Tags with their manifests' facts, by name, as `query` selects.
     async fn tag_details(
         &self,
         repo: &RepoName,
-        filter: Option<&str>,
-        offset: u32,
-        limit: u32,
+        query: &TagQuery<'_>,
     ) -> Result<Vec<TagDetail>, MetadataError>;
+
+    /// Manifests of `repo` that sign, attest or describe any of `targets`.
+    async fn describers(
+        &self,
+        repo: &RepoName,
+        targets: &[Digest],
+    ) -> Result<Vec<Describer>, MetadataError>;
+
+    /// What was recorded about a manifest of `repo`, with its tags.
+    async fn manifest_summary(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestSummary>, MetadataError>;
 
     /// Points `tag` at the manifest `digest` of the same repository. Returns false when the
     /// manifest is not there.

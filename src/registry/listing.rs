@@ -66,11 +66,27 @@ impl Registry {
     pub async fn tag_details(
         &self,
         repo: &RepoName,
-        filter: Option<&str>,
-        offset: u32,
-        limit: u32,
+        query: &crate::metadata::TagQuery<'_>,
     ) -> Result<Vec<crate::metadata::TagDetail>, RegistryError> {
-        Ok(self.meta.tag_details(repo, filter, offset, limit).await?)
+        Ok(self.meta.tag_details(repo, query).await?)
+    }
+
+    /// Manifests of `repo` that sign, attest or describe any of `targets`.
+    pub async fn describers(
+        &self,
+        repo: &RepoName,
+        targets: &[Digest],
+    ) -> Result<Vec<crate::metadata::Describer>, RegistryError> {
+        Ok(self.meta.describers(repo, targets).await?)
+    }
+
+    /// What was recorded about one manifest of `repo`.
+    pub async fn manifest_summary(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<crate::metadata::ManifestSummary>, RegistryError> {
+        Ok(self.meta.manifest_summary(repo, digest).await?)
     }
 
     /// Points a tag at a manifest already in the repository; false when it is not there.

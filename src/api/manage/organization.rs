@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{ApiCaller, JsonBody, ManageError};
 use crate::app::AppState;
-use crate::auth::{secret, Identity};
+use crate::auth::{secret, Identity, RobotError};
 use crate::metadata::accounts::{Account, AccountKind, TeamRole};
 use crate::metadata::MetadataError;
 
@@ -21,22 +21,6 @@ pub fn valid_namespace(name: &str) -> Result<(), ManageError> {
     } else {
         Err(ManageError::BadRequest(format!(
             "{name:?} is not a valid name (lowercase letters and digits, with . _ - inside)"
-        )))
-    }
-}
-
-/// A robot's short name: lowercase letters, digits and `_`.
-pub fn valid_robot_short(short: &str) -> Result<(), ManageError> {
-    let ok = !short.is_empty()
-        && short.len() <= 64
-        && short
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ManageError::BadRequest(format!(
-            "robot name {short:?} may hold only lowercase letters, digits and _"
         )))
     }
 }
@@ -301,17 +285,14 @@ pub(super) async fn new_robot(
     namespace: &str,
     short: &str,
 ) -> Result<Response, ManageError> {
-    valid_robot_short(short)?;
-    let token = secret::random_token("");
-    let name = format!("{namespace}+{short}");
-    state
+    let (name, token) = state
         .auth
-        .accounts()
-        .create_robot(namespace, short, &secret::token_hash(&token))
+        .create_robot(namespace, short)
         .await
         .map_err(|e| match e {
-            MetadataError::Conflict => ManageError::Conflict(format!("robot {name} exists")),
-            other => other.into(),
+            RobotError::BadName(_) => ManageError::BadRequest(e.to_string()),
+            RobotError::Exists(_) => ManageError::Conflict(e.to_string()),
+            RobotError::Metadata(m) => m.into(),
         })?;
     Ok((
         StatusCode::CREATED,

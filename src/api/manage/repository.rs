@@ -381,7 +381,15 @@ impl Ctx<'_> {
         let mut rows = self
             .state
             .registry
-            .tag_details(repo, filter, offset, limit + 1)
+            .tag_details(
+                repo,
+                &crate::metadata::TagQuery {
+                    filter,
+                    cosign_tags: true,
+                    offset,
+                    limit: limit + 1,
+                },
+            )
             .await?;
         let has_additional = rows.len() > limit as usize;
         rows.truncate(limit as usize);

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::{backend, now_millis, stored, SqliteStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission,
-    RepositoryInfo, Role, Team, TeamRole,
+    RepositoryInfo, RepositorySummary, Role, Session, Team, TeamRole,
 };
 use crate::metadata::MetadataError;
 
@@ -502,6 +502,36 @@ impl AccountStore for SqliteStore {
         .transpose()
     }
 
+    async fn repository_summaries(
+        &self,
+        namespace: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<Vec<RepositorySummary>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
+             FROM repositories r LEFT JOIN tags t ON t.repository_id = r.id
+             WHERE (?1 IS NULL OR substr(r.name, 1, length(?1) + 1) = ?1 || '/')
+               AND (?2 IS NULL OR instr(r.name, ?2) > 0)
+             GROUP BY r.id ORDER BY r.name",
+        )
+        .bind(namespace)
+        .bind(filter)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RepositorySummary {
+                    name: stored(r.get::<&str, _>(0))?,
+                    public: r.get::<i64, _>(1) != 0,
+                    description: r.get(2),
+                    tag_count: r.get::<i64, _>(3) as u64,
+                    last_modified: r.get(4),
+                })
+            })
+            .collect()
+    }
+
     async fn create_repository(
         &self,
         repo: &RepoName,
@@ -770,5 +800,66 @@ impl AccountStore for SqliteStore {
                 .await
                 .map_err(backend)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        account: &str,
+        csrf: &str,
+        expires_at: i64,
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "INSERT INTO sessions (token_hash, account_id, csrf, created_at, expires_at)
+             SELECT ?1, id, ?3, ?4, ?5 FROM accounts WHERE name = ?2 AND kind = 'user'",
+        )
+        .bind(token_hash)
+        .bind(account)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+        if done.rows_affected() == 0 {
+            return Err(MetadataError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError> {
+        let row = sqlx::query(select_accounts!(
+            ", s.csrf, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(Session {
+                account: account(&r)?,
+                csrf: r.get(7),
+                expires_at: r.get(8),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?1")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    ManifestKey, MetadataError, MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail,
-    UploadRecord,
+    Describer, ManifestKey, ManifestSummary, MetadataError, MetadataStore, NewManifest, Referrer,
+    StoredManifest, TagDetail, TagQuery, UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -552,9 +552,7 @@ impl MetadataStore for SqliteStore {
     async fn tag_details(
         &self,
         repo: &RepoName,
-        filter: Option<&str>,
-        offset: u32,
-        limit: u32,
+        query: &TagQuery<'_>,
     ) -> Result<Vec<TagDetail>, MetadataError> {
         let rows = sqlx::query(
             "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
@@ -562,12 +560,15 @@ impl MetadataStore for SqliteStore {
              FROM tags t JOIN repositories r ON r.id = t.repository_id
              JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
              WHERE r.name = ?1 AND (?2 IS NULL OR instr(t.name, ?2) > 0)
+               AND (?5 OR NOT (t.name GLOB 'sha256-*.sig' OR t.name GLOB 'sha256-*.att'
+                               OR t.name GLOB 'sha256-*.sbom'))
              ORDER BY t.name LIMIT ?3 OFFSET ?4",
         )
         .bind(repo.as_str())
-        .bind(filter)
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
+        .bind(query.filter)
+        .bind(i64::from(query.limit))
+        .bind(i64::from(query.offset))
+        .bind(query.cosign_tags)
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
@@ -587,6 +588,77 @@ impl MetadataStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn describers(
+        &self,
+        repo: &RepoName,
+        targets: &[Digest],
+    ) -> Result<Vec<Describer>, MetadataError> {
+        let mut found = Vec::new();
+        for chunk in targets.chunks(500) {
+            let targets: Vec<String> = chunk.iter().map(Digest::to_string).collect();
+            let rows = sqlx::query(
+                "SELECT m.signed_digest, m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type),
+                        m.total_size,
+                        (SELECT min(t.name) FROM tags t
+                         WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
+                 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                 WHERE r.name = ?1 AND m.signed_digest IN (SELECT value FROM json_each(?2))
+                 ORDER BY m.signed_digest, m.kind, m.digest",
+            )
+            .bind(repo.as_str())
+            .bind(serde_json::to_string(&targets).map_err(backend)?)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+            for r in &rows {
+                found.push(Describer {
+                    target: stored(r.get::<&str, _>(0))?,
+                    digest: stored(r.get::<&str, _>(1))?,
+                    kind: r.get(2),
+                    artifact_type: r.get(3),
+                    total_size: r.get::<i64, _>(4) as u64,
+                    tag: r.get(5),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn manifest_summary(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestSummary>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT m.media_type, m.kind, m.artifact_type, m.total_size, m.created_at,
+                    m.signed_digest, m.details,
+                    (SELECT json_group_array(name) FROM
+                        (SELECT t.name FROM tags t WHERE t.repository_id = m.repository_id
+                         AND t.manifest_digest = m.digest ORDER BY t.name))
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ?1 AND m.digest = ?2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        let Some(r) = row else { return Ok(None) };
+        let signed: Option<&str> = r.get(5);
+        let tags: Vec<String> = serde_json::from_str(r.get::<&str, _>(7)).map_err(backend)?;
+        Ok(Some(ManifestSummary {
+            digest: digest.clone(),
+            media_type: r.get(0),
+            kind: r.get(1),
+            artifact_type: r.get(2),
+            total_size: r.get::<i64, _>(3) as u64,
+            created_at: r.get(4),
+            signed: signed.map(stored).transpose()?,
+            details: r.get(6),
+            tags,
+        }))
     }
 
     async fn move_tag(

@@ -1,0 +1,218 @@
+//! `/organization/<org>` and `/user/<name>`: a namespace's repositories, and for its members
+//! the teams, members and robot accounts.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use maud::html;
+
+use super::layout::{icon, page};
+use super::repositories;
+use super::session::{Flash, Viewer};
+use super::{see_other, FormData, PageError};
+use crate::app::AppState;
+use crate::auth::RobotError;
+use crate::metadata::accounts::{Account, AccountKind};
+
+/// The namespace account, if it exists and is of `kind`.
+async fn namespace(state: &AppState, name: &str, kind: AccountKind) -> Result<Account, PageError> {
+    match state.auth.accounts().account(name).await? {
+        Some(a) if a.kind == kind => Ok(a),
+        _ => Err(PageError::NotFound),
+    }
+}
+
+fn robots_section(viewer: &Viewer, action: &str, robots: &[Account], admin: bool) -> maud::Markup {
+    html! {
+        section.panel.robots {
+            h2 { (icon("robot")) " Robot accounts" }
+            p.hint { "Robots log in to registry clients with their token; grant them access per repository." }
+            @if robots.is_empty() { p.muted { "No robot accounts." } }
+            @else {
+                ul.plain {
+                    @for r in robots { li.robot data-robot=(r.name) { (icon("robot")) " " code { (r.name) } } }
+                }
+            }
+            @if admin {
+                form.create-robot.form-row method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input type="hidden" name="action" value="create-robot";
+                    input type="text" name="name" placeholder="robot name (a-z, 0-9, _)" required pattern="[a-z0-9_]{1,64}" aria-label="Robot name";
+                    button.primary type="submit" { "Create robot account" }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /organization/{name}`.
+pub async fn organization(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let org = namespace(&state, &name, AccountKind::Organization).await?;
+    let accounts = state.auth.accounts();
+    let repos = repositories::visible(&state, &viewer, Some(&org.name), None).await?;
+    let members = accounts.organization_members(&org.name).await?;
+    let (member, admin) = match &viewer.identity {
+        Some(who) => (
+            who.superuser || members.iter().any(|m| m.id == who.id),
+            state.auth.is_namespace_admin(who, &org.name).await?,
+        ),
+        None => (false, false),
+    };
+    if !member && repos.is_empty() {
+        // Organizations are not secret, but one with nothing visible has nothing to show.
+        return Err(PageError::NotFound);
+    }
+    let mut teams = Vec::new();
+    let mut robots = Vec::new();
+    if member {
+        for team in accounts.list_teams(&org.name).await? {
+            let people = accounts.team_members(&org.name, &team.name).await?;
+            teams.push((team, people));
+        }
+        robots = accounts.list_robots(&org.name).await?;
+    }
+    let action = format!("/organization/{}", org.name);
+    let body = html! {
+        div.page-head {
+            div {
+                h1 { (icon("team")) " " (org.name) }
+                p.sub { "Organization" @if admin { " · you administer it" } }
+            }
+        }
+        section.repositories {
+            h2 { "Repositories" }
+            @if repos.is_empty() { div.panel.empty { "No repositories you can see." } }
+            @else { (repositories::table(&repos, false)) }
+        }
+        @if member {
+            section.panel.members {
+                h2 { (icon("user")) " Members" }
+                @if members.is_empty() { p.muted { "No members." } }
+                ul.plain {
+                    @for m in &members {
+                        li.member data-member=(m.name) {
+                            (icon(if m.kind == AccountKind::Robot { "robot" } else { "user" })) " "
+                            @if m.kind == AccountKind::User { a href={ "/user/" (m.name) } { (m.name) } } @else { code { (m.name) } }
+                        }
+                    }
+                }
+            }
+            section.panel.teams {
+                h2 { (icon("team")) " Teams" }
+                div.table-wrap {
+                    table {
+                        thead { tr { th { "Team" } th { "Role" } th { "Members" } } }
+                        tbody {
+                            @for (team, people) in &teams {
+                                tr.team data-team=(team.name) {
+                                    td { strong { (team.name) } @if !team.description.is_empty() { br; span.hint { (team.description) } } }
+                                    td { span.pill { (team.role.as_str()) } }
+                                    td {
+                                        @if people.is_empty() { span.muted { "none" } }
+                                        @for (i, p) in people.iter().enumerate() { @if i > 0 { ", " } (p.name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            (robots_section(&viewer, &action, &robots, admin))
+        }
+    };
+    Ok(page(&viewer, &org.name, body))
+}
+
+/// `GET /user/{name}`.
+pub async fn user(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let user = namespace(&state, &name, AccountKind::User).await?;
+    let repos = repositories::visible(&state, &viewer, Some(&user.name), None).await?;
+    let admin = match &viewer.identity {
+        Some(who) => state.auth.is_namespace_admin(who, &user.name).await?,
+        None => false,
+    };
+    if !admin && repos.is_empty() {
+        return Err(PageError::NotFound);
+    }
+    let robots = if admin {
+        state.auth.accounts().list_robots(&user.name).await?
+    } else {
+        Vec::new()
+    };
+    let action = format!("/user/{}", user.name);
+    let body = html! {
+        div.page-head {
+            div {
+                h1 { (icon("user")) " " (user.name) }
+                p.sub { "User namespace" }
+            }
+        }
+        section.repositories {
+            h2 { "Repositories" }
+            @if repos.is_empty() { div.panel.empty { "No repositories yet." } }
+            @else { (repositories::table(&repos, false)) }
+        }
+        @if admin { (robots_section(&viewer, &action, &robots, true)) }
+    };
+    Ok(page(&viewer, &user.name, body))
+}
+
+/// `POST /organization/{name}` and `POST /user/{name}`: create a robot account.
+pub async fn act(
+    State(state): State<AppState>,
+    mut viewer: Viewer,
+    Path(name): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, PageError> {
+    let is_org = uri.path().starts_with("/organization/");
+    let kind = if is_org {
+        AccountKind::Organization
+    } else {
+        AccountKind::User
+    };
+    let back = format!(
+        "{}/{}",
+        if is_org { "/organization" } else { "/user" },
+        name
+    );
+    let who = viewer.required(&back)?.clone();
+    viewer.check_form(&headers, form.get("csrf"))?;
+    let ns = namespace(&state, &name, kind).await?;
+    if !state.auth.is_namespace_admin(&who, &ns.name).await? {
+        return Err(PageError::Forbidden);
+    }
+    let flash = match form.required("action")? {
+        "create-robot" => {
+            match state
+                .auth
+                .create_robot(&ns.name, form.required("name")?)
+                .await
+            {
+                Ok((robot, token)) => {
+                    tracing::info!(robot = %robot, by = %who.name, "robot account created");
+                    Flash {
+                        secret: Some(token),
+                        ..Flash::success(format!(
+                            "Created robot account {robot}. Log in with it as: username {robot}, password the token below."
+                        ))
+                    }
+                }
+                Err(RobotError::Metadata(e)) => return Err(e.into()),
+                Err(e) => Flash::error(e.to_string()),
+            }
+        }
+        other => return Err(PageError::BadRequest(format!("unknown action {other:?}"))),
+    };
+    viewer.leave_flash(&flash);
+    Ok(see_other(&viewer, &back))
+}

@@ -1,0 +1,254 @@
+//! Who is looking at a page: the session cookie, the CSRF token every form carries, and the
+//! one-shot flash message left by the last form.
+//!
+//! Sessions live in the metadata database (only a hash of the cookie value), so any replica
+//! can serve any request and signing out ends the session everywhere. Signed-in forms carry
+//! the session's CSRF token; the sign-in form, which has no session yet, carries a token that
+//! must equal the `berth_csrf` cookie (double submit). Both are checked in constant time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use cookie::{Cookie, SameSite};
+use serde::{Deserialize, Serialize};
+
+use super::PageError;
+use crate::app::AppState;
+use crate::auth::{secret, Credential, Identity};
+
+pub const SESSION_COOKIE: &str = "berth_session";
+const CSRF_COOKIE: &str = "berth_csrf";
+const FLASH_COOKIE: &str = "berth_flash";
+/// How long a dashboard session lasts.
+pub const SESSION_LIFETIME_SECS: i64 = 12 * 3600;
+
+/// A message shown once on the page a form redirects to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Flash {
+    /// `success` or `error`.
+    pub level: String,
+    pub text: String,
+    /// A secret to show this once (a new robot's token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl Flash {
+    pub fn success(text: impl Into<String>) -> Flash {
+        Flash {
+            level: "success".into(),
+            text: text.into(),
+            secret: None,
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Flash {
+        Flash {
+            level: "error".into(),
+            text: text.into(),
+            secret: None,
+        }
+    }
+}
+
+/// The visitor of a page, resolved from cookies.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub identity: Option<Identity>,
+    /// The token this visitor's forms must carry.
+    pub csrf: String,
+    /// Hash of the session cookie, when signed in.
+    pub session_hash: Option<String>,
+    pub client: Option<IpAddr>,
+    /// The flash message left for this page, if any.
+    pub flash: Option<Flash>,
+    /// `Set-Cookie` values the response must carry.
+    pub set_cookies: Vec<String>,
+    /// Host (and port) the visitor reached berth at, for pull commands.
+    pub host: String,
+    /// Whether cookies must be `Secure`.
+    pub secure: bool,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'static>> + '_ {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| Cookie::split_parse(v.to_string()).filter_map(Result::ok))
+}
+
+fn looks_like_token(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Viewer {
+    /// The credential this visitor acts with, for authorization.
+    pub fn credential(&self) -> Credential {
+        match &self.identity {
+            Some(i) => Credential::Account(i.clone()),
+            None => Credential::Anonymous,
+        }
+    }
+
+    /// The signed-in account, or a redirect to the sign-in page.
+    pub fn required(&self, back_to: &str) -> Result<&Identity, PageError> {
+        self.identity
+            .as_ref()
+            .ok_or_else(|| PageError::SignIn(back_to.to_string()))
+    }
+
+    /// Checks a form's CSRF token and, when the browser names one, that the form came from
+    /// this site.
+    pub fn check_form(&self, headers: &HeaderMap, token: Option<&str>) -> Result<(), PageError> {
+        let token = token.unwrap_or("");
+        if self.csrf.is_empty() || !secret::secrets_equal(token.as_bytes(), self.csrf.as_bytes()) {
+            return Err(PageError::BadRequest(
+                "the form expired or came from another site; reload the page and try again".into(),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            if origin != "null" && !host.eq_ignore_ascii_case(&self.host) {
+                return Err(PageError::BadRequest(
+                    "the form was sent from another site".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn cookie(&self, name: &'static str, value: String, max_age_secs: i64) -> String {
+        Cookie::build((name, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .max_age(cookie::time::Duration::seconds(max_age_secs))
+            .build()
+            .to_string()
+    }
+
+    /// Leaves a message for the next page this visitor sees.
+    pub fn leave_flash(&mut self, flash: &Flash) {
+        let json = serde_json::to_vec(flash).unwrap_or_default();
+        let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let cookie = self.cookie(FLASH_COOKIE, value, 120);
+        self.set_cookies.push(cookie);
+    }
+
+    /// Starts a session for `identity`: the cookie to set and its database record.
+    pub async fn sign_in(
+        &mut self,
+        state: &AppState,
+        identity: &Identity,
+    ) -> Result<(), PageError> {
+        let token = secret::random_token("");
+        let csrf = secret::random_token("");
+        let expires = now_millis() + SESSION_LIFETIME_SECS * 1000;
+        state
+            .auth
+            .accounts()
+            .create_session(&secret::token_hash(&token), &identity.name, &csrf, expires)
+            .await?;
+        let cookie = self.cookie(SESSION_COOKIE, token, SESSION_LIFETIME_SECS);
+        self.set_cookies.push(cookie);
+        Ok(())
+    }
+
+    /// Ends the session, here and in the database.
+    pub async fn sign_out(&mut self, state: &AppState) -> Result<(), PageError> {
+        if let Some(hash) = &self.session_hash {
+            state.auth.accounts().delete_session(hash).await?;
+        }
+        let cookie = self.cookie(SESSION_COOKIE, String::new(), 0);
+        self.set_cookies.push(cookie);
+        self.identity = None;
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() < 256
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .unwrap_or("localhost")
+            .to_string();
+        let mut viewer = Viewer {
+            identity: None,
+            csrf: String::new(),
+            session_hash: None,
+            client,
+            flash: None,
+            set_cookies: Vec::new(),
+            host,
+            secure: state.tls,
+        };
+        let mut anonymous_csrf = None;
+        for c in cookies(&parts.headers) {
+            match c.name() {
+                SESSION_COOKIE if looks_like_token(c.value()) => {
+                    let hash = secret::token_hash(c.value());
+                    if let Some(session) =
+                        state.auth.accounts().session(&hash, now_millis()).await?
+                    {
+                        viewer.identity = Some(state.auth.identity(&session.account));
+                        viewer.csrf = session.csrf;
+                        viewer.session_hash = Some(hash);
+                    }
+                }
+                CSRF_COOKIE if looks_like_token(c.value()) => {
+                    anonymous_csrf = Some(c.value().to_string())
+                }
+                FLASH_COOKIE => {
+                    viewer.flash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(c.value())
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let clear = viewer.cookie(FLASH_COOKIE, String::new(), 0);
+                    viewer.set_cookies.push(clear);
+                }
+                _ => {}
+            }
+        }
+        if viewer.identity.is_none() {
+            viewer.csrf = match anonymous_csrf {
+                Some(token) => token,
+                None => {
+                    let token = secret::random_token("");
+                    let cookie = viewer.cookie(CSRF_COOKIE, token.clone(), 24 * 3600);
+                    viewer.set_cookies.push(cookie);
+                    token
+                }
+            };
+        }
+        Ok(viewer)
+    }
+}
