@@ -3,8 +3,11 @@
 #   1. installs what the tests need (Rust components, the clientlab's real clients),
 #   2. runs lint, unit and integration tests (cargo),
 #   3. builds the release binary, starts berth on a free loopback port and drives it with the
-#      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras).
-# Prints a closing "N passed, N failed" line for the clientlab flows; exits non-zero on failure.
+#      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
+#   4. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own berth,
+#      seeded with the real clients).
+# Prints "N passed, N failed" lines for the clientlab flows, the browser tests and in total;
+# exits non-zero on failure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -14,9 +17,15 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n== %s\n' "$*"; }
 
-# STAGES=clients runs only the real-client part against an existing release build (for
-# iterating on it); everything else runs by default.
+# STAGES=clients runs only the real-client part and the browser tests against an existing
+# release build, STAGES=e2e only the browser tests (for iterating on them); everything else runs
+# by default.
 STAGES=${STAGES:-all}
+case $STAGES in
+  all|clients|e2e) ;;
+  *) echo "STAGES must be all, clients or e2e (got '$STAGES')" >&2; exit 2 ;;
+esac
+passed=0; failed=0; failed_names=()
 if [ "$STAGES" = all ]; then
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
@@ -33,6 +42,7 @@ step "release build"
 cargo build --release --locked
 fi
 
+if [ "$STAGES" != e2e ]; then
 step "real clients (clientlab)"
 if [ ! -d "$CLIENTLAB" ]; then
   echo "clientlab not found at $CLIENTLAB (set CLIENTLAB=...)" >&2
@@ -72,7 +82,6 @@ start_berth --config "$CONFIG"
 ADMIN_PASS=$(cat "$WORK/data/initial-admin-password")
 echo "berth at $BERTH_ADDR (config $CONFIG; first-start admin password in the data directory)"
 
-passed=0; failed=0; failed_names=()
 pass() { passed=$((passed + 1)); echo "ok: $*"; }
 flunk() { failed=$((failed + 1)); failed_names+=("$1"); echo "FAILED: $*"; }
 api() { # METHOD PATH [JSON] -> body on stdout; fails on HTTP errors
@@ -159,4 +168,20 @@ else
 fi
 
 echo "clientlab: $passed passed, $failed failed${failed_names:+ (${failed_names[*]})}"
-[ "$failed" -eq 0 ]
+kill "$BERTH_PID" 2>/dev/null || true; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
+fi
+
+step "dashboard end-to-end (Chromium)"
+E2E_LOG=$(mktemp /tmp/berth-e2e-log.XXXXXX)
+set +e
+CLIENTLAB=$CLIENTLAB bash "$ROOT/e2e/run.sh" 2>&1 | tee "$E2E_LOG"
+e2e_rc=${PIPESTATUS[0]}
+set -e
+e2e_counts=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed$' "$E2E_LOG" | tail -1 || true)
+rm -f "$E2E_LOG"
+e2e_passed=$(echo "$e2e_counts" | sed -nE 's/^e2e: ([0-9]+) passed.*/\1/p')
+e2e_failed=$(echo "$e2e_counts" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
+[ "$e2e_rc" -eq 0 ] || [ "${e2e_failed:-0}" -gt 0 ] || e2e_failed=1
+
+echo "total: $((passed + ${e2e_passed:-0})) passed, $((failed + ${e2e_failed:-0})) failed"
+[ "$failed" -eq 0 ] && [ "$e2e_rc" -eq 0 ]

@@ -96,11 +96,7 @@ impl KindView {
                 span.kind-text {
                     span.kind-label { (self.label) }
                     @if let Some(detail) = &self.detail {
-                        @if self.key == "encrypted-image" {
-                            span.kind-detail.lock-scheme { (icon("lock")) (detail) }
-                        } @else {
-                            span.kind-detail { (detail) }
-                        }
+                        span.kind-detail.lock-scheme[self.key == "encrypted-image"] { (detail) }
                     }
                 }
             }

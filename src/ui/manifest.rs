@@ -80,7 +80,11 @@ pub async fn show(
         section.panel {
             h2 { "Manifest " code { (super::layout::short_digest(&digest.to_string())) } }
             dl.facts.manifest-facts {
-                dt { "Digest" } dd { code { (digest.to_string()) } " " (digest_cell(&digest.to_string())) }
+                dt { "Digest" }
+                dd {
+                    code { (digest) } " "
+                    button.copy type="button" data-copy=(digest) title="Copy the digest" { (super::layout::icon("copy")) span.sr-only { "Copy" } }
+                }
                 dt { "Kind" } dd { (view.cell()) }
                 dt { "Media type" } dd { code { (stored.media_type) } }
                 @if let Some(at) = parsed["artifactType"].as_str() {
