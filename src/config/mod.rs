@@ -3,6 +3,7 @@
 //! Unknown keys are accepted with a warning (a Quay `config.yaml` carries many keys berth does
 //! not use); a known key with a value of the wrong type is an error naming the key.
 
+mod database;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::auth::AuthSettings;
 use crate::policy::PolicySettings;
+pub use database::{DatabaseUri, DB_URI_ENV};
 pub use watch::watch;
 
 /// Settings read from the config file.
@@ -34,6 +36,9 @@ pub struct Settings {
     pub preferred_url_scheme: Option<String>,
     /// `FEATURE_USER_CREATION`: anyone may register an account through the API.
     pub user_creation: bool,
+    /// `DB_URI`: the metadata database (PostgreSQL or an SQLite file); `None` is SQLite at
+    /// `DATA_DIR/metadata.db`. Read at start only: changing it needs a restart.
+    pub database: Option<DatabaseUri>,
 }
 
 impl Default for Settings {
@@ -46,6 +51,7 @@ impl Default for Settings {
             server_hostname: None,
             preferred_url_scheme: None,
             user_creation: false,
+            database: None,
         }
     }
 }
@@ -176,6 +182,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_HELM_OCI_SUPPORT",
     "ALLOWED_OCI_ARTIFACT_TYPES",
     "IGNORE_UNKNOWN_MEDIATYPES",
+    "DB_URI",
 ];
 
 /// Parses config text.
@@ -229,6 +236,15 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             })
         }
     };
+    if let Some(uri) = string(&map, "DB_URI")? {
+        settings.database =
+            Some(
+                DatabaseUri::parse(&uri).map_err(|expected| ConfigError::WrongType {
+                    key: "DB_URI".into(),
+                    expected,
+                })?,
+            );
+    }
     let warnings = map
         .keys()
         .map(|k| match k {
@@ -291,6 +307,28 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn db_uri() {
+        let l = parse("DB_URI: postgresql://berth:hunter2@127.0.0.1:5432/berth\n").unwrap();
+        assert_eq!(
+            l.settings.database,
+            Some(DatabaseUri::Postgres(
+                "postgresql://berth:hunter2@127.0.0.1:5432/berth".into()
+            ))
+        );
+        assert!(l.warnings.is_empty());
+        assert!(!format!("{:?}", l.settings).contains("hunter2"));
+        let l = parse("DB_URI: sqlite:///srv/berth/meta.db").unwrap();
+        assert_eq!(
+            l.settings.database,
+            Some(DatabaseUri::Sqlite("/srv/berth/meta.db".into()))
+        );
+        let e = parse("DB_URI: mysql://u:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DB_URI") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]
