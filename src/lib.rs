@@ -24,8 +24,10 @@ use anyhow::Context;
 
 use app::AppState;
 use auth::Auth;
-use config::Settings;
+use config::{DatabaseUri, Settings};
+use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
+use metadata::Store;
 use registry::Registry;
 use storage::fs::FsBlobStore;
 
@@ -42,18 +44,14 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
     }
-    let meta = Arc::new(
-        SqliteStore::open(&data_dir.join("metadata.db"))
-            .await
-            .context("cannot open the metadata database")?,
-    );
+    let meta = open_metadata(&database_uri(data_dir, settings)?).await?;
     let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
     let registry = Registry::new(meta.clone(), Arc::new(blobs), settings);
     registry
         .recover()
         .await
         .context("cannot recover upload state")?;
-    let auth = Auth::new(meta, settings.auth.clone())
+    let auth = Auth::new(meta.clone(), settings.auth.clone())
         .await
         .context("cannot load token signing keys")?;
     Ok(AppState::new(
@@ -61,6 +59,37 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(auth),
         settings.clone(),
     ))
+}
+
+/// The metadata database berth uses: `BERTH_DB_URI` from the environment when set, else the
+/// config's `DB_URI`, else SQLite at `data_dir/metadata.db`.
+pub fn database_uri(data_dir: &Path, settings: &Settings) -> anyhow::Result<DatabaseUri> {
+    match std::env::var(config::DB_URI_ENV) {
+        Ok(uri) if !uri.trim().is_empty() => DatabaseUri::parse(&uri)
+            .map_err(|expected| anyhow::anyhow!("{}: expected {expected}", config::DB_URI_ENV)),
+        _ => Ok(settings
+            .database
+            .clone()
+            .unwrap_or_else(|| DatabaseUri::Sqlite(data_dir.join("metadata.db")))),
+    }
+}
+
+/// Opens (and migrates) the metadata database at `uri`.
+pub async fn open_metadata(uri: &DatabaseUri) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match uri {
+        DatabaseUri::Sqlite(path) => Arc::new(
+            SqliteStore::open(path)
+                .await
+                .with_context(|| format!("cannot open the metadata database {}", path.display()))?,
+        ),
+        DatabaseUri::Postgres(conninfo) => Arc::new(
+            PostgresStore::open(conninfo)
+                .await
+                .with_context(|| format!("cannot open the metadata database {}", uri.redacted()))?,
+        ),
+    };
+    tracing::debug!(database = %uri, "metadata database open");
+    Ok(store)
 }
 
 /// Name of the file holding the first-start admin password.

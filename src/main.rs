@@ -172,6 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    let database = berth::database_uri(&args.data_dir, &loaded.settings)?;
     let state = berth::open(&args.data_dir, &loaded.settings).await?;
     if !args.no_initial_admin {
         if let Some(password) = berth::create_initial_admin(&state, &args.data_dir).await? {
@@ -184,7 +185,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.config {
         let live = state.clone();
-        berth::config::watch(path.clone(), text, move |loaded| {
+        let database = loaded.settings.database.clone();
+        berth::config::watch(path.clone(), text, move |mut loaded| {
+            if loaded.settings.database != database {
+                // The connection pools were built at start; switching databases live would
+                // split the registry's state between two of them.
+                tracing::warn!(
+                    "DB_URI changed in the config file; restart berth to use it (still using {})",
+                    database
+                        .as_ref()
+                        .map_or_else(|| "the default".to_string(), |d| d.redacted())
+                );
+                loaded.settings.database = database.clone();
+            }
             live.apply_settings(loaded.settings);
             let policy = live.registry.policy();
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
@@ -217,7 +230,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("serving plain HTTP on {addr}: passwords and tokens cross the network in clear; use --tls-cert/--tls-key");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(data_dir = %args.data_dir.display(), "berth ready on {scheme}://{addr}");
+    tracing::info!(data_dir = %args.data_dir.display(), %database, "berth ready on {scheme}://{addr}");
     match tls {
         Some(tls) => berth::serve_tls(listener, state, tls, shutdown_signal()).await?,
         None => berth::serve(listener, state, shutdown_signal()).await?,

@@ -10,9 +10,9 @@ use clap::Subcommand;
 use oci::RepoName;
 
 use berth::auth::secret;
+use berth::config::DatabaseUri;
 use berth::metadata::accounts::{AccountKind, AccountStore, Grantee, Role, TeamRole};
-use berth::metadata::sqlite::SqliteStore;
-use berth::metadata::MetadataError;
+use berth::metadata::{MetadataError, Store};
 
 /// Where the metadata database is.
 #[derive(clap::Args)]
@@ -25,6 +25,10 @@ pub struct Target {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The berth config file; its `DB_URI` says which database to administer
+    /// (`BERTH_DB_URI` in the environment overrides it).
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -152,16 +156,21 @@ pub enum TokenCommand {
     },
 }
 
-async fn store(target: &Target) -> anyhow::Result<Arc<SqliteStore>> {
-    let path = target.data_dir.join("metadata.db");
-    if !path.exists() {
-        bail!("no berth database at {} (use --data-dir)", path.display());
+async fn store(target: &Target) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = match &target.config {
+        Some(path) => berth::config::load(path)?.settings,
+        None => berth::config::Settings::default(),
+    };
+    let uri = berth::database_uri(&target.data_dir, &settings)?;
+    if let DatabaseUri::Sqlite(path) = &uri {
+        if !path.exists() {
+            bail!(
+                "no berth database at {} (use --data-dir, or --config with DB_URI)",
+                path.display()
+            );
+        }
     }
-    Ok(Arc::new(
-        SqliteStore::open(&path)
-            .await
-            .context("cannot open the metadata database")?,
-    ))
+    berth::open_metadata(&uri).await
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -1,18 +1,27 @@
 //! Metadata: repositories, which blobs each may read, manifests, tags, referrers and uploads.
 //!
-//! Facts live here; bytes live in the blob store. The trait is implemented by the embedded
-//! SQLite backend ([`sqlite::SqliteStore`]) and is the seam for a PostgreSQL backend. Every
+//! Facts live here; bytes live in the blob store. The traits are implemented by the embedded
+//! SQLite backend ([`sqlite::SqliteStore`]) and by the PostgreSQL backend
+//! ([`postgres::PostgresStore`]) that several replicas share; both behave the same. Every
 //! method that writes more than one row does so in one transaction.
 
 pub mod accounts;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::storage::UploadId;
+
+/// A whole metadata backend: registry metadata and accounts.
+pub trait Store: MetadataStore + accounts::AccountStore {}
+
+impl<T: MetadataStore + accounts::AccountStore> Store for T {}
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +39,26 @@ pub enum MetadataError {
     /// The database failed.
     #[error("database failure")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
+    MetadataError::Backend(Box::new(e))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a value this store wrote itself; a failure means the database was edited by hand.
+fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>()
+        .map_err(|e| MetadataError::Backend(format!("corrupt metadata value {s:?}: {e}").into()))
 }
 
 /// An upload session as recorded in metadata.

@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
@@ -15,8 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    Describer, ManifestKey, ManifestSummary, MetadataError, MetadataStore, NewManifest, Referrer,
-    StoredManifest, TagDetail, TagQuery, UploadRecord,
+    backend, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
+    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagQuery, UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -26,26 +25,6 @@ mod accounts;
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
-}
-
-pub(super) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
-    MetadataError::Backend(Box::new(e))
-}
-
-pub(super) fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Parses a value this store wrote itself; a failure means the database was edited by hand.
-pub(super) fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse::<T>()
-        .map_err(|e| MetadataError::Backend(format!("corrupt metadata value {s:?}: {e}").into()))
 }
 
 impl SqliteStore {

@@ -1,0 +1,880 @@
+//! `AccountStore` on PostgreSQL.
+
+use async_trait::async_trait;
+use oci::RepoName;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::PostgresStore;
+use crate::metadata::accounts::{
+    Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission,
+    RepositoryInfo, RepositorySummary, Role, Session, Team, TeamRole,
+};
+use crate::metadata::MetadataError;
+use crate::metadata::{backend, now_millis, stored};
+
+/// A query reading the columns [`account`] expects from `accounts a`, followed by `$tail`.
+macro_rules! select_accounts {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, ",
+            "(SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) ",
+            $tail
+        )
+    };
+}
+
+fn account(row: &PgRow) -> Result<Account, MetadataError> {
+    let kind: &str = row.get(2);
+    Ok(Account {
+        id: row.get(0),
+        name: row.get(1),
+        kind: AccountKind::parse(kind).ok_or_else(|| {
+            MetadataError::Backend(format!("corrupt account kind {kind:?}").into())
+        })?,
+        password_hash: row.get(3),
+        email: row.get(4),
+        superuser: row.get::<i64, _>(5) != 0,
+        namespace: row.get(6),
+    })
+}
+
+fn team(row: &PgRow) -> Result<Team, MetadataError> {
+    let role: &str = row.get(3);
+    Ok(Team {
+        id: row.get(0),
+        org: row.get(1),
+        name: row.get(2),
+        role: TeamRole::parse(role)
+            .ok_or_else(|| MetadataError::Backend(format!("corrupt team role {role:?}").into()))?,
+        description: row.get(4),
+    })
+}
+
+/// The advisory lock key that serializes creating the first token signing key ("berthkey").
+const SIGNING_KEYS_LOCK: i64 = 0x6265_7274_686b_6579;
+
+/// Maps a uniqueness violation to `Conflict`.
+fn conflict(e: sqlx::Error) -> MetadataError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => MetadataError::Conflict,
+        _ => backend(e),
+    }
+}
+
+impl PostgresStore {
+    async fn account_by(
+        &self,
+        sql: &'static str,
+        value: &str,
+    ) -> Result<Option<Account>, MetadataError> {
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(account).transpose()
+    }
+
+    async fn required_id(&self, name: &str) -> Result<i64, MetadataError> {
+        let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| r.get(0)).ok_or(MetadataError::NotFound)
+    }
+}
+
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
+        self.account_by(select_accounts!("FROM accounts a WHERE a.name = $1"), name)
+            .await
+    }
+
+    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
+        self.account_by(
+            select_accounts!("FROM accounts a WHERE a.token_hash = $1 AND a.kind = 'robot'"),
+            token_hash,
+        )
+        .await
+    }
+
+    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError> {
+        let rows = sqlx::query(select_accounts!(
+            "FROM accounts a WHERE a.kind = $1 ORDER BY a.name"
+        ))
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(account).collect()
+    }
+
+    async fn count_users(&self) -> Result<u64, MetadataError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        email: Option<&str>,
+        superuser: bool,
+    ) -> Result<Account, MetadataError> {
+        sqlx::query(
+            "INSERT INTO accounts (name, kind, password_hash, email, superuser, created_at)
+             VALUES ($1, 'user', $2, $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(email)
+        .bind(i64::from(superuser))
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict)?;
+        self.account(name).await?.ok_or(MetadataError::NotFound)
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<(), MetadataError> {
+        let done =
+            sqlx::query("UPDATE accounts SET password_hash = $2 WHERE name = $1 AND kind = 'user'")
+                .bind(name)
+                .bind(password_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(MetadataError::NotFound)
+        }
+    }
+
+    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let owner_id: i64 =
+            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .map(|r| r.get(0))
+                .ok_or(MetadataError::NotFound)?;
+        let org_id: i64 = sqlx::query(
+            "INSERT INTO accounts (name, kind, created_at) VALUES ($1, 'organization', $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict)?
+        .get(0);
+        let team_id: i64 = sqlx::query(
+            "INSERT INTO teams (org_id, name, role, description) VALUES ($1, 'owners', 'admin', 'organization owners')
+             RETURNING id",
+        )
+        .bind(org_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?
+        .get(0);
+        sqlx::query("INSERT INTO team_members (team_id, account_id) VALUES ($1, $2)")
+            .bind(team_id)
+            .bind(owner_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        self.account(name).await?.ok_or(MetadataError::NotFound)
+    }
+
+    async fn create_robot(
+        &self,
+        namespace: &str,
+        short: &str,
+        token_hash: &str,
+    ) -> Result<Account, MetadataError> {
+        let ns_id = self.required_id(namespace).await?;
+        let name = format!("{namespace}+{short}");
+        sqlx::query(
+            "INSERT INTO accounts (name, kind, token_hash, namespace_id, created_at) VALUES ($1, 'robot', $2, $3, $4)",
+        )
+        .bind(&name)
+        .bind(token_hash)
+        .bind(ns_id)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict)?;
+        self.account(&name).await?.ok_or(MetadataError::NotFound)
+    }
+
+    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<(), MetadataError> {
+        let done =
+            sqlx::query("UPDATE accounts SET token_hash = $2 WHERE name = $1 AND kind = 'robot'")
+                .bind(name)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(MetadataError::NotFound)
+        }
+    }
+
+    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, n.name
+             FROM accounts a JOIN accounts n ON n.id = a.namespace_id
+             WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(account).collect()
+    }
+
+    async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+        let mut tx = self.begin().await?;
+        // A namespace's repositories go with it, so nobody who later takes the name inherits
+        // them. Compared by prefix, not LIKE, since names may contain `_`.
+        for sql in [
+            "DELETE FROM tags WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/')",
+            "DELETE FROM manifest_references WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/')",
+            "DELETE FROM manifests WHERE repository_id IN
+                (SELECT id FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/')",
+            "DELETE FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/'",
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let done = sqlx::query("DELETE FROM accounts WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_team(
+        &self,
+        org: &str,
+        name: &str,
+        role: TeamRole,
+        description: &str,
+    ) -> Result<Team, MetadataError> {
+        let org_id: i64 =
+            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
+                .bind(org)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
+                .map(|r| r.get(0))
+                .ok_or(MetadataError::NotFound)?;
+        let row = sqlx::query(
+            "INSERT INTO teams (org_id, name, role, description) VALUES ($1, $2, $3, $4)
+             ON CONFLICT(org_id, name) DO UPDATE SET role = excluded.role, description = excluded.description
+             RETURNING id, $5, name, role, description",
+        )
+        .bind(org_id)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(description)
+        .bind(org)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        team(&row)
+    }
+
+    async fn list_teams(&self, org: &str) -> Result<Vec<Team>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT t.id, o.name, t.name, t.role, t.description FROM teams t JOIN accounts o ON o.id = t.org_id
+             WHERE o.name = $1 ORDER BY t.name",
+        )
+        .bind(org)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(team).collect()
+    }
+
+    async fn delete_team(&self, org: &str, name: &str) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM teams WHERE name = $2 AND org_id = (SELECT id FROM accounts WHERE name = $1)",
+        )
+        .bind(org)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_team_member(
+        &self,
+        org: &str,
+        team_name: &str,
+        member: &str,
+    ) -> Result<(), MetadataError> {
+        let robot_namespace = sqlx::query(
+            "SELECT (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
+             WHERE a.name = $1 AND a.kind = 'robot'",
+        )
+        .bind(member)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = robot_namespace {
+            if row.get::<Option<&str>, _>(0) != Some(org) {
+                return Err(MetadataError::Refused(
+                    "a robot may only join teams of its own namespace",
+                ));
+            }
+        }
+        let done = sqlx::query(
+            "INSERT INTO team_members (team_id, account_id)
+             SELECT t.id, m.id FROM teams t JOIN accounts o ON o.id = t.org_id, accounts m
+             WHERE o.name = $1 AND t.name = $2 AND m.name = $3 AND m.kind IN ('user', 'robot')
+               AND (m.kind = 'user' OR m.namespace_id = o.id)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(team_name)
+        .bind(member)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        // Nothing inserted: already a member, or a name did not resolve.
+        let exists = sqlx::query(
+            "SELECT 1 FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+             JOIN accounts m ON m.id = tm.account_id WHERE o.name = $1 AND t.name = $2 AND m.name = $3",
+        )
+        .bind(org)
+        .bind(team_name)
+        .bind(member)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        exists.map(|_| ()).ok_or(MetadataError::NotFound)
+    }
+
+    async fn remove_team_member(
+        &self,
+        org: &str,
+        team_name: &str,
+        member: &str,
+    ) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM team_members WHERE
+               team_id = (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2)
+               AND account_id = (SELECT id FROM accounts WHERE name = $3)",
+        )
+        .bind(org)
+        .bind(team_name)
+        .bind(member)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn team_members(
+        &self,
+        org: &str,
+        team_name: &str,
+    ) -> Result<Vec<Account>, MetadataError> {
+        let rows = sqlx::query(
+            select_accounts!("FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 AND t.name = $2 ORDER BY a.name"),
+        )
+        .bind(org)
+        .bind(team_name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(account).collect()
+    }
+
+    async fn organization_members(&self, org: &str) -> Result<Vec<Account>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
+                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
+             FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+             JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 ORDER BY a.name",
+        )
+        .bind(org)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(account).collect()
+    }
+
+    async fn namespace_rights(
+        &self,
+        account_id: i64,
+        namespace: &str,
+    ) -> Result<NamespaceRights, MetadataError> {
+        let row = sqlx::query(
+            "SELECT ns.id, ns.kind,
+                (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)::BIGINT
+                 FROM teams t JOIN team_members m ON m.team_id = t.id
+                 WHERE t.org_id = ns.id AND m.account_id = $1)
+             FROM accounts ns WHERE ns.name = $2",
+        )
+        .bind(account_id)
+        .bind(namespace)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(NamespaceRights::default());
+        };
+        let (ns_id, kind, rank): (i64, &str, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        Ok(match kind {
+            "user" if ns_id == account_id => NamespaceRights {
+                admin: true,
+                create: true,
+            },
+            "organization" => NamespaceRights {
+                admin: rank == Some(3),
+                create: rank >= Some(2),
+            },
+            _ => NamespaceRights::default(),
+        })
+    }
+
+    async fn granted_role(
+        &self,
+        account_id: i64,
+        repo: &RepoName,
+    ) -> Result<Option<Role>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)::BIGINT
+             FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
+             WHERE r.name = $2 AND (p.account_id = $1
+                OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))",
+        )
+        .bind(account_id)
+        .bind(repo.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(match row.get::<Option<i64>, _>(0) {
+            Some(3) => Some(Role::Admin),
+            Some(2) => Some(Role::Write),
+            Some(1) => Some(Role::Read),
+            _ => None,
+        })
+    }
+
+    async fn repository_info(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<RepositoryInfo>, MetadataError> {
+        let row = sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(RepositoryInfo {
+                name: stored(r.get::<&str, _>(0))?,
+                public: r.get::<i64, _>(1) != 0,
+                description: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    async fn repository_summaries(
+        &self,
+        namespace: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<Vec<RepositorySummary>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
+             FROM repositories r LEFT JOIN tags t ON t.repository_id = r.id
+             WHERE ($1::text IS NULL OR substr(r.name, 1, length($1) + 1) = $1 || '/')
+               AND ($2::text IS NULL OR strpos(r.name, $2) > 0)
+             GROUP BY r.id ORDER BY r.name",
+        )
+        .bind(namespace)
+        .bind(filter)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RepositorySummary {
+                    name: stored(r.get::<&str, _>(0))?,
+                    public: r.get::<i64, _>(1) != 0,
+                    description: r.get(2),
+                    tag_count: r.get::<i64, _>(3) as u64,
+                    last_modified: r.get(4),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_repository(
+        &self,
+        repo: &RepoName,
+        public: bool,
+        description: &str,
+    ) -> Result<(), MetadataError> {
+        sqlx::query("INSERT INTO repositories (name, created_at, public, description) VALUES ($1, $2, $3, $4)")
+            .bind(repo.as_str())
+            .bind(now_millis())
+            .bind(i64::from(public))
+            .bind(description)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict)?;
+        Ok(())
+    }
+
+    async fn set_description(
+        &self,
+        repo: &RepoName,
+        description: &str,
+    ) -> Result<bool, MetadataError> {
+        let done = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
+            .bind(repo.as_str())
+            .bind(description)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError> {
+        let done = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
+            .bind(repo.as_str())
+            .bind(i64::from(public))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let mut tx = self.begin().await?;
+        // Tags and references first: their foreign keys point at manifests of this repository.
+        for sql in [
+            "DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)",
+            "DELETE FROM manifest_references WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)",
+            "DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        ] {
+            sqlx::query(sql).bind(repo.as_str()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let done = sqlx::query("DELETE FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM repositories WHERE name = $1
+               AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
+               AND NOT EXISTS (SELECT 1 FROM uploads WHERE repository_id = repositories.id)",
+        )
+        .bind(repo.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_permission(
+        &self,
+        repo: &RepoName,
+        grantee: &Grantee,
+        role: Role,
+    ) -> Result<(), MetadataError> {
+        let mut tx = self.begin().await?;
+        // The row lock serializes grants on one repository, as SQLite's single writer did, so
+        // two concurrent grants to one grantee replace each other instead of colliding.
+        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1 FOR UPDATE")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| r.get(0))
+            .ok_or(MetadataError::NotFound)?;
+        let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
+            Grantee::Account(name) => {
+                let row = sqlx::query(
+                    "SELECT a.id, a.kind, (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
+                     FROM accounts a WHERE a.name = $1 AND a.kind IN ('user', 'robot')",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .ok_or(MetadataError::NotFound)?;
+                let (id, kind, namespace): (i64, &str, Option<&str>) =
+                    (row.get(0), row.get(1), row.get(2));
+                if kind == "robot" && namespace != Some(repo.namespace()) {
+                    return Err(MetadataError::Refused(
+                        "a robot may only be granted rights in its own namespace",
+                    ));
+                }
+                (Some(id), None)
+            }
+            Grantee::Team(name) => {
+                let id = sqlx::query(
+                    "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2",
+                )
+                .bind(repo.namespace())
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .map(|r| r.get(0))
+                .ok_or(MetadataError::NotFound)?;
+                (None, Some(id))
+            }
+        };
+        sqlx::query(
+            "DELETE FROM repository_permissions WHERE repository_id = $1
+             AND account_id IS NOT DISTINCT FROM $2 AND team_id IS NOT DISTINCT FROM $3",
+        )
+        .bind(repo_id)
+        .bind(account_id)
+        .bind(team_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("INSERT INTO repository_permissions (repository_id, account_id, team_id, role) VALUES ($1, $2, $3, $4)")
+            .bind(repo_id)
+            .bind(account_id)
+            .bind(team_id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_permission(
+        &self,
+        repo: &RepoName,
+        grantee: &Grantee,
+    ) -> Result<bool, MetadataError> {
+        let done = match grantee {
+            Grantee::Account(name) => sqlx::query(
+                "DELETE FROM repository_permissions
+                 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
+                   AND account_id = (SELECT id FROM accounts WHERE name = $2)",
+            )
+            .bind(repo.as_str())
+            .bind(name),
+            Grantee::Team(name) => sqlx::query(
+                "DELETE FROM repository_permissions
+                 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
+                   AND team_id = (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id
+                                  WHERE o.name = $3 AND t.name = $2)",
+            )
+            .bind(repo.as_str())
+            .bind(name)
+            .bind(repo.namespace()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT a.name, a.kind, t.name, p.role FROM repository_permissions p
+             JOIN repositories r ON r.id = p.repository_id
+             LEFT JOIN accounts a ON a.id = p.account_id
+             LEFT JOIN teams t ON t.id = p.team_id
+             WHERE r.name = $1 ORDER BY a.name NULLS FIRST, t.name NULLS FIRST",
+        )
+        .bind(repo.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let role: &str = r.get(3);
+                let role = Role::parse(role)
+                    .ok_or_else(|| MetadataError::Backend("corrupt role".into()))?;
+                let account: Option<String> = r.get(0);
+                let kind: Option<&str> = r.get(1);
+                let team: Option<String> = r.get(2);
+                Ok(match (account, team) {
+                    (Some(a), _) => Permission {
+                        grantee: Grantee::Account(a),
+                        kind: kind.and_then(AccountKind::parse),
+                        role,
+                    },
+                    (None, Some(t)) => Permission {
+                        grantee: Grantee::Team(t),
+                        kind: None,
+                        role,
+                    },
+                    (None, None) => {
+                        return Err(MetadataError::Backend("permission without grantee".into()))
+                    }
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_token(
+        &self,
+        account_name: &str,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<ApiToken, MetadataError> {
+        let account_id = self.required_id(account_name).await?;
+        let now = now_millis();
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (account_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(conflict)?;
+        Ok(ApiToken {
+            id: row.get(0),
+            name: name.to_string(),
+            account: account_name.to_string(),
+            created_at: now,
+        })
+    }
+
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
+        let row = sqlx::query(select_accounts!(
+            "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(account).transpose()
+    }
+
+    async fn signing_keys(
+        &self,
+        candidate: (&str, &str),
+    ) -> Result<Vec<(String, String)>, MetadataError> {
+        // Replicas starting at once must agree on one first key: an advisory lock held for the
+        // transaction makes "insert when there is none" atomic across connections.
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SIGNING_KEYS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pem, created_at)
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(candidate.0)
+        .bind(candidate.1)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        account: &str,
+        csrf: &str,
+        expires_at: i64,
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "INSERT INTO sessions (token_hash, account_id, csrf, created_at, expires_at)
+             SELECT $1, id, $3, $4, $5 FROM accounts WHERE name = $2 AND kind = 'user'",
+        )
+        .bind(token_hash)
+        .bind(account)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+        if done.rows_affected() == 0 {
+            return Err(MetadataError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError> {
+        let row = sqlx::query(select_accounts!(
+            ", s.csrf, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(Session {
+                account: account(&r)?,
+                csrf: r.get(7),
+                expires_at: r.get(8),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

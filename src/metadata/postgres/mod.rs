@@ -1,0 +1,707 @@
+//! The shared metadata backend: one PostgreSQL database that several berth replicas use at
+//! once.
+//!
+//! Semantics match [`crate::metadata::sqlite::SqliteStore`] statement by statement. What SQLite
+//! got from serializing every writer is obtained here per statement: inserts that may race
+//! (a repository or blob link created by two pushes at once) use `ON CONFLICT DO NOTHING` and
+//! select again, a manifest's tags are written in name order so two pushes never deadlock,
+//! and the few read-then-write sequences (permission grants, the first token signing key)
+//! lock a row or take an advisory lock. Text columns compare bytewise (`COLLATE "C"`), as
+//! SQLite does, so listings and pagination order the same on both backends.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oci::{Algorithm, Digest, RepoName, Tag};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use super::{
+    backend, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
+    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagQuery, UploadRecord,
+};
+use crate::storage::UploadId;
+
+mod accounts;
+
+/// Metadata in a PostgreSQL database.
+pub struct PostgresStore {
+    pub(super) pool: PgPool,
+}
+
+/// Connections each replica keeps open at most.
+const POOL_SIZE: u32 = 16;
+
+impl PostgresStore {
+    /// Connects to the database at `uri` (`postgresql://user:password@host:port/db`) and
+    /// applies pending migrations. Replicas starting at once are safe: the migrator holds a
+    /// PostgreSQL advisory lock while it checks and applies migrations.
+    pub async fn open(uri: &str) -> Result<Self, MetadataError> {
+        let options: PgConnectOptions = uri.parse().map_err(backend)?;
+        // Notices ("relation already exists, skipping" from the migrator) are not news, and
+        // the admin CLI's output must stay clean.
+        let options = options.options([("client_min_messages", "warning")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(backend)?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub(super) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, MetadataError> {
+        self.pool.begin().await.map_err(backend)
+    }
+}
+
+const ENSURE_REPO: &str =
+    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
+
+#[async_trait]
+impl MetadataStore for PostgresStore {
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError> {
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.is_some())
+    }
+
+    async fn list_repositories(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let digest = digest.to_string();
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT(digest) DO NOTHING")
+            .bind(&digest)
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at)
+             SELECT id, $2, $3 FROM repositories WHERE name = $1
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(&digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $2
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn linked_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    async fn linked_blobs(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashMap<Digest, u64>, MetadataError> {
+        // One round trip: the digests travel as one text array.
+        let list: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size FROM repository_blobs rb
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository_id = (SELECT id FROM repositories WHERE name = $1)
+               AND rb.digest = ANY($2)",
+        )
+        .bind(repo.as_str())
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
+            .collect()
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+        let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(digest.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(upload.repository.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable)
+             SELECT $1, id, $3, $4, $5, $5, $6 FROM repositories WHERE name = $2",
+        )
+        .bind(upload.id.as_str())
+        .bind(upload.repository.as_str())
+        .bind(upload.algorithm.as_str())
+        .bind(upload.length as i64)
+        .bind(now)
+        .bind(i64::from(upload.resumable))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT r.name, u.algorithm, u.length, u.resumable FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(UploadRecord {
+                id: id.clone(),
+                repository: stored(r.get::<&str, _>(0))?,
+                algorithm: stored::<Algorithm>(r.get::<&str, _>(1))?,
+                length: r.get::<i64, _>(2) as u64,
+                resumable: r.get::<i64, _>(3) != 0,
+            })
+        })
+        .transpose()
+    }
+
+    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64) -> Result<(), MetadataError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET length = $3, updated_at = $4 WHERE id = $1 AND length = $2",
+        )
+        .bind(id.as_str())
+        .bind(from as i64)
+        .bind(to as i64)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(MetadataError::Conflict)
+        }
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(UploadRecord {
+                    id: UploadId::parse(r.get::<&str, _>(0))
+                        .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
+                    repository: stored(r.get::<&str, _>(1))?,
+                    algorithm: stored(r.get::<&str, _>(2))?,
+                    length: r.get::<i64, _>(3) as u64,
+                    resumable: r.get::<i64, _>(4) != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+        tags: &[Tag],
+    ) -> Result<(), MetadataError> {
+        let now = now_millis();
+        let digest = manifest.digest.to_string();
+        let annotations = manifest
+            .annotations
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(backend)?;
+        let mut tx = self.begin().await?;
+        sqlx::query(ENSURE_REPO)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?
+            .get(0);
+        sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
+            .bind(&digest)
+            .bind(&manifest.content)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
+                 config_media_type, subject_digest, annotations, created_at,
+                 kind, total_size, signed_digest, details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT(repository_id, digest) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(&manifest.media_type)
+        .bind(manifest.content.len() as i64)
+        .bind(&manifest.artifact_type)
+        .bind(&manifest.config_media_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(&annotations)
+        .bind(now)
+        .bind(manifest.facts.kind.as_str())
+        .bind(manifest.facts.total_size as i64)
+        .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
+        .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            if let Some(signed) = &manifest.facts.signed {
+                // Pushed again under a cosign tag: remember what it signs.
+                sqlx::query(
+                    "UPDATE manifests SET signed_digest = $3
+                     WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
+                )
+                .bind(repo_id)
+                .bind(&digest)
+                .bind(signed.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        if inserted.rows_affected() > 0 {
+            let children = manifest
+                .blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(manifest.children.iter().map(|d| (d, "manifest")));
+            for (child, kind) in children {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(&digest)
+                .bind(child.to_string())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        // In name order, so two pushes moving overlapping tags lock them in the same order.
+        let mut tags: Vec<&Tag> = tags.iter().collect();
+        tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        tags.dedup_by(|a, b| a.as_str() == b.as_str());
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        key: ManifestKey<'_>,
+    ) -> Result<Option<StoredManifest>, MetadataError> {
+        let query = match key {
+            ManifestKey::Tag(tag) => sqlx::query(
+                "SELECT m.digest, m.media_type, c.content FROM tags t
+                 JOIN repositories r ON r.id = t.repository_id
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+                 JOIN manifest_contents c ON c.digest = m.digest
+                 WHERE r.name = $1 AND t.name = $2",
+            )
+            .bind(repo.as_str())
+            .bind(tag.as_str()),
+            ManifestKey::Digest(digest) => sqlx::query(
+                "SELECT m.digest, m.media_type, c.content FROM manifests m
+                 JOIN repositories r ON r.id = m.repository_id
+                 JOIN manifest_contents c ON c.digest = m.digest
+                 WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(digest.to_string()),
+        };
+        let row = query.fetch_optional(&self.pool).await.map_err(backend)?;
+        row.map(|r| {
+            Ok(StoredManifest {
+                digest: stored(r.get::<&str, _>(0))?,
+                media_type: r.get(1),
+                content: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    async fn present_manifests(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<HashSet<Digest>, MetadataError> {
+        let list: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT m.digest FROM manifests m
+             WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
+               AND m.digest = ANY($2)",
+        )
+        .bind(repo.as_str())
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError> {
+        // Tags and reference rows go with it through ON DELETE CASCADE.
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE digest = $2
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = $2
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Tag>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+        )
+        .bind(repo.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn tag_details(
+        &self,
+        repo: &RepoName,
+        query: &TagQuery<'_>,
+    ) -> Result<Vec<TagDetail>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
+                    m.total_size, t.updated_at, m.signed_digest, m.details
+             FROM tags t JOIN repositories r ON r.id = t.repository_id
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+             WHERE r.name = $1 AND ($2::text IS NULL OR strpos(t.name, $2) > 0)
+               AND ($5 OR NOT (t.name LIKE 'sha256-%.sig' OR t.name LIKE 'sha256-%.att'
+                               OR t.name LIKE 'sha256-%.sbom'))
+             ORDER BY t.name LIMIT $3 OFFSET $4",
+        )
+        .bind(repo.as_str())
+        .bind(query.filter)
+        .bind(i64::from(query.limit))
+        .bind(i64::from(query.offset))
+        .bind(query.cosign_tags)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let signed: Option<&str> = r.get(7);
+                Ok(TagDetail {
+                    name: r.get(0),
+                    digest: stored(r.get::<&str, _>(1))?,
+                    media_type: r.get(2),
+                    kind: r.get(3),
+                    artifact_type: r.get(4),
+                    total_size: r.get::<i64, _>(5) as u64,
+                    updated_at: r.get(6),
+                    signed: signed.map(stored).transpose()?,
+                    details: r.get(8),
+                })
+            })
+            .collect()
+    }
+
+    async fn describers(
+        &self,
+        repo: &RepoName,
+        targets: &[Digest],
+    ) -> Result<Vec<Describer>, MetadataError> {
+        let mut found = Vec::new();
+        for chunk in targets.chunks(500) {
+            let targets: Vec<String> = chunk.iter().map(Digest::to_string).collect();
+            let rows = sqlx::query(
+                "SELECT m.signed_digest, m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type),
+                        m.total_size,
+                        (SELECT min(t.name) FROM tags t
+                         WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
+                 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                 WHERE r.name = $1 AND m.signed_digest = ANY($2)
+                 ORDER BY m.signed_digest, m.kind, m.digest",
+            )
+            .bind(repo.as_str())
+            .bind(&targets)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            for r in &rows {
+                found.push(Describer {
+                    target: stored(r.get::<&str, _>(0))?,
+                    digest: stored(r.get::<&str, _>(1))?,
+                    kind: r.get(2),
+                    artifact_type: r.get(3),
+                    total_size: r.get::<i64, _>(4) as u64,
+                    tag: r.get(5),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn manifest_summary(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestSummary>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT m.media_type, m.kind, m.artifact_type, m.total_size, m.created_at,
+                    m.signed_digest, m.details,
+                    ARRAY(SELECT t.name FROM tags t WHERE t.repository_id = m.repository_id
+                          AND t.manifest_digest = m.digest ORDER BY t.name)
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(r) = row else { return Ok(None) };
+        let signed: Option<&str> = r.get(5);
+        let tags: Vec<String> = r.get(7);
+        Ok(Some(ManifestSummary {
+            digest: digest.clone(),
+            media_type: r.get(0),
+            kind: r.get(1),
+            artifact_type: r.get(2),
+            total_size: r.get::<i64, _>(3) as u64,
+            created_at: r.get(4),
+            signed: signed.map(stored).transpose()?,
+            details: r.get(6),
+            tags,
+        }))
+    }
+
+    async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError> {
+        let done = sqlx::query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+             SELECT m.repository_id, $2, m.digest, $4 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.digest = $3
+             ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<Referrer>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, COALESCE(m.artifact_type, m.config_media_type),
+                    m.annotations
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.subject_digest = $2
+               AND ($3 IS NULL OR COALESCE(m.artifact_type, m.config_media_type) = $3)
+               AND m.digest > $4
+             ORDER BY m.digest LIMIT $5",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(after.map(Digest::to_string).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let annotations: Option<&str> = r.get(4);
+                Ok(Referrer {
+                    digest: stored(r.get::<&str, _>(0))?,
+                    media_type: r.get(1),
+                    size: r.get::<i64, _>(2) as u64,
+                    artifact_type: r.get(3),
+                    annotations: annotations
+                        .map(serde_json::from_str::<BTreeMap<String, String>>)
+                        .transpose()
+                        .map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}
