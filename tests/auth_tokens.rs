@@ -8,7 +8,6 @@ mod common;
 use base64::Engine;
 use berth::auth::AuthSettings;
 use berth::config::Settings;
-use berth::metadata::accounts::AccountStore;
 use common::*;
 use serde_json::{json, Value};
 
@@ -350,10 +349,7 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
     use jsonwebtoken::Algorithm::{ES256, HS256};
     let s = team_server(Settings::default()).await;
     // The server's own signing key, read from its database as another replica would.
-    let db = s.data_dir().join("metadata.db");
-    let store = berth::metadata::sqlite::SqliteStore::open(&db)
-        .await
-        .unwrap();
+    let store = s.metadata_store().await;
     let keys = store.signing_keys(("unused", "unused")).await.unwrap();
     let (kid, pem) = keys.last().cloned().unwrap();
     let (kid, pem) = (kid.as_str(), pem.as_bytes());

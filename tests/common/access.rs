@@ -248,7 +248,11 @@ pub async fn berth_cli(
 ) -> CliOutput {
     use std::process::Stdio;
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    if let Some(uri) = super::test_database_for(data_dir).await {
+        command.env(berth::config::DB_URI_ENV, uri);
+    }
+    let mut child = command
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)

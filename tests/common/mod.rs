@@ -14,6 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod database;
+#[allow(unused_imports)]
+pub use database::*;
 mod access;
 #[allow(unused_imports)]
 pub use access::*;
@@ -88,7 +91,11 @@ impl TestServer {
         Self::launch(DataDir::Borrowed(path.to_path_buf()), Settings::default()).await
     }
 
-    async fn launch(data: DataDir, settings: Settings) -> TestServer {
+    async fn launch(data: DataDir, mut settings: Settings) -> TestServer {
+        // Under BERTH_TEST_DB_URI each data directory gets its own fresh PostgreSQL database.
+        if let Some(uri) = test_database_for(data.path()).await {
+            settings.database = Some(berth::config::DatabaseUri::Postgres(uri));
+        }
         let state = berth::open(data.path(), &settings)
             .await
             .expect("open berth");
@@ -154,6 +161,27 @@ impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    /// The metadata database this server uses.
+    pub fn database_uri(&self) -> berth::config::DatabaseUri {
+        berth::database_uri(self.data_dir(), &self.settings).expect("database uri")
+    }
+
+    /// A second handle on this server's metadata database, as another replica would open it.
+    pub async fn metadata_store(&self) -> std::sync::Arc<dyn berth::metadata::Store> {
+        berth::open_metadata(&self.database_uri())
+            .await
+            .expect("open metadata store")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A data directory that dies with the server takes its test database along.
+        if let DataDir::Owned(dir) = &self.data {
+            drop_test_database_for(dir.path());
+        }
+    }
 }
 
 /// The real `berth` binary as a child process, for crash tests.
@@ -167,7 +195,11 @@ pub struct ProcessServer {
 impl ProcessServer {
     /// Spawns `berth serve` on `data_dir` with an ephemeral port and waits for its ready line.
     pub async fn spawn(data_dir: &Path) -> ProcessServer {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+        if let Some(uri) = test_database_for(data_dir).await {
+            command.env(berth::config::DB_URI_ENV, uri);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("BERTH_LOG", "info")
