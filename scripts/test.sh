@@ -38,6 +38,14 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests"
 cargo test --locked --all-targets
 
+step "integration tests on PostgreSQL"
+export BERTH_PG_STATE=/tmp/berth-postgres.$$
+trap 'bash scripts/postgres.sh stop' EXIT
+PG_URI=$(bash scripts/postgres.sh start)
+BERTH_TEST_DB_URI=$PG_URI cargo test --locked --tests
+bash scripts/postgres.sh stop
+trap - EXIT
+
 step "release build"
 cargo build --release --locked
 fi
