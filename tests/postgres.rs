@@ -148,3 +148,52 @@ async fn replicas_racing_for_the_first_signing_key_agree() {
     assert_eq!(results[0].len(), 1, "one key was stored");
     assert!(results.iter().all(|r| r == &results[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_manifest_pushes_moving_the_same_tags_all_succeed() {
+    use berth::registry::facts::{ManifestFacts, ManifestKind};
+    let Some(db) = fresh().await else { return };
+    let stores = [
+        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
+        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
+    ];
+    let r = repo("race/tags");
+    let names = ["a", "b", "c", "d"];
+    let tasks = (0..12u32).map(|i| {
+        let store = stores[i as usize % 2].clone();
+        let r = r.clone();
+        // Every push moves all four tags, each listing them in its own order; half of the
+        // pushes store the same manifest.
+        let mut tags: Vec<oci::Tag> = names.iter().map(|t| t.parse().unwrap()).collect();
+        tags.rotate_left(i as usize % 4);
+        if i % 2 == 1 {
+            tags.reverse();
+        }
+        let content = format!("{{\"n\":{}}}", i % 6).into_bytes();
+        tokio::spawn(async move {
+            let manifest = berth::metadata::NewManifest {
+                digest: sha256(&content).parse().unwrap(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                content,
+                artifact_type: None,
+                config_media_type: None,
+                subject: None,
+                annotations: None,
+                blobs: vec![digest(1), digest(2)],
+                children: vec![],
+                facts: ManifestFacts {
+                    kind: ManifestKind::Image,
+                    total_size: 10,
+                    signed: None,
+                    details: Default::default(),
+                },
+            };
+            store.put_manifest(&r, &manifest, &tags).await
+        })
+    });
+    for result in futures::future::join_all(tasks).await {
+        result.unwrap().expect("racing pushes succeed");
+    }
+    let tags = stores[0].list_tags(&r, None, 10).await.unwrap();
+    assert_eq!(tags.len(), 4);
+}
