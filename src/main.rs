@@ -185,18 +185,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.config {
         let live = state.clone();
-        let database = loaded.settings.database.clone();
+        let configured = loaded.settings.database.clone();
+        let running = database.redacted();
         berth::config::watch(path.clone(), text, move |mut loaded| {
-            if loaded.settings.database != database {
+            if let Some(asked) = berth::config::keep_database(&mut loaded.settings, &configured) {
                 // The connection pools were built at start; switching databases live would
                 // split the registry's state between two of them.
+                let asked = asked.map_or_else(|| "the default".to_string(), |d| d.redacted());
                 tracing::warn!(
-                    "DB_URI changed in the config file; restart berth to use it (still using {})",
-                    database
-                        .as_ref()
-                        .map_or_else(|| "the default".to_string(), |d| d.redacted())
+                    "DB_URI changed to {asked} in the config file; restart berth to use it (still using {running})"
                 );
-                loaded.settings.database = database.clone();
             }
             live.apply_settings(loaded.settings);
             let policy = live.registry.policy();

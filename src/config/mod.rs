@@ -257,6 +257,18 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     Ok(Loaded { settings, warnings })
 }
 
+/// Keeps the database berth started with in `reloaded` settings: `DB_URI` applies at start
+/// only. Returns the `DB_URI` the reloaded file asked for when it differs (for a warning).
+pub fn keep_database(
+    reloaded: &mut Settings,
+    running: &Option<DatabaseUri>,
+) -> Option<Option<DatabaseUri>> {
+    if reloaded.database == *running {
+        return None;
+    }
+    Some(std::mem::replace(&mut reloaded.database, running.clone()))
+}
+
 /// Reads and parses a config file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -329,6 +341,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("DB_URI") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_database() {
+        let running = parse("DB_URI: postgresql://u:p@a/db")
+            .unwrap()
+            .settings
+            .database;
+        let mut same = parse("DB_URI: postgresql://u:p@a/db\nMANIFEST_MAX_BYTES: 2048")
+            .unwrap()
+            .settings;
+        assert_eq!(keep_database(&mut same, &running), None);
+        let mut moved = parse("DB_URI: postgresql://u:p@b/db\nMANIFEST_MAX_BYTES: 2048")
+            .unwrap()
+            .settings;
+        let asked = keep_database(&mut moved, &running).expect("a change");
+        assert_eq!(
+            asked,
+            Some(DatabaseUri::Postgres("postgresql://u:p@b/db".into()))
+        );
+        assert_eq!(moved.database, running);
+        assert_eq!(moved.manifest_max_bytes, 2048, "the other keys still apply");
+        let mut dropped = parse("").unwrap().settings;
+        assert_eq!(keep_database(&mut dropped, &running), Some(None));
+        assert_eq!(dropped.database, running);
     }
 
     #[test]
