@@ -68,8 +68,10 @@ pub struct Viewer {
     pub flash: Option<Flash>,
     /// `Set-Cookie` values the response must carry.
     pub set_cookies: Vec<String>,
-    /// Host (and port) the visitor reached berth at, for pull commands.
+    /// Host (and port) clients pull from: `SERVER_HOSTNAME`, else the one the visitor used.
     pub host: String,
+    /// The `Host` header of this request (forms must come from it or from `host`).
+    pub request_host: String,
     /// Whether cookies must be `Secure`.
     pub secure: bool,
 }
@@ -122,7 +124,10 @@ impl Viewer {
         }
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let host = origin.split_once("://").map_or(origin, |(_, h)| h);
-            if origin != "null" && !host.eq_ignore_ascii_case(&self.host) {
+            if origin != "null"
+                && !host.eq_ignore_ascii_case(&self.host)
+                && !host.eq_ignore_ascii_case(&self.request_host)
+            {
                 return Err(PageError::BadRequest(
                     "the form was sent from another site".into(),
                 ));
@@ -189,7 +194,7 @@ impl FromRequestParts<AppState> for Viewer {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let host = parts
+        let request_host = parts
             .headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -201,6 +206,11 @@ impl FromRequestParts<AppState> for Viewer {
             })
             .unwrap_or("localhost")
             .to_string();
+        let host = state
+            .settings()
+            .server_hostname
+            .clone()
+            .unwrap_or_else(|| request_host.clone());
         let mut viewer = Viewer {
             identity: None,
             csrf: String::new(),
@@ -209,6 +219,7 @@ impl FromRequestParts<AppState> for Viewer {
             flash: None,
             set_cookies: Vec::new(),
             host,
+            request_host,
             secure: state.tls,
         };
         let mut anonymous_csrf = None;
