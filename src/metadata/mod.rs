@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
 
-use crate::storage::UploadId;
+use crate::storage::{UploadId, UploadProgress};
 
 /// A whole metadata backend: registry metadata and accounts.
 pub trait Store: MetadataStore + accounts::AccountStore {}
@@ -72,6 +72,13 @@ pub struct UploadRecord {
     /// Whether a client knows the session and may resume it (false inside a single-request
     /// push, whose session nobody can resume after a crash).
     pub resumable: bool,
+    /// The hash state of the first `length` bytes ([`oci::Hasher::save_state`]), so any
+    /// replica can continue the upload without re-reading it; `None` before the first byte.
+    pub hash_state: Option<Vec<u8>>,
+    /// The blob store's progress at `length` bytes ([`crate::storage::UploadProgress`]).
+    pub progress: UploadProgress,
+    /// When the session last changed (milliseconds since the Unix epoch).
+    pub updated_at: i64,
 }
 
 /// A manifest about to be stored.
@@ -242,8 +249,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The upload session, if it exists.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;
 
-    /// Moves an upload's length from `from` to `to`; `Conflict` if it was not at `from`.
-    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64) -> Result<(), MetadataError>;
+    /// Moves an upload's length from `from` to `to`, recording the hash state and the blob
+    /// store's progress at `to`; `Conflict` if it was not at `from`.
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        progress: Option<&[u8]>,
+    ) -> Result<(), MetadataError>;
 
     /// Forgets an upload session. Absent sessions are not an error.
     async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError>;

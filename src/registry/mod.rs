@@ -123,6 +123,11 @@ impl Registry {
     /// session whose data is missing is forgotten. Sessions of single-request pushes, which no
     /// client can resume, are discarded with their data.
     pub async fn recover(&self) -> Result<(), RegistryError> {
+        if self.blobs.is_shared() {
+            // Other replicas' live uploads are in a shared store; abandoned ones are reclaimed
+            // by garbage collection after their configured age.
+            return Ok(());
+        }
         let mut recorded: HashMap<UploadId, u64> = HashMap::new();
         for upload in self.meta.list_uploads().await? {
             if upload.resumable {
@@ -135,12 +140,12 @@ impl Registry {
         let stored: HashMap<UploadId, u64> = self.blobs.list_uploads().await?.into_iter().collect();
         for (id, len) in &stored {
             match recorded.get(id) {
-                None => self.blobs.delete_upload(id).await?,
+                None => self.blobs.delete_upload(id, None).await?,
                 Some(&want) if *len > want => self.blobs.truncate_upload(id, want).await?,
                 Some(&want) if *len < want => {
                     tracing::warn!(upload = %id, "upload data shorter than recorded; discarding the session");
                     self.meta.delete_upload(id).await?;
-                    self.blobs.delete_upload(id).await?;
+                    self.blobs.delete_upload(id, None).await?;
                 }
                 Some(_) => {}
             }

@@ -3,7 +3,9 @@
 use oci::{Algorithm, Digest, Hasher, RepoName};
 
 use super::{Registry, RegistryError, UploadSlot};
-use crate::metadata::UploadRecord;
+use std::time::{Duration, Instant};
+
+use crate::metadata::{MetadataError, UploadRecord};
 use crate::storage::{rehash_upload, ByteStream, UploadId};
 
 /// Where an upload session stands.
@@ -45,6 +47,10 @@ impl ChunkRange {
     }
 }
 
+/// How long a push waits for garbage collection to finish deleting an old copy of the blob it
+/// is committing (milliseconds per blob in practice).
+const BLOB_DELETION_WAIT: Duration = Duration::from_secs(30);
+
 impl Registry {
     /// Opens an upload session in `repo` whose digest will be computed with `algorithm`.
     pub async fn start_upload(
@@ -69,9 +75,12 @@ impl Registry {
             algorithm,
             length: 0,
             resumable,
+            hash_state: None,
+            progress: None,
+            updated_at: 0,
         };
         if let Err(e) = self.meta.create_upload(&record).await {
-            let _ = self.blobs.delete_upload(&id).await;
+            let _ = self.blobs.delete_upload(&id, None).await;
             return Err(e.into());
         }
         Ok(UploadState { id, length: 0 })
@@ -140,7 +149,7 @@ impl Registry {
         let hasher = self.hasher_at(slot, record, record.algorithm).await?;
         let appended = self
             .blobs
-            .append_upload(&record.id, offset, hasher, body)
+            .append_upload(&record.id, offset, record.progress.clone(), hasher, body)
             .await?;
         let received = appended.len - offset;
         if expected_len.is_some_and(|n| n != received) {
@@ -151,35 +160,54 @@ impl Registry {
             )));
         }
         if received > 0 {
+            let hash_state = appended.hasher.save_state();
             if let Err(e) = self
                 .meta
-                .advance_upload(&record.id, offset, appended.len)
+                .advance_upload(
+                    &record.id,
+                    offset,
+                    appended.len,
+                    &hash_state,
+                    appended.progress.as_deref(),
+                )
                 .await
             {
                 self.blobs.truncate_upload(&record.id, offset).await?;
                 return Err(e.into());
             }
+            record.hash_state = Some(hash_state);
+            record.progress = appended.progress;
         }
         record.length = appended.len;
         slot.hashed = Some((appended.len, appended.hasher));
         Ok(())
     }
 
-    /// The hash state of the upload's bytes so far, from the cache or by re-reading them.
+    /// The hash state of the upload's bytes so far: from this process's cache, else from the
+    /// state saved with the session (another replica, or before a restart), else by re-reading
+    /// the bytes.
     async fn hasher_at(
         &self,
         slot: &mut UploadSlot,
         record: &UploadRecord,
         algorithm: Algorithm,
     ) -> Result<Hasher, RegistryError> {
-        match slot.hashed.take() {
-            Some((len, hasher)) if len == record.length && hasher.algorithm() == algorithm => {
-                Ok(hasher)
+        if let Some((len, hasher)) = slot.hashed.take() {
+            if len == record.length && hasher.algorithm() == algorithm {
+                return Ok(hasher);
             }
-            _ => Ok(
-                rehash_upload(&*self.blobs, &record.id, record.length, algorithm.hasher()).await?,
-            ),
         }
+        if record.length == 0 {
+            return Ok(algorithm.hasher());
+        }
+        if let Some(hasher) = record
+            .hash_state
+            .as_deref()
+            .and_then(|saved| Hasher::restore(algorithm, saved))
+        {
+            return Ok(hasher);
+        }
+        Ok(rehash_upload(&*self.blobs, &record.id, record.length, algorithm.hasher()).await?)
     }
 
     /// Completes an upload: appends the optional last chunk, verifies the digest, and makes
@@ -213,7 +241,9 @@ impl Registry {
         };
         // Whether committed or refused, this session is over.
         self.meta.delete_upload(id).await?;
-        self.blobs.delete_upload(id).await?;
+        self.blobs
+            .delete_upload(id, record.progress.clone())
+            .await?;
         drop(slot);
         self.forget_upload_slot(id);
         outcome
@@ -225,13 +255,23 @@ impl Registry {
         record: &UploadRecord,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        match self.blobs.stat(digest).await? {
-            // Content addressing: the stored bytes are these bytes; keep the existing file.
-            Some(size) if size == record.length => {}
-            _ => self.blobs.commit_upload(&record.id, digest).await?,
+        // Garbage collection may be deleting this digest's bytes at this moment (an old orphan
+        // with the same content); linking then reports a conflict until it is done, and the
+        // commit, which rewrites the bytes from the upload that is still there, is repeated.
+        let mut pause = Duration::from_millis(5);
+        let deadline = Instant::now() + BLOB_DELETION_WAIT;
+        loop {
+            self.blobs
+                .commit_upload(&record.id, record.length, record.progress.clone(), digest)
+                .await?;
+            match self.meta.link_blob(repo, digest, record.length).await {
+                Err(MetadataError::Conflict) if Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return Ok(other?),
+            }
         }
-        self.meta.link_blob(repo, digest, record.length).await?;
-        Ok(())
     }
 
     /// Pushes a whole blob in one request (`POST ?digest=`).
@@ -249,8 +289,12 @@ impl Registry {
         if result.is_err() {
             // finish_upload discards the session on a digest mismatch; other failures
             // (body errors) leave it, and a monolithic push has no client to resume it.
+            let progress = match self.meta.upload(&upload.id).await {
+                Ok(Some(record)) => record.progress,
+                _ => None,
+            };
             let _ = self.meta.delete_upload(&upload.id).await;
-            let _ = self.blobs.delete_upload(&upload.id).await;
+            let _ = self.blobs.delete_upload(&upload.id, progress).await;
             self.forget_upload_slot(&upload.id);
         }
         result
@@ -260,9 +304,9 @@ impl Registry {
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<(), RegistryError> {
         let slot_handle = self.upload_slot(id);
         let _slot = slot_handle.lock().await;
-        self.session(repo, id).await?;
+        let record = self.session(repo, id).await?;
         self.meta.delete_upload(id).await?;
-        self.blobs.delete_upload(id).await?;
+        self.blobs.delete_upload(id, record.progress).await?;
         self.forget_upload_slot(id);
         Ok(())
     }

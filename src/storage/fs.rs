@@ -7,9 +7,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use oci::{Digest, Hasher};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -17,7 +19,9 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use super::layout::{blob_path, blobs_dir, upload_path, uploads_dir};
-use super::{Appended, BlobStore, ByteRange, ByteStream, StorageError, UploadId};
+use super::{
+    Appended, BlobStat, BlobStore, ByteRange, ByteStream, StorageError, UploadId, UploadProgress,
+};
 
 /// Read size when streaming blobs out: large enough to keep syscalls and blocking-pool hops
 /// rare, small enough that memory per download stays modest.
@@ -40,6 +44,65 @@ impl FsBlobStore {
         fs::create_dir_all(uploads_dir(&root))?;
         Ok(FsBlobStore { root })
     }
+}
+
+/// Ending of the second name a commit gives an upload before renaming it over the blob.
+const STAGED_SUFFIX: &str = ".staged";
+
+/// Staged names older than this were left by a crash between link and rename.
+const STAGED_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+
+/// Walks `blobs/<algorithm>/<two hex>/<hex>`, returning every blob whose name is a valid digest
+/// of its directory's algorithm, and removing staged names left by a crash.
+fn list_blob_files(root: &Path) -> io::Result<Vec<(Digest, BlobStat)>> {
+    let mut out = Vec::new();
+    let read = |dir: &Path| match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    let Some(algorithms) = read(root)? else {
+        return Ok(out);
+    };
+    for algorithm in algorithms {
+        let algorithm = algorithm?;
+        let Some(prefixes) = read(&algorithm.path())? else {
+            continue;
+        };
+        for prefix in prefixes {
+            let Some(files) = read(&prefix?.path())? else {
+                continue;
+            };
+            for file in files {
+                let file = file?;
+                let meta = file.metadata()?;
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(STAGED_SUFFIX) {
+                    let old = meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|age| age > STAGED_LEFTOVER_AGE);
+                    if old {
+                        let _ = fs::remove_file(file.path());
+                    }
+                    continue;
+                }
+                let text = format!("{}:{name}", algorithm.file_name().to_string_lossy());
+                if let Ok(digest) = text.parse::<Digest>() {
+                    out.push((
+                        digest,
+                        BlobStat {
+                            size: meta.len(),
+                            modified: meta.modified()?,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -77,9 +140,12 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobStat>, StorageError> {
         match tokio::fs::metadata(blob_path(&self.root, digest)).await {
-            Ok(m) => Ok(Some(m.len())),
+            Ok(m) => Ok(Some(BlobStat {
+                size: m.len(),
+                modified: m.modified()?,
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -101,6 +167,35 @@ impl BlobStore for FsBlobStore {
         Ok(stream)
     }
 
+    async fn presigned_url(
+        &self,
+        _digest: &Digest,
+        _ttl: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError> {
+        let path = blob_path(&self.root, digest);
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().expect("blob paths have a parent")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    fn list_blobs(&self) -> BoxStream<'_, Result<(Digest, BlobStat), StorageError>> {
+        let root = blobs_dir(&self.root);
+        futures::stream::once(blocking(move || list_blob_files(&root)))
+            .map(|listed| match listed {
+                Ok(blobs) => futures::stream::iter(blobs.into_iter().map(Ok)).left_stream(),
+                Err(e) => futures::stream::iter([Err(e)]).right_stream(),
+            })
+            .flatten()
+            .boxed()
+    }
+
     async fn create_upload(&self, id: &UploadId) -> Result<(), StorageError> {
         let path = upload_path(&self.root, id);
         blocking(move || {
@@ -117,6 +212,7 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &UploadId,
         offset: u64,
+        _progress: UploadProgress,
         hasher: Hasher,
         mut body: ByteStream,
     ) -> Result<Appended, StorageError> {
@@ -135,7 +231,14 @@ impl BlobStore for FsBlobStore {
                 hasher.update(&chunk);
                 len += chunk.len() as u64;
             }
-            Ok((file, Appended { len, hasher }))
+            Ok((
+                file,
+                Appended {
+                    len,
+                    hasher,
+                    progress: None,
+                },
+            ))
         });
         let mut body_error = None;
         while let Some(chunk) = body.next().await {
@@ -181,27 +284,55 @@ impl BlobStore for FsBlobStore {
         Ok(ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed())
     }
 
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<(), StorageError> {
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        _progress: UploadProgress,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
         let from = upload_path(&self.root, id);
         let to = blob_path(&self.root, digest);
+        let staged = to.with_file_name(format!(".{}.{}{STAGED_SUFFIX}", digest.hex(), id));
         blocking(move || {
+            let upload = File::open(&from)?;
+            if upload.metadata()?.len() != len {
+                return Err(io::Error::other("upload length differs from its session"));
+            }
+            // A commit marks the bytes as just written (see the trait's contract), whenever
+            // the last chunk arrived.
+            upload.set_modified(SystemTime::now())?;
             let dir = to.parent().expect("blob paths have a parent");
             create_dir_durable(dir)?;
-            // The upload's bytes were synced by the append that wrote them; the rename is
-            // atomic, and syncing the directory makes the new name durable.
-            fs::rename(&from, &to)?;
+            // A second name for the upload's inode, then an atomic rename over the blob: the
+            // upload itself stays, so the commit can be repeated. The bytes were synced by the
+            // append that wrote them; syncing the directory makes the new name durable.
+            let _ = fs::remove_file(&staged);
+            fs::hard_link(&from, &staged)?;
+            if let Err(e) = fs::rename(&staged, &to) {
+                let _ = fs::remove_file(&staged);
+                return Err(e);
+            }
             sync_dir(dir)?;
             Ok(())
         })
         .await
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError> {
+    async fn delete_upload(
+        &self,
+        id: &UploadId,
+        _progress: UploadProgress,
+    ) -> Result<(), StorageError> {
         match tokio::fs::remove_file(upload_path(&self.root, id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 
     async fn list_uploads(&self) -> Result<Vec<(UploadId, u64)>, StorageError> {

@@ -8,6 +8,7 @@ pub mod fs;
 mod layout;
 
 use std::io;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -80,6 +81,21 @@ pub struct Appended {
     pub len: u64,
     /// The hasher, fed with every byte of the upload so far.
     pub hasher: Hasher,
+    /// The backend's resumable state after the append (see [`UploadProgress`]).
+    pub progress: UploadProgress,
+}
+
+/// What a backend needs to continue an upload that another process may have begun: for an
+/// object store, the multipart upload's id and the parts written so far. Opaque to callers,
+/// who persist it with the upload session (in the shared metadata) and hand it back on the next
+/// call; `None` for backends that keep everything in the upload's own bytes (the filesystem).
+pub type UploadProgress = Option<Vec<u8>>;
+
+/// A stored blob's size and when its bytes were last written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStat {
+    pub size: u64,
+    pub modified: SystemTime,
 }
 
 /// A byte range `start..=end` of a blob.
@@ -95,14 +111,17 @@ pub struct ByteRange {
 /// - A blob is written only through [`BlobStore::commit_upload`], which verifies nothing itself
 ///   (the caller has verified the digest) but guarantees that once it returns, the blob is
 ///   durable and complete under its digest; before that, nothing is visible under the digest.
-/// - Committing a digest that already exists is not an error: content addressing makes the
-///   bytes identical, and the upload is discarded.
+/// - Committing rewrites the blob even when the digest already exists (the bytes are the same,
+///   by content addressing), so the blob's modification time says a push just wrote it; garbage
+///   collection relies on that. The upload stays until [`BlobStore::delete_upload`], so a commit
+///   may be repeated.
 /// - Appends are all-or-nothing: when [`BlobStore::append_upload`] fails, the upload is left
-///   at its previous length.
+///   at its previous length and progress.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// The size of a stored blob, or `None` if the store does not hold it.
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+    /// The size and modification time of a stored blob, or `None` if the store does not hold
+    /// it.
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobStat>, StorageError>;
 
     /// Streams a blob, or one range of it. `NotFound` if the blob is absent.
     async fn open(
@@ -111,29 +130,65 @@ pub trait BlobStore: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError>;
 
+    /// A URL from which a client may fetch the blob directly for `ttl`, for backends that can
+    /// sign one (object stores); `None` when the backend cannot, and berth streams the bytes.
+    async fn presigned_url(
+        &self,
+        digest: &Digest,
+        ttl: Duration,
+    ) -> Result<Option<String>, StorageError>;
+
+    /// Deletes a blob's bytes (garbage collection). Absent blobs are not an error.
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Every stored blob with its stat (garbage collection's sweep of bytes that metadata does
+    /// not know).
+    fn list_blobs(&self) -> BoxStream<'_, Result<(Digest, BlobStat), StorageError>>;
+
     /// Creates an empty upload.
     async fn create_upload(&self, id: &UploadId) -> Result<(), StorageError>;
 
-    /// Appends `body` to an upload that currently holds `offset` bytes, feeding `hasher` with
-    /// every byte written. The appended bytes are durable when this returns.
+    /// Appends `body` to an upload that currently holds `offset` bytes and has `progress`,
+    /// feeding `hasher` with every byte written. The appended bytes are durable when this
+    /// returns, and the returned progress is what the next call needs.
     async fn append_upload(
         &self,
         id: &UploadId,
         offset: u64,
+        progress: UploadProgress,
         hasher: Hasher,
         body: ByteStream,
     ) -> Result<Appended, StorageError>;
 
-    /// Streams the first `len` bytes of an upload (to rebuild a hash state, e.g. after restart).
+    /// Streams the first `len` bytes of an upload (to rebuild a hash state that was not
+    /// saved). Backends that always have the hash state saved may answer `NotFound`.
     async fn read_upload(&self, id: &UploadId, len: u64) -> Result<ByteStream, StorageError>;
 
-    /// Makes the upload's bytes the blob `digest`, durably, and removes the upload.
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> Result<(), StorageError>;
+    /// Makes the upload's `len` bytes the blob `digest`, durably. The upload stays (see the
+    /// trait's contract) until [`BlobStore::delete_upload`].
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        progress: UploadProgress,
+        digest: &Digest,
+    ) -> Result<(), StorageError>;
 
-    /// Discards an upload. Absent uploads are not an error.
-    async fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError>;
+    /// Discards an upload (and, for object stores, its unfinished multipart upload). Absent
+    /// uploads are not an error.
+    async fn delete_upload(
+        &self,
+        id: &UploadId,
+        progress: UploadProgress,
+    ) -> Result<(), StorageError>;
 
-    /// Lists uploads present in storage with their current length (for start-up recovery).
+    /// Whether several berth processes share this store. A shared store's uploads may belong to
+    /// another replica's live session, so start-up recovery leaves them alone and garbage
+    /// collection's stale-upload sweep reclaims abandoned ones.
+    fn is_shared(&self) -> bool;
+
+    /// Lists uploads present in storage with their current length (for start-up recovery of
+    /// a store that is not shared).
     async fn list_uploads(&self) -> Result<Vec<(UploadId, u64)>, StorageError>;
 
     /// Shortens an upload to `len` bytes (start-up recovery after a crash mid-append).

@@ -245,8 +245,8 @@ impl MetadataStore for PostgresStore {
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
         let row = sqlx::query(
-            "SELECT r.name, u.algorithm, u.length, u.resumable FROM uploads u
-             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
+            "SELECT r.name, u.algorithm, u.length, u.resumable, u.hash_state, u.progress, u.updated_at
+             FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -259,19 +259,32 @@ impl MetadataStore for PostgresStore {
                 algorithm: stored::<Algorithm>(r.get::<&str, _>(1))?,
                 length: r.get::<i64, _>(2) as u64,
                 resumable: r.get::<i64, _>(3) != 0,
+                hash_state: r.get(4),
+                progress: r.get(5),
+                updated_at: r.get(6),
             })
         })
         .transpose()
     }
 
-    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64) -> Result<(), MetadataError> {
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        progress: Option<&[u8]>,
+    ) -> Result<(), MetadataError> {
         let done = sqlx::query(
-            "UPDATE uploads SET length = $3, updated_at = $4 WHERE id = $1 AND length = $2",
+            "UPDATE uploads SET length = $3, updated_at = $4, hash_state = $5, progress = $6
+             WHERE id = $1 AND length = $2",
         )
         .bind(id.as_str())
         .bind(from as i64)
         .bind(to as i64)
         .bind(now_millis())
+        .bind(hash_state)
+        .bind(progress)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -293,8 +306,9 @@ impl MetadataStore for PostgresStore {
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable FROM uploads u
-             JOIN repositories r ON r.id = u.repository_id",
+            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable, u.hash_state, u.progress,
+                    u.updated_at
+             FROM uploads u JOIN repositories r ON r.id = u.repository_id",
         )
         .fetch_all(&self.pool)
         .await
@@ -308,6 +322,9 @@ impl MetadataStore for PostgresStore {
                     algorithm: stored(r.get::<&str, _>(2))?,
                     length: r.get::<i64, _>(3) as u64,
                     resumable: r.get::<i64, _>(4) != 0,
+                    hash_state: r.get(5),
+                    progress: r.get(6),
+                    updated_at: r.get(7),
                 })
             })
             .collect()

@@ -1,0 +1,4 @@
+-- Upload sessions carry their hash state and the blob store's progress (an object store's
+-- multipart upload id and parts), so any replica can continue an upload another one began.
+ALTER TABLE uploads ADD COLUMN hash_state BLOB;
+ALTER TABLE uploads ADD COLUMN progress BLOB;
