@@ -11,6 +11,7 @@ use tower_http::trace::TraceLayer;
 use crate::api;
 use crate::auth::Auth;
 use crate::config::Settings;
+use crate::gc::Collector;
 use crate::registry::Registry;
 
 /// Shared handles every request handler may use.
@@ -18,6 +19,7 @@ use crate::registry::Registry;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
+    pub gc: Arc<Collector>,
     settings: Arc<RwLock<Arc<Settings>>>,
     /// Whether berth serves HTTPS (decides the scheme of the URLs it hands out).
     pub tls: bool,
@@ -25,10 +27,16 @@ pub struct AppState {
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(registry: Arc<Registry>, auth: Arc<Auth>, settings: Settings) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        auth: Arc<Auth>,
+        gc: Arc<Collector>,
+        settings: Settings,
+    ) -> Self {
         AppState {
             registry,
             auth,
+            gc,
             settings: Arc::new(RwLock::new(Arc::new(settings))),
             tls: false,
         }
@@ -47,6 +55,26 @@ impl AppState {
         self.registry.apply_settings(&settings);
         self.auth.apply_settings(settings.auth.clone());
         *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);
+    }
+}
+
+/// Runs garbage collection every `GC_INTERVAL_SECONDS` while `FEATURE_GARBAGE_COLLECTION` is on,
+/// reading the settings in force before each run; replicas take turns through the lease.
+pub async fn collect_periodically(state: AppState) {
+    loop {
+        let settings = state.settings().gc.clone();
+        tokio::time::sleep(settings.interval).await;
+        let settings = state.settings().gc.clone();
+        if !settings.enabled {
+            continue;
+        }
+        match state.gc.run(&settings, false, &|_| {}).await {
+            Ok(report) if report.busy => tracing::debug!("{}", report.summary()),
+            Ok(report) => tracing::info!("garbage collection: {}", report.summary()),
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collection failed; retrying at the next interval")
+            }
+        }
     }
 }
 

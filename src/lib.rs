@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod metadata;
 pub mod policy;
 pub mod registry;
@@ -45,8 +46,9 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
             .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
     }
     let meta = open_metadata(&database_uri(data_dir, settings)?).await?;
-    let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
-    let registry = Registry::new(meta.clone(), Arc::new(blobs), settings);
+    let blobs = open_blob_store(data_dir, settings).await?;
+    let registry = Registry::new(meta.clone(), blobs.clone(), settings);
+    let collector = gc::Collector::new(meta.clone(), blobs);
     registry
         .recover()
         .await
@@ -57,8 +59,18 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     Ok(AppState::new(
         Arc::new(registry),
         Arc::new(auth),
+        Arc::new(collector),
         settings.clone(),
     ))
+}
+
+/// Opens the blob store the settings name (the filesystem under `data_dir` by default).
+pub async fn open_blob_store(
+    data_dir: &Path,
+    _settings: &Settings,
+) -> anyhow::Result<Arc<dyn storage::BlobStore>> {
+    let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
+    Ok(Arc::new(blobs))
 }
 
 /// The metadata database berth uses: `BERTH_DB_URI` from the environment when set, else the

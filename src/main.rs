@@ -62,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         command: admin::RepoCommand,
     },
+    /// Collect garbage once: unreachable manifests, unreferenced blobs, orphaned bytes and
+    /// abandoned uploads (the registry may keep running). Prints each item deleted, or with
+    /// --dry-run each item a run would delete.
+    Gc(cli::gc::GcArgs),
     /// Manage API tokens for /api/v1.
     Token {
         #[command(flatten)]
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         Command::Robot { target, command } => runtime.block_on(admin::robot(&target, command)),
         Command::Repo { target, command } => runtime.block_on(admin::repo(&target, command)),
         Command::Token { target, command } => runtime.block_on(admin::token(&target, command)),
+        Command::Gc(args) => runtime.block_on(cli::gc::run(args)),
     }
 }
 
@@ -201,6 +206,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
         });
     }
+    tokio::spawn(berth::app::collect_periodically(state.clone()));
     let tls_files = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => Some((cert.clone(), key.clone())),
         (_, _, true) => {

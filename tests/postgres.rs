@@ -109,6 +109,9 @@ async fn concurrent_creates_and_links_do_not_fail() {
                                 algorithm: oci::Algorithm::Sha256,
                                 length: 0,
                                 resumable: true,
+                                hash_state: None,
+                                progress: None,
+                                updated_at: 0,
                             })
                             .await
                     }

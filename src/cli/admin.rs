@@ -156,11 +156,17 @@ pub enum TokenCommand {
     },
 }
 
-async fn store(target: &Target) -> anyhow::Result<Arc<dyn Store>> {
-    let settings = match &target.config {
+/// The settings of the berth `target` names: its config file, or the defaults.
+pub fn settings(target: &Target) -> anyhow::Result<berth::config::Settings> {
+    Ok(match &target.config {
         Some(path) => berth::config::load(path)?.settings,
         None => berth::config::Settings::default(),
-    };
+    })
+}
+
+/// The metadata database of the berth `target` names.
+pub async fn store(target: &Target) -> anyhow::Result<Arc<dyn Store>> {
+    let settings = settings(target)?;
     let uri = berth::database_uri(&target.data_dir, &settings)?;
     if let DatabaseUri::Sqlite(path) = &uri {
         if !path.exists() {

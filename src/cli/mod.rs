@@ -1,3 +1,4 @@
 //! The command line's subcommands beyond `serve`.
 
 pub mod admin;
+pub mod gc;

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
+use std::time::Duration;
+
 use crate::auth::AuthSettings;
+use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
 pub use watch::watch;
@@ -39,6 +42,8 @@ pub struct Settings {
     /// `DB_URI`: the metadata database (PostgreSQL or an SQLite file); `None` is SQLite at
     /// `DATA_DIR/metadata.db`. Read at start only: changing it needs a restart.
     pub database: Option<DatabaseUri>,
+    /// Garbage collection (`FEATURE_GARBAGE_COLLECTION`, `GC_*`, `DEFAULT_TAG_EXPIRATION`).
+    pub gc: GcSettings,
 }
 
 impl Default for Settings {
@@ -52,6 +57,7 @@ impl Default for Settings {
             preferred_url_scheme: None,
             user_creation: false,
             database: None,
+            gc: GcSettings::default(),
         }
     }
 }
@@ -183,6 +189,11 @@ const KNOWN_KEYS: &[&str] = &[
     "ALLOWED_OCI_ARTIFACT_TYPES",
     "IGNORE_UNKNOWN_MEDIATYPES",
     "DB_URI",
+    "FEATURE_GARBAGE_COLLECTION",
+    "GC_INTERVAL_SECONDS",
+    "GC_GRACE_SECONDS",
+    "GC_UPLOAD_MAX_AGE_SECONDS",
+    "DEFAULT_TAG_EXPIRATION",
 ];
 
 /// Parses config text.
@@ -245,6 +256,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
                 })?,
             );
     }
+    settings.gc = gc_settings(&map)?;
     let warnings = map
         .keys()
         .map(|k| match k {
@@ -255,6 +267,30 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
         .map(|k| format!("config key {k} is not used by berth; ignoring it"))
         .collect();
     Ok(Loaded { settings, warnings })
+}
+
+fn gc_settings(map: &Mapping) -> Result<GcSettings, ConfigError> {
+    let mut gc = GcSettings::default();
+    let seconds = |key, min| integer(map, key, min, 10 * 365 * 86_400);
+    if let Some(b) = boolean(map, "FEATURE_GARBAGE_COLLECTION")? {
+        gc.enabled = b;
+    }
+    if let Some(n) = seconds("GC_INTERVAL_SECONDS", 1)? {
+        gc.interval = Duration::from_secs(n);
+    }
+    if let Some(n) = seconds("GC_GRACE_SECONDS", 0)? {
+        gc.grace = Duration::from_secs(n);
+    }
+    if let Some(n) = seconds("GC_UPLOAD_MAX_AGE_SECONDS", 60)? {
+        gc.upload_max_age = Duration::from_secs(n);
+    }
+    if let Some(text) = string(map, "DEFAULT_TAG_EXPIRATION")? {
+        gc.tag_expiration = parse_expiration(&text).ok_or(ConfigError::WrongType {
+            key: "DEFAULT_TAG_EXPIRATION".into(),
+            expected: "a duration such as 2w, 3d, 12h, 30m or 0s",
+        })?;
+    }
+    Ok(gc)
 }
 
 /// Keeps the database berth started with in `reloaded` settings: `DB_URI` applies at start
@@ -319,6 +355,26 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn gc_keys() {
+        let l = parse(
+            "FEATURE_GARBAGE_COLLECTION: false\nGC_INTERVAL_SECONDS: 60\nGC_GRACE_SECONDS: 0\nGC_UPLOAD_MAX_AGE_SECONDS: 600\nDEFAULT_TAG_EXPIRATION: 3d\n",
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let gc = l.settings.gc;
+        assert!(!gc.enabled);
+        assert_eq!(gc.interval, Duration::from_secs(60));
+        assert_eq!(gc.grace, Duration::ZERO);
+        assert_eq!(gc.upload_max_age, Duration::from_secs(600));
+        assert_eq!(gc.tag_expiration, Duration::from_secs(3 * 86_400));
+        let e = parse("DEFAULT_TAG_EXPIRATION: soon")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEFAULT_TAG_EXPIRATION"), "{e}");
+        assert!(parse("GC_INTERVAL_SECONDS: 0").is_err());
     }
 
     #[test]

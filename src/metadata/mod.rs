@@ -6,6 +6,7 @@
 //! method that writes more than one row does so in one transaction.
 
 pub mod accounts;
+pub mod gc;
 pub mod postgres;
 pub mod sqlite;
 
@@ -18,10 +19,10 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::storage::{UploadId, UploadProgress};
 
-/// A whole metadata backend: registry metadata and accounts.
-pub trait Store: MetadataStore + accounts::AccountStore {}
+/// A whole metadata backend: registry metadata, accounts, and garbage collection's queries.
+pub trait Store: MetadataStore + accounts::AccountStore + gc::GcStore {}
 
-impl<T: MetadataStore + accounts::AccountStore> Store for T {}
+impl<T: MetadataStore + accounts::AccountStore + gc::GcStore> Store for T {}
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +176,17 @@ pub struct ManifestSummary {
     pub details: Option<String>,
     /// Its tags, by name.
     pub tags: Vec<String>,
+}
+
+/// Where a tag pointed before it was deleted or moved.
+#[derive(Debug, Clone)]
+pub struct TagHistoryEntry {
+    pub name: String,
+    pub digest: Digest,
+    /// When the tag began pointing there (milliseconds since the Unix epoch).
+    pub started_at: i64,
+    /// When it stopped (milliseconds since the Unix epoch).
+    pub ended_at: i64,
 }
 
 /// How a manifest is looked up.
@@ -337,6 +349,27 @@ pub trait MetadataStore: Send + Sync + 'static {
         repo: &RepoName,
         tag: &Tag,
         digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    /// Where tags of `repo` pointed before (only `tag`, when given), newest first: history
+    /// that ended at or after `since` (milliseconds since the epoch) and whose manifest is
+    /// still stored, at most `limit` entries.
+    async fn tag_history(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<TagHistoryEntry>, MetadataError>;
+
+    /// Points `tag` back at `digest`, when the tag's history since `since` says it pointed
+    /// there and the manifest is still stored. Returns whether it did.
+    async fn restore_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        since: i64,
     ) -> Result<bool, MetadataError>;
 
     /// Manifests in `repo` whose subject is `subject`, ordered by digest, strictly after

@@ -50,10 +50,12 @@ impl Registry {
         source: &RepoName,
     ) -> Result<bool, RegistryError> {
         match self.meta.linked_blob(source, digest).await? {
-            Some(size) => {
-                self.meta.link_blob(repo, digest, size).await?;
-                Ok(true)
-            }
+            Some(size) => match self.meta.link_blob(repo, digest, size).await {
+                Ok(()) => Ok(true),
+                // Garbage collection is deleting the bytes: the client uploads them instead.
+                Err(crate::metadata::MetadataError::Conflict) => Ok(false),
+                Err(e) => Err(e.into()),
+            },
             None => Ok(false),
         }
     }

@@ -3,7 +3,7 @@
 use oci::{Digest, RepoName, Tag};
 
 use super::{Registry, RegistryError};
-use crate::metadata::Referrer;
+use crate::metadata::{Referrer, TagHistoryEntry};
 
 /// One page of a listing, and whether more follow.
 #[derive(Debug, Clone)]
@@ -97,6 +97,39 @@ impl Registry {
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
         Ok(self.meta.move_tag(repo, tag, digest).await?)
+    }
+
+    /// The start of the window in which tag history is kept (milliseconds since the epoch).
+    fn history_since(&self) -> i64 {
+        let window = self.options().tag_expiration;
+        std::time::SystemTime::now()
+            .checked_sub(window)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Where tags of `repo` pointed before (only `tag`, when given), newest first, within
+    /// `DEFAULT_TAG_EXPIRATION`.
+    pub async fn tag_history(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        limit: u32,
+    ) -> Result<Vec<TagHistoryEntry>, RegistryError> {
+        let since = self.history_since();
+        Ok(self.meta.tag_history(repo, tag, since, limit).await?)
+    }
+
+    /// Points `tag` back at `digest` when, within `DEFAULT_TAG_EXPIRATION`, it pointed there
+    /// and the manifest is still stored. Returns whether it did.
+    pub async fn restore_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let since = self.history_since();
+        Ok(self.meta.restore_tag(repo, tag, digest, since).await?)
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.

@@ -4,7 +4,7 @@ use oci::media_type::{EMPTY_JSON_DIGEST, OCI_EMPTY};
 use oci::{Algorithm, Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
 
 use super::{facts, Registry, RegistryError};
-use crate::metadata::{ManifestKey, NewManifest, StoredManifest};
+use crate::metadata::{ManifestKey, MetadataError, NewManifest, StoredManifest};
 use crate::storage::ByteStream;
 
 /// The outcome of a manifest push.
@@ -80,7 +80,16 @@ impl Registry {
             content: bytes,
             facts,
         };
-        self.meta.put_manifest(repo, &record, &tags).await?;
+        match self.meta.put_manifest(repo, &record, &tags).await {
+            Err(MetadataError::Conflict) => {
+                // Garbage collection removed a referenced blob or child since the check above:
+                // checking again names what is gone; if nothing is, a second attempt goes
+                // through.
+                self.check_references(repo, &parsed).await?;
+                self.meta.put_manifest(repo, &record, &tags).await?;
+            }
+            other => other?,
+        }
         Ok(PushedManifest {
             digest,
             subject,

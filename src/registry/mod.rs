@@ -34,6 +34,8 @@ pub struct RegistryOptions {
     pub max_manifest_bytes: usize,
     /// Largest page the tag list, catalog and referrers endpoints return.
     pub max_page_size: u32,
+    /// How long a deleted or moved tag stays restorable (`DEFAULT_TAG_EXPIRATION`).
+    pub tag_expiration: std::time::Duration,
 }
 
 /// The settings that a config reload replaces, swapped as one value.
@@ -48,6 +50,7 @@ impl Live {
             options: RegistryOptions {
                 max_manifest_bytes: settings.manifest_max_bytes,
                 max_page_size: settings.list_max_page_size,
+                tag_expiration: settings.gc.tag_expiration,
             },
             policy: Arc::new(ArtifactPolicy::new(settings.policy.clone())),
         }

@@ -167,6 +167,30 @@ impl TestServer {
         berth::database_uri(self.data_dir(), &self.settings).expect("database uri")
     }
 
+    /// The settings the server runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// A garbage collector over this server's stores, as another replica (or `berth gc`)
+    /// would open them.
+    pub async fn collector(&self) -> berth::gc::Collector {
+        let meta = self.metadata_store().await;
+        let blobs = berth::open_blob_store(self.data_dir(), &self.settings)
+            .await
+            .expect("open blob store");
+        berth::gc::Collector::new(meta, blobs)
+    }
+
+    /// Starts a second server (a replica) on this one's data directory and database.
+    pub async fn replica(&self) -> TestServer {
+        Self::launch(
+            DataDir::Borrowed(self.data_dir().to_path_buf()),
+            self.settings.clone(),
+        )
+        .await
+    }
+
     /// A second handle on this server's metadata database, as another replica would open it.
     pub async fn metadata_store(&self) -> std::sync::Arc<dyn berth::metadata::Store> {
         berth::open_metadata(&self.database_uri())

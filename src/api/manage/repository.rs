@@ -141,6 +141,7 @@ enum Target {
     ChangeVisibility(RepoName),
     Tags(RepoName),
     Tag(RepoName, String),
+    RestoreTag(RepoName, String),
     Permissions(RepoName, &'static str),
     Permission(RepoName, &'static str, String),
 }
@@ -157,6 +158,9 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     }
     if n >= 3 && segs[n - 1] == "tag" && trailing_slash {
         return Ok(Target::Tags(name(n - 1)?));
+    }
+    if n >= 5 && segs[n - 3] == "tag" && segs[n - 1] == "restore" {
+        return Ok(Target::RestoreTag(name(n - 3)?, segs[n - 2].to_string()));
     }
     if n >= 4 && segs[n - 2] == "tag" {
         return Ok(Target::Tag(name(n - 2)?, segs[n - 1].to_string()));
@@ -223,16 +227,19 @@ pub async fn dispatch(
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(50u32)
                 .clamp(1, 100);
+            let only_active = param("onlyActiveTags").is_none_or(|v| v != "false");
             ctx.tags(
                 &r,
                 page,
                 limit,
                 param("specificTag").or(param("filter_tag_name")),
+                only_active,
             )
             .await
         }
         (Target::Tag(r, t), Method::DELETE) => ctx.delete_tag(&r, &t).await,
         (Target::Tag(r, t), Method::PUT) => ctx.move_tag(&r, &t, json_body()?).await,
+        (Target::RestoreTag(r, t), Method::POST) => ctx.restore_tag(&r, &t, json_body()?).await,
         (Target::Permissions(r, kind), Method::GET) => ctx.permissions(&r, kind).await,
         (Target::Permission(r, kind, who), Method::GET) => ctx.permission(&r, kind, &who).await,
         (Target::Permission(r, kind, who), Method::PUT) => {
@@ -375,6 +382,7 @@ impl Ctx<'_> {
         page: u32,
         limit: u32,
         filter: Option<&str>,
+        only_active: bool,
     ) -> Result<Response, ManageError> {
         self.readable(repo).await?;
         let offset = (page - 1).saturating_mul(limit);
@@ -393,7 +401,7 @@ impl Ctx<'_> {
             .await?;
         let has_additional = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let tags: Vec<Value> = rows
+        let mut tags: Vec<Value> = rows
             .iter()
             .map(|t| {
                 json!({
@@ -409,6 +417,31 @@ impl Ctx<'_> {
                 })
             })
             .collect();
+        if !only_active && page == 1 {
+            // Quay lists where tags pointed before, with an end time, after the active ones:
+            // what `restore` can bring back within DEFAULT_TAG_EXPIRATION.
+            let tag = filter.and_then(|f| f.parse::<Tag>().ok());
+            let history = self
+                .state
+                .registry
+                .tag_history(repo, tag.as_ref(), limit)
+                .await?;
+            tags.extend(
+                history
+                    .iter()
+                    .filter(|h| filter.is_none_or(|f| h.name.contains(f)))
+                    .map(|h| {
+                        json!({
+                            "name": h.name,
+                            "manifest_digest": h.digest,
+                            "start_ts": h.started_at / 1000,
+                            "end_ts": h.ended_at / 1000,
+                            "last_modified": crate::api::dates::http_date(h.ended_at),
+                            "reversion": false,
+                        })
+                    }),
+            );
+        }
         Ok(
             Json(json!({ "tags": tags, "page": page, "has_additional": has_additional }))
                 .into_response(),
@@ -450,6 +483,32 @@ impl Ctx<'_> {
             )));
         }
         Ok((StatusCode::CREATED, Json(json!("Updated"))).into_response())
+    }
+
+    /// Quay's `POST .../tag/{tag}/restore`: points the tag back at a manifest it pointed at
+    /// within `DEFAULT_TAG_EXPIRATION`.
+    async fn restore_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        body: Value,
+    ) -> Result<Response, ManageError> {
+        self.require_write(repo).await?;
+        let tag: Tag = tag
+            .parse()
+            .map_err(|e| ManageError::BadRequest(format!("tag {tag:?}: {e}")))?;
+        let digest: Digest = body
+            .get("manifest_digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ManageError::BadRequest("manifest_digest is required".into()))?
+            .parse()
+            .map_err(|e| ManageError::BadRequest(format!("manifest_digest: {e}")))?;
+        if !self.state.registry.restore_tag(repo, &tag, &digest).await? {
+            return Err(ManageError::NotFound(format!(
+                "tag {tag} has not pointed at {digest} within the tag expiration window"
+            )));
+        }
+        Ok(Json(json!({})).into_response())
     }
 
     async fn permissions(&self, repo: &RepoName, kind: &str) -> Result<Response, ManageError> {

@@ -14,12 +14,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    backend, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
-    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagQuery, UploadRecord,
+    backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
+    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagHistoryEntry, TagQuery,
+    UploadRecord,
 };
 use crate::storage::UploadId;
 
 mod accounts;
+mod collection;
 
 /// Metadata in a local SQLite database.
 pub struct SqliteStore {
@@ -112,21 +114,41 @@ impl MetadataStore for SqliteStore {
         size: u64,
     ) -> Result<(), MetadataError> {
         let now = now_millis();
-        let digest = digest.to_string();
         let mut tx = self.begin().await?;
+        let digest = digest.to_string();
+        let pending = sqlx::query("SELECT started_at FROM blob_deletions WHERE digest = ?1")
+            .bind(&digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| r.get::<i64, _>(0));
+        if let Some(started_at) = pending {
+            if started_at > now - gc::STALE_DELETION.as_millis() as i64 {
+                // A collector is deleting these bytes; the push writes them again after.
+                return Err(MetadataError::Conflict);
+            }
+            sqlx::query("DELETE FROM blob_deletions WHERE digest = ?1")
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(digest) DO NOTHING")
-            .bind(&digest)
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT(digest) DO UPDATE SET linked_at = excluded.linked_at",
+        )
+        .bind(&digest)
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at)
              SELECT id, ?2, ?3 FROM repositories WHERE name = ?1
@@ -361,6 +383,7 @@ impl MetadataStore for SqliteStore {
             .await
             .map_err(backend)?
             .get(0);
+        verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES (?1, ?2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
             .bind(&manifest.content)
@@ -680,6 +703,64 @@ impl MetadataStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn tag_history(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<TagHistoryEntry>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT h.name, h.manifest_digest, h.started_at, h.ended_at FROM tag_history h
+             JOIN repositories r ON r.id = h.repository_id
+             WHERE r.name = ?1 AND (?2 IS NULL OR h.name = ?2) AND h.ended_at >= ?3
+               AND EXISTS (SELECT 1 FROM manifests m
+                   WHERE m.repository_id = h.repository_id AND m.digest = h.manifest_digest)
+             ORDER BY h.ended_at DESC, h.id DESC LIMIT ?4",
+        )
+        .bind(repo.as_str())
+        .bind(tag.map(Tag::as_str))
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TagHistoryEntry {
+                    name: r.get::<String, _>(0),
+                    digest: stored(r.get::<&str, _>(1))?,
+                    started_at: r.get(2),
+                    ended_at: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    async fn restore_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        since: i64,
+    ) -> Result<bool, MetadataError> {
+        let known = sqlx::query(
+            "SELECT 1 FROM tag_history h JOIN repositories r ON r.id = h.repository_id
+             WHERE r.name = ?1 AND h.name = ?2 AND h.manifest_digest = ?3 AND h.ended_at >= ?4",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(since)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        if known.is_none() {
+            return Ok(false);
+        }
+        self.move_tag(repo, tag, digest).await
+    }
+
     async fn referrers(
         &self,
         repo: &RepoName,
@@ -721,4 +802,43 @@ impl MetadataStore for SqliteStore {
             })
             .collect()
     }
+}
+
+/// Checks, inside a manifest push's transaction, that every blob and child it references is
+/// still there: garbage collection may have removed one since the registry checked. `Conflict`
+/// when one is gone, so the registry checks again and names it.
+async fn verify_references(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    repo_id: i64,
+    manifest: &NewManifest,
+) -> Result<(), MetadataError> {
+    for (list, sql) in [
+        (
+            &manifest.blobs,
+            "SELECT count(DISTINCT digest) FROM repository_blobs
+             WHERE repository_id = ?1 AND digest IN (SELECT value FROM json_each(?2))",
+        ),
+        (
+            &manifest.children,
+            "SELECT count(DISTINCT digest) FROM manifests
+             WHERE repository_id = ?1 AND digest IN (SELECT value FROM json_each(?2))",
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let wanted: HashSet<String> = list.iter().map(Digest::to_string).collect();
+        let json = serde_json::to_string(&wanted).map_err(backend)?;
+        let found: i64 = sqlx::query(sql)
+            .bind(repo_id)
+            .bind(json)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?
+            .get(0);
+        if found as usize != wanted.len() {
+            return Err(MetadataError::Conflict);
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,240 @@
+//! Garbage collection's queries and steps on SQLite. One writer connection serializes every
+//! write transaction, so a re-check inside a transaction cannot be raced by a push.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oci::{Digest, RepoName};
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::metadata::gc::{
+    GcStore, BLOB_STILL_UNREACHABLE, EXPIRE_HISTORY, STILL_UNREACHABLE, TAKE_LEASE,
+    UNREACHABLE_BLOBS, UNREACHABLE_MANIFESTS,
+};
+use crate::metadata::{backend, now_millis, stored, MetadataError};
+
+#[async_trait]
+impl GcStore for SqliteStore {
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, MetadataError> {
+        let now = now_millis();
+        let done = sqlx::query(TAKE_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(now + ttl.as_millis() as i64)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM leases WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn expire_tag_history(&self, before: i64) -> Result<u64, MetadataError> {
+        let done = sqlx::query(EXPIRE_HISTORY)
+            .bind(before)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn unreachable_manifests(
+        &self,
+        created_since: i64,
+        history_since: i64,
+    ) -> Result<Vec<(RepoName, Digest)>, MetadataError> {
+        let rows = sqlx::query(UNREACHABLE_MANIFESTS.as_str())
+            .bind(created_since)
+            .bind(history_since)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?)))
+            .collect()
+    }
+
+    async fn delete_unreachable_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        created_since: i64,
+        history_since: i64,
+    ) -> Result<bool, MetadataError> {
+        let digest = digest.to_string();
+        let mut tx = self.begin().await?;
+        let Some(repo_id) = sqlx::query("SELECT id FROM repositories WHERE name = ?1")
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| r.get::<i64, _>(0))
+        else {
+            return Ok(false);
+        };
+        let still = sqlx::query(STILL_UNREACHABLE)
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(created_since)
+            .bind(history_since)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+            .bind(repo_id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "DELETE FROM manifest_contents WHERE digest = ?1
+             AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = ?1)",
+        )
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn unreachable_blobs(
+        &self,
+        linked_before: i64,
+        created_since: i64,
+        history_since: i64,
+    ) -> Result<Vec<(Digest, u64)>, MetadataError> {
+        let rows = sqlx::query(UNREACHABLE_BLOBS.as_str())
+            .bind(created_since)
+            .bind(history_since)
+            .bind(linked_before)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
+            .collect()
+    }
+
+    async fn begin_blob_deletion(
+        &self,
+        digest: &Digest,
+        linked_before: i64,
+    ) -> Result<bool, MetadataError> {
+        let digest = digest.to_string();
+        let mut tx = self.begin().await?;
+        let still = sqlx::query(BLOB_STILL_UNREACHABLE)
+            .bind(&digest)
+            .bind(linked_before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM repository_blobs WHERE digest = ?1",
+            "DELETE FROM blobs WHERE digest = ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        mark_pending(&mut tx, &digest).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool, MetadataError> {
+        let digest = digest.to_string();
+        let mut tx = self.begin().await?;
+        let known = sqlx::query("SELECT 1 FROM blobs WHERE digest = ?1")
+            .bind(&digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        mark_pending(&mut tx, &digest).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn end_blob_deletion(&self, digest: &Digest) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM blob_deletions WHERE digest = ?1")
+            .bind(digest.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>, MetadataError> {
+        let rows = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1))))
+            .collect()
+    }
+
+    async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>, MetadataError> {
+        let mut known = HashSet::new();
+        // One statement per batch; SQLite has no array parameters, so the list is JSON.
+        for batch in digests.chunks(500) {
+            let list =
+                serde_json::to_string(&batch.iter().map(Digest::to_string).collect::<Vec<_>>())
+                    .map_err(backend)?;
+            let rows = sqlx::query(
+                "SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(list)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+            for r in &rows {
+                known.insert(stored(r.get::<&str, _>(0))?);
+            }
+        }
+        Ok(known)
+    }
+}
+
+async fn mark_pending(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    digest: &str,
+) -> Result<(), MetadataError> {
+    sqlx::query(
+        "INSERT INTO blob_deletions (digest, started_at) VALUES (?1, ?2)
+         ON CONFLICT(digest) DO UPDATE SET started_at = excluded.started_at",
+    )
+    .bind(digest)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
