@@ -705,9 +705,14 @@ impl MetadataStore for PostgresStore {
         .bind(digest.to_string())
         .bind(now_millis())
         .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .await;
+        match done {
+            Ok(done) => Ok(done.rows_affected() > 0),
+            // The manifest was deleted (by a client or garbage collection) between this
+            // statement's read of it and its foreign-key check: it is not there.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn tag_history(
