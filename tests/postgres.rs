@@ -161,6 +161,11 @@ async fn concurrent_manifest_pushes_moving_the_same_tags_all_succeed() {
         Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
     ];
     let r = repo("race/tags");
+    // A manifest's blobs are linked before it is stored (the registry checks, and the store
+    // verifies again in its transaction).
+    for d in [digest(1), digest(2)] {
+        stores[0].link_blob(&r, &d, 5).await.unwrap();
+    }
     let names = ["a", "b", "c", "d"];
     let tasks = (0..12u32).map(|i| {
         let store = stores[i as usize % 2].clone();

@@ -140,8 +140,10 @@ live(repository_id, digest) AS (
 pub(crate) static UNREACHABLE_MANIFESTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{LIVE_MANIFESTS}
-SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
-WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest)
+SELECT r.name, m.digest FROM manifests m
+JOIN repositories r ON r.id = m.repository_id
+LEFT JOIN live l ON l.repository_id = m.repository_id AND l.digest = m.digest
+WHERE l.digest IS NULL
 ORDER BY r.name, m.digest"
     )
 });
@@ -149,12 +151,15 @@ ORDER BY r.name, m.digest"
 /// `?3` = linked before.
 pub(crate) static UNREACHABLE_BLOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{LIVE_MANIFESTS}
-SELECT b.digest, b.size FROM blobs b
-WHERE b.linked_at < ?3 AND NOT EXISTS (
-    SELECT 1 FROM manifest_references mr
+        "{LIVE_MANIFESTS},
+live_blobs(digest) AS (
+    SELECT DISTINCT mr.child_digest FROM manifest_references mr
     JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
-    WHERE mr.child_kind = 'blob' AND mr.child_digest = b.digest)
+    WHERE mr.child_kind = 'blob'
+)
+SELECT b.digest, b.size FROM blobs b
+LEFT JOIN live_blobs lb ON lb.digest = b.digest
+WHERE b.linked_at < ?3 AND lb.digest IS NULL
 ORDER BY b.digest"
     )
 });
