@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every berth test on a fresh machine:
 #   1. installs what the tests need (Rust components, the clientlab's real clients),
-#   2. runs lint, unit and integration tests (cargo),
+#   2. runs lint, unit and integration tests (cargo): once on the embedded SQLite + files, once
+#      on PostgreSQL + Garage (S3), both servers started here (scripts/postgres.sh, garage.sh),
 #   3. builds the release binary, starts berth on a free loopback port and drives it with the
 #      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
 #   4. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own berth,
@@ -38,12 +39,18 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests"
 cargo test --locked --all-targets
 
-step "integration tests on PostgreSQL"
-export BERTH_PG_STATE=/tmp/berth-postgres.$$
-trap 'bash scripts/postgres.sh stop' EXIT
+step "integration tests on PostgreSQL + Garage (S3)"
+# The scale-out backend pair: every test server gets its own PostgreSQL database and its own
+# prefix in one Garage bucket. Garage is built from crates.io the first time (about ten minutes).
+export BERTH_PG_STATE=/tmp/berth-postgres.$$ BERTH_GARAGE_STATE=/tmp/berth-garage.$$
+trap 'bash scripts/postgres.sh stop; bash scripts/garage.sh stop' EXIT
 PG_URI=$(bash scripts/postgres.sh start)
+bash scripts/garage.sh start >/dev/null
+set -a; . "$BERTH_GARAGE_STATE/env"; set +a
 BERTH_TEST_DB_URI=$PG_URI cargo test --locked --tests
+unset BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET BERTH_TEST_S3_ACCESS_KEY BERTH_TEST_S3_SECRET_KEY BERTH_TEST_S3_REGION
 bash scripts/postgres.sh stop
+bash scripts/garage.sh stop
 trap - EXIT
 
 step "release build"
