@@ -50,8 +50,18 @@ impl AppState {
             .clone()
     }
 
-    /// Applies reloaded settings everywhere they are used.
-    pub fn apply_settings(&self, settings: Settings) {
+    /// Applies reloaded settings everywhere they are used. The storage location applies at
+    /// start only: a change is logged and the running one kept.
+    pub fn apply_settings(&self, mut settings: Settings) {
+        let running = self.settings();
+        if let Some(asked) = crate::config::keep_storage(&mut settings, &running.storage) {
+            // The blob store was opened at start; switching it live would split the blobs
+            // between two stores.
+            tracing::warn!(
+                "the storage location changed to {asked} in the config file; restart berth to use it (still using {})",
+                running.storage
+            );
+        }
         self.registry.apply_settings(&settings);
         self.auth.apply_settings(settings.auth.clone());
         *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);

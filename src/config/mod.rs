@@ -4,6 +4,7 @@
 //! not use); a known key with a value of the wrong type is an error naming the key.
 
 mod database;
+mod storage;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use crate::auth::AuthSettings;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
+pub use storage::{keep_storage, S3Credentials, S3Settings, StorageSettings};
 pub use watch::watch;
 
 /// Settings read from the config file.
@@ -44,6 +46,13 @@ pub struct Settings {
     pub database: Option<DatabaseUri>,
     /// Garbage collection (`FEATURE_GARBAGE_COLLECTION`, `GC_*`, `DEFAULT_TAG_EXPIRATION`).
     pub gc: GcSettings,
+    /// `DISTRIBUTED_STORAGE_CONFIG` with `DISTRIBUTED_STORAGE_PREFERENCE`: where blobs live
+    /// (default: the data directory). Read at start only: changing it needs a restart.
+    pub storage: StorageSettings,
+    /// `FEATURE_PROXY_STORAGE`: berth streams blob bytes itself even when the store could hand
+    /// clients a presigned URL. Off by default (as in Quay): blob downloads from an object
+    /// store are redirected to it.
+    pub proxy_storage: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +67,8 @@ impl Default for Settings {
             user_creation: false,
             database: None,
             gc: GcSettings::default(),
+            storage: StorageSettings::default(),
+            proxy_storage: false,
         }
     }
 }
@@ -76,6 +87,8 @@ pub enum ConfigError {
     NotAMapping,
     #[error("config key {key}: expected {expected}")]
     WrongType { key: String, expected: &'static str },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
 }
 
 /// A parsed config file: the settings and one warning per key berth does not know.
@@ -194,6 +207,10 @@ const KNOWN_KEYS: &[&str] = &[
     "GC_GRACE_SECONDS",
     "GC_UPLOAD_MAX_AGE_SECONDS",
     "DEFAULT_TAG_EXPIRATION",
+    "DISTRIBUTED_STORAGE_CONFIG",
+    "DISTRIBUTED_STORAGE_PREFERENCE",
+    "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS",
+    "FEATURE_PROXY_STORAGE",
 ];
 
 /// Parses config text.
@@ -257,7 +274,12 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             );
     }
     settings.gc = gc_settings(&map)?;
-    let warnings = map
+    let storage = storage::parse(&map)?;
+    settings.storage = storage.settings;
+    if let Some(b) = boolean(&map, "FEATURE_PROXY_STORAGE")? {
+        settings.proxy_storage = b;
+    }
+    let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
             Value::String(s) => s.clone(),
@@ -266,6 +288,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
         .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
         .map(|k| format!("config key {k} is not used by berth; ignoring it"))
         .collect();
+    warnings.extend(storage.warnings);
     Ok(Loaded { settings, warnings })
 }
 
