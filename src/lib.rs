@@ -25,12 +25,14 @@ use anyhow::Context;
 
 use app::AppState;
 use auth::Auth;
-use config::{DatabaseUri, Settings};
+use config::{DatabaseUri, Settings, StorageSettings};
 use metadata::postgres::PostgresStore;
 use metadata::sqlite::SqliteStore;
 use metadata::Store;
 use registry::Registry;
 use storage::fs::FsBlobStore;
+use storage::s3::S3BlobStore;
+use storage::BlobStore;
 
 /// Opens the embedded backends under `data_dir` (creating it), recovers interrupted uploads,
 /// loads the token signing key, and returns the application state.
@@ -64,15 +66,6 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     ))
 }
 
-/// Opens the blob store the settings name (the filesystem under `data_dir` by default).
-pub async fn open_blob_store(
-    data_dir: &Path,
-    _settings: &Settings,
-) -> anyhow::Result<Arc<dyn storage::BlobStore>> {
-    let blobs = FsBlobStore::open(data_dir).context("cannot open the blob store")?;
-    Ok(Arc::new(blobs))
-}
-
 /// The metadata database berth uses: `BERTH_DB_URI` from the environment when set, else the
 /// config's `DB_URI`, else SQLite at `data_dir/metadata.db`.
 pub fn database_uri(data_dir: &Path, settings: &Settings) -> anyhow::Result<DatabaseUri> {
@@ -84,6 +77,35 @@ pub fn database_uri(data_dir: &Path, settings: &Settings) -> anyhow::Result<Data
             .clone()
             .unwrap_or_else(|| DatabaseUri::Sqlite(data_dir.join("metadata.db")))),
     }
+}
+
+/// Opens the blob store the settings name: a directory (by default `data_dir`) or an S3
+/// bucket, which must answer a listing now, so a wrong endpoint, bucket or key stops start-up.
+pub async fn open_blob_store(
+    data_dir: &Path,
+    settings: &Settings,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let storage = &settings.storage;
+    let store: Arc<dyn BlobStore> = match storage {
+        StorageSettings::Local(root) => {
+            let root = root.as_deref().unwrap_or(data_dir);
+            Arc::new(
+                FsBlobStore::open(root)
+                    .with_context(|| format!("cannot open the blob store in {}", root.display()))?,
+            )
+        }
+        StorageSettings::S3(s3) => Arc::new(
+            S3BlobStore::connect(s3)
+                .await
+                .map_err(|e| match e {
+                    storage::StorageError::Backend(source) => anyhow::Error::new(source),
+                    other => anyhow::Error::new(other),
+                })
+                .with_context(|| format!("cannot open the blob store {s3}"))?,
+        ),
+    };
+    tracing::debug!(%storage, "blob store open");
+    Ok(store)
 }
 
 /// Opens (and migrates) the metadata database at `uri`.

@@ -2,10 +2,11 @@
 //!
 //! Storage knows nothing about repositories, tags or manifests; which repository may read which
 //! blob is metadata. The trait is implemented by the embedded filesystem backend
-//! ([`fs::FsBlobStore`]) and is the seam for an object-store backend.
+//! ([`fs::FsBlobStore`]) and by an S3 bucket shared between replicas ([`s3::S3BlobStore`]).
 
 pub mod fs;
 mod layout;
+pub mod s3;
 
 use std::io;
 use std::time::{Duration, SystemTime};
