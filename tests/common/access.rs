@@ -252,6 +252,9 @@ pub async fn berth_cli(
     if let Some(uri) = super::test_database_for(data_dir).await {
         command.env(berth::config::DB_URI_ENV, uri);
     }
+    if let Some(config) = super::test_config_file_for(data_dir) {
+        command.env("BERTH_CONFIG", config);
+    }
     let mut child = command
         .args(args)
         .arg("--data-dir")

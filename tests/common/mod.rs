@@ -26,6 +26,9 @@ pub use http::*;
 mod pattern;
 #[allow(unused_imports)]
 pub use pattern::*;
+mod storage;
+#[allow(unused_imports)]
+pub use storage::*;
 
 /// The superuser every test server has.
 pub const ADMIN_USER: &str = "admin";
@@ -95,6 +98,13 @@ impl TestServer {
         // Under BERTH_TEST_DB_URI each data directory gets its own fresh PostgreSQL database.
         if let Some(uri) = test_database_for(data.path()).await {
             settings.database = Some(berth::config::DatabaseUri::Postgres(uri));
+        }
+        // Under BERTH_TEST_S3_ENDPOINT each data directory gets its own prefix in the bucket,
+        // unless the test chose a storage location itself.
+        if settings.storage == berth::config::StorageSettings::default() {
+            if let Some(storage) = test_storage_for(data.path()) {
+                settings.storage = storage;
+            }
         }
         let state = berth::open(data.path(), &settings)
             .await
@@ -222,6 +232,9 @@ impl ProcessServer {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
         if let Some(uri) = test_database_for(data_dir).await {
             command.env(berth::config::DB_URI_ENV, uri);
+        }
+        if let Some(config) = test_config_file_for(data_dir) {
+            command.env("BERTH_CONFIG", config);
         }
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -1,0 +1,111 @@
+//! Test blob storage: with `BERTH_TEST_S3_ENDPOINT` (and the bucket, key and region variables
+//! `scripts/garage.sh` writes) set, every data directory a test uses gets its own key prefix
+//! in that bucket, so the whole suite runs against S3 and no test sees another's blobs;
+//! without it, blobs live in the data directory as usual.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use berth::config::{S3Credentials, S3Settings, StorageSettings};
+
+/// The environment variable that points the suite at an S3 service.
+pub const TEST_S3_ENDPOINT_ENV: &str = "BERTH_TEST_S3_ENDPOINT";
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+}
+
+/// The S3 bucket tests run against with keys under `prefix`, if the environment names one.
+pub fn s3_under_test(prefix: &str) -> Option<S3Settings> {
+    let endpoint = var(TEST_S3_ENDPOINT_ENV)?;
+    let get = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("{TEST_S3_ENDPOINT_ENV} is set but {name} is not"))
+    };
+    Some(S3Settings {
+        bucket: get("BERTH_TEST_S3_BUCKET"),
+        prefix: prefix.to_string(),
+        endpoint: Some(endpoint),
+        region: var("BERTH_TEST_S3_REGION").unwrap_or_else(|| "garage".to_string()),
+        credentials: Some(S3Credentials {
+            access_key: get("BERTH_TEST_S3_ACCESS_KEY"),
+            secret_key: get("BERTH_TEST_S3_SECRET_KEY"),
+        }),
+    })
+}
+
+/// Whether the suite runs on S3.
+pub fn on_s3() -> bool {
+    var(TEST_S3_ENDPOINT_ENV).is_some()
+}
+
+/// Prints (once per call site) why a filesystem-only assertion is skipped on S3.
+pub fn skip_on_s3(what: &str) -> bool {
+    if on_s3() {
+        println!("skipped on S3 ({TEST_S3_ENDPOINT_ENV} set): {what}");
+        return true;
+    }
+    false
+}
+
+/// Data directory -> key prefix, so a restart or a respawned process on the same directory
+/// finds the same blobs.
+static PREFIXES: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+
+/// The storage of `data_dir` under S3 (a prefix made on first use), or None on the filesystem.
+pub fn test_storage_for(data_dir: &Path) -> Option<StorageSettings> {
+    if !on_s3() {
+        return None;
+    }
+    let prefix = PREFIXES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(data_dir.to_path_buf())
+        .or_insert_with(|| format!("berth-test/{}", uuid::Uuid::new_v4().simple()))
+        .clone();
+    s3_under_test(&prefix).map(StorageSettings::S3)
+}
+
+/// The storage keys of `storage` as config file text, for a berth started as a process.
+pub fn storage_config_yaml(storage: &StorageSettings) -> String {
+    let StorageSettings::S3(s3) = storage else {
+        return String::new();
+    };
+    let credentials = s3.credentials.as_ref().expect("test credentials");
+    let value = |s: &str| serde_json::to_string(s).expect("json string");
+    format!(
+        "DISTRIBUTED_STORAGE_CONFIG:\n  default:\n  - S3Storage\n  - endpoint_url: {}\n    s3_bucket: {}\n    s3_access_key: {}\n    s3_secret_key: {}\n    s3_region: {}\n    storage_path: {}\nDISTRIBUTED_STORAGE_PREFERENCE: [default]\n",
+        value(s3.endpoint.as_deref().expect("test endpoint")),
+        value(&s3.bucket),
+        value(&credentials.access_key),
+        value(&credentials.secret_key),
+        value(&s3.region),
+        value(&format!("/{}", s3.prefix)),
+    )
+}
+
+/// A config file holding the storage keys of `data_dir` under S3, for a berth process (server
+/// or CLI) on that directory; None on the filesystem. The files live in
+/// `$TMPDIR/berth-test-configs` (owner-only: they hold the test key).
+pub fn test_config_file_for(data_dir: &Path) -> Option<PathBuf> {
+    let storage = test_storage_for(data_dir)?;
+    let StorageSettings::S3(s3) = &storage else {
+        return None;
+    };
+    let dir = std::env::temp_dir().join("berth-test-configs");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    let path = dir.join(format!("{}.yaml", s3.prefix.replace('/', "-")));
+    if !path.exists() {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&path)
+            .and_then(|mut f| f.write_all(storage_config_yaml(&storage).as_bytes()))
+            .expect("write test config");
+    }
+    Some(path)
+}
