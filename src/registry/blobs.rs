@@ -1,9 +1,22 @@
 //! Reading, deleting and mounting blobs.
 
+use std::time::Duration;
+
 use oci::{Digest, RepoName};
 
 use super::{Registry, RegistryError};
 use crate::storage::{ByteRange, ByteStream};
+
+/// How long a presigned blob URL handed to a client stays valid.
+pub const PRESIGNED_URL_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How a blob download is answered.
+pub enum BlobBody {
+    /// The client fetches the bytes from the store itself, at this presigned URL.
+    Redirect(String),
+    /// berth streams the bytes (the whole blob or the requested range).
+    Stream(ByteStream),
+}
 
 impl Registry {
     /// The size of a blob readable in `repo`.
@@ -29,6 +42,28 @@ impl Registry {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The body of a blob download from `repo` (whose link the caller checked with
+    /// [`Registry::stat_blob`]): a presigned URL when the store can sign one and
+    /// `FEATURE_PROXY_STORAGE` is off, else the bytes of `range` (or the whole blob).
+    pub async fn blob_body(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, RegistryError> {
+        if !self.options().proxy_storage {
+            match self.blobs.presigned_url(digest, PRESIGNED_URL_TTL).await {
+                Ok(Some(url)) => return Ok(BlobBody::Redirect(url)),
+                Ok(None) => {}
+                // Streaming still works when signing does not (credentials being refreshed).
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "cannot presign a blob URL; streaming the blob instead")
+                }
+            }
+        }
+        Ok(BlobBody::Stream(self.open_blob(repo, digest, range).await?))
     }
 
     /// Removes `repo`'s access to a blob. The bytes stay until garbage collection.

@@ -17,6 +17,7 @@ mod uploads;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+pub use blobs::BlobBody;
 pub use error::RegistryError;
 pub use listing::{Page, ReferrersPage};
 pub use manifests::PushedManifest;
@@ -36,6 +37,8 @@ pub struct RegistryOptions {
     pub max_page_size: u32,
     /// How long a deleted or moved tag stays restorable (`DEFAULT_TAG_EXPIRATION`).
     pub tag_expiration: std::time::Duration,
+    /// Stream blob bytes through berth even when the store can sign a URL for them.
+    pub proxy_storage: bool,
 }
 
 /// The settings that a config reload replaces, swapped as one value.
@@ -51,6 +54,7 @@ impl Live {
                 max_manifest_bytes: settings.manifest_max_bytes,
                 max_page_size: settings.list_max_page_size,
                 tag_expiration: settings.gc.tag_expiration,
+                proxy_storage: settings.proxy_storage,
             },
             policy: Arc::new(ArtifactPolicy::new(settings.policy.clone())),
         }

@@ -7,7 +7,7 @@ use oci::{Digest, RepoName};
 
 use super::{reply, V2Request};
 use crate::error::ApiError;
-use crate::registry::Registry;
+use crate::registry::{BlobBody, Registry};
 use crate::storage::ByteRange;
 
 /// A `Range` request against a blob of known size.
@@ -96,14 +96,26 @@ pub async fn get(
         }
     };
     let length = range.map_or(size, |r| r.end - r.start + 1);
-    headers.push(("content-length", length.to_string()));
     headers.push(("content-type", "application/octet-stream".to_string()));
-    let body = if req.method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from_stream(registry.open_blob(repo, digest, range).await?)
-    };
-    Ok(reply(status, headers, body))
+    if req.method == Method::HEAD {
+        headers.push(("content-length", length.to_string()));
+        return Ok(reply(status, headers, Body::empty()));
+    }
+    match registry.blob_body(repo, digest, range).await? {
+        BlobBody::Redirect(url) => Ok(reply(
+            StatusCode::TEMPORARY_REDIRECT,
+            vec![
+                ("location", url),
+                ("docker-content-digest", digest.to_string()),
+                ("content-length", "0".to_string()),
+            ],
+            Body::empty(),
+        )),
+        BlobBody::Stream(stream) => {
+            headers.push(("content-length", length.to_string()));
+            Ok(reply(status, headers, Body::from_stream(stream)))
+        }
+    }
 }
 
 pub async fn delete(
