@@ -95,9 +95,12 @@ impl TestServer {
     }
 
     async fn launch(data: DataDir, mut settings: Settings) -> TestServer {
-        // Under BERTH_TEST_DB_URI each data directory gets its own fresh PostgreSQL database.
-        if let Some(uri) = test_database_for(data.path()).await {
-            settings.database = Some(berth::config::DatabaseUri::Postgres(uri));
+        // Under BERTH_TEST_DB_URI each data directory gets its own fresh PostgreSQL database,
+        // unless the test chose one (a replica of another test server).
+        if settings.database.is_none() {
+            if let Some(uri) = test_database_for(data.path()).await {
+                settings.database = Some(berth::config::DatabaseUri::Postgres(uri));
+            }
         }
         // Under BERTH_TEST_S3_ENDPOINT each data directory gets its own prefix in the bucket,
         // unless the test chose a storage location itself.
