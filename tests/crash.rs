@@ -476,8 +476,17 @@ async fn tags_of(client: &reqwest::Client, base: &str, repo: &str) -> BTreeSet<S
         .collect()
 }
 
+/// Whether upload data is a file per session in `<data>/uploads`, which these tests inspect:
+/// true on the filesystem store. On S3 it is multipart parts and tail objects, and a shared
+/// store's start-up recovery leaves it alone (garbage collection reclaims abandoned uploads),
+/// so those checks are skipped, with a note.
+fn upload_files_checked() -> bool {
+    !skip_on_s3("checks of upload files in the data directory")
+}
+
 /// Every file in `<data>/uploads` is named by an upload id and belongs to a live session (in
-/// one of `repos`) whose recorded length is the file's length. Returns the sessions found.
+/// one of `repos`) whose recorded length is the file's length. Returns the sessions found
+/// (none on S3, where there are no upload files to check).
 async fn assert_uploads_reconciled(
     client: &reqwest::Client,
     base: &str,
@@ -485,6 +494,9 @@ async fn assert_uploads_reconciled(
     repos: &BTreeSet<String>,
 ) -> BTreeMap<String, u64> {
     let mut sessions = BTreeMap::new();
+    if !upload_files_checked() {
+        return sessions;
+    }
     for entry in std::fs::read_dir(data.join("uploads")).expect("uploads dir") {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -672,9 +684,11 @@ async fn acknowledged_pushes_survive_kill9_during_large_streamed_uploads() {
 
     // Debris recovery must clear: a stray temp file and upload data with no session.
     let uploads = data.join("uploads");
-    std::fs::write(uploads.join("leftover.tmp"), b"not an upload").unwrap();
     let orphan = "0b9c2b3e-6f1a-4d8e-9a51-3c5f7d2e8a10";
-    std::fs::write(uploads.join(orphan), pattern(9, 5000)).unwrap();
+    if upload_files_checked() {
+        std::fs::write(uploads.join("leftover.tmp"), b"not an upload").unwrap();
+        std::fs::write(uploads.join(orphan), pattern(9, 5000)).unwrap();
+    }
 
     let server = ProcessServer::spawn(data).await;
     let base = server.base.clone();
@@ -712,20 +726,22 @@ async fn acknowledged_pushes_survive_kill9_during_large_streamed_uploads() {
         .into_iter()
         .map(String::from)
         .collect();
-    let sessions = assert_uploads_reconciled(&client, &base, data, &repos).await;
-    assert!(!uploads.join("leftover.tmp").exists(), "stray file kept");
-    assert!(
-        !uploads.join(orphan).exists(),
-        "upload data without a session kept"
-    );
-    assert_eq!(upload_file_len(data, &session), Some(0));
     let r = client.get(absolute(&base, &session)).send().await.unwrap();
     let r = expect_status(r, 204, "status of the cut-off session").await;
     assert_eq!(text_header(&r, "range"), "0-0");
-    assert!(sessions.values().all(|&n| n == 0), "{sessions:?}");
-    // The single-request POST left a session no client knows: recovery discarded it, so only
-    // the PATCH's session remains.
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    if upload_files_checked() {
+        let sessions = assert_uploads_reconciled(&client, &base, data, &repos).await;
+        assert!(!uploads.join("leftover.tmp").exists(), "stray file kept");
+        assert!(
+            !uploads.join(orphan).exists(),
+            "upload data without a session kept"
+        );
+        assert_eq!(upload_file_len(data, &session), Some(0));
+        assert!(sessions.values().all(|&n| n == 0), "{sessions:?}");
+        // The single-request POST left a session no client knows: recovery discarded it, so
+        // only the PATCH's session remains.
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+    }
 
     // The cut-off session can be cancelled, and the blob pushed again in full.
     let r = client
@@ -734,7 +750,9 @@ async fn acknowledged_pushes_survive_kill9_during_large_streamed_uploads() {
         .await
         .unwrap();
     expect_status(r, 204, "cancel the cut-off session").await;
-    assert_eq!(upload_file_len(data, &session), None);
+    if upload_files_checked() {
+        assert_eq!(upload_file_len(data, &session), None);
+    }
     try_push_blob(&client, &base, "crash/big", &big, Method::Streamed)
         .await
         .unwrap();
@@ -769,7 +787,9 @@ async fn a_chunked_upload_resumes_after_kill9() {
     let acked = c1 + c2;
     let (range, location) = upload_status(&client, &base, &location).await;
     assert_eq!(range, format!("0-{}", acked - 1));
-    assert_eq!(upload_file_len(data, &location), Some(acked as u64));
+    if upload_files_checked() {
+        assert_eq!(upload_file_len(data, &location), Some(acked as u64));
+    }
 
     // A third chunk is cut off mid-body by another kill -9.
     let (reached, at) = oneshot::channel();
@@ -798,7 +818,9 @@ async fn a_chunked_upload_resumes_after_kill9() {
     let (base, client) = (server.base.clone(), server.client.clone());
     let (range, location) = upload_status(&client, &base, &location).await;
     assert_eq!(range, format!("0-{}", acked - 1));
-    assert_eq!(upload_file_len(data, &location), Some(acked as u64));
+    if upload_files_checked() {
+        assert_eq!(upload_file_len(data, &location), Some(acked as u64));
+    }
 
     // A chunk that does not continue at the recorded end is refused, and changes nothing. The
     // pooled client goes on using the connection pool afterwards: berth answers before reading
@@ -842,7 +864,9 @@ async fn a_chunked_upload_resumes_after_kill9() {
     // The session is over and its data gone.
     let r = client.get(absolute(&base, &location)).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(upload_file_len(data, &location), None);
+    if upload_files_checked() {
+        assert_eq!(upload_file_len(data, &location), None);
+    }
 
     // And the blob survives one more crash.
     server.kill9().await;

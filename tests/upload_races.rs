@@ -102,8 +102,10 @@ async fn concurrent_pushes_of_one_blob_all_succeed() {
         assert_blob_created(&r, "ns/app", &digest);
     }
     assert_eq!(s.pull("ns/app", &digest).await, content);
-    let uploads = s.data_dir().join("uploads");
-    assert_eq!(std::fs::read_dir(uploads).unwrap().count(), 0);
+    assert_eq!(
+        stored_in(s.data_dir(), "uploads").await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -210,9 +210,11 @@ async fn delete_cancels_the_session() {
     assert_error(r, 404, "BLOB_UPLOAD_UNKNOWN").await;
     let r = s.delete(&location).await;
     assert_error(r, 404, "BLOB_UPLOAD_UNKNOWN").await;
-    // Nothing of the session is left on disk.
-    let uploads = s.data_dir().join("uploads");
-    assert_eq!(std::fs::read_dir(uploads).unwrap().count(), 0);
+    // Nothing of the session is left in storage.
+    assert_eq!(
+        stored_in(s.data_dir(), "uploads").await,
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -313,10 +315,7 @@ async fn digest_mismatch_leaves_nothing_readable() {
         let r = s.head(&format!("/v2/ns/app/blobs/{d}")).await;
         assert_eq!(r.status(), 404, "{d}");
     }
-    assert!(std::fs::read_dir(s.data_dir().join("blobs"))
-        .unwrap()
-        .next()
-        .is_none());
+    assert_eq!(stored_in(s.data_dir(), "blobs").await, Vec::<String>::new());
 }
 
 #[tokio::test]

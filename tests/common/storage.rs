@@ -67,7 +67,8 @@ pub fn test_storage_for(data_dir: &Path) -> Option<StorageSettings> {
     s3_under_test(&prefix).map(StorageSettings::S3)
 }
 
-/// The storage keys of `storage` as config file text, for a berth started as a process.
+/// The storage keys of `storage` as config file text, for a berth started as a process
+/// (streaming blobs itself, like the in-process test servers).
 pub fn storage_config_yaml(storage: &StorageSettings) -> String {
     let StorageSettings::S3(s3) = storage else {
         return String::new();
@@ -75,7 +76,7 @@ pub fn storage_config_yaml(storage: &StorageSettings) -> String {
     let credentials = s3.credentials.as_ref().expect("test credentials");
     let value = |s: &str| serde_json::to_string(s).expect("json string");
     format!(
-        "DISTRIBUTED_STORAGE_CONFIG:\n  default:\n  - S3Storage\n  - endpoint_url: {}\n    s3_bucket: {}\n    s3_access_key: {}\n    s3_secret_key: {}\n    s3_region: {}\n    storage_path: {}\nDISTRIBUTED_STORAGE_PREFERENCE: [default]\n",
+        "DISTRIBUTED_STORAGE_CONFIG:\n  default:\n  - S3Storage\n  - endpoint_url: {}\n    s3_bucket: {}\n    s3_access_key: {}\n    s3_secret_key: {}\n    s3_region: {}\n    storage_path: {}\nDISTRIBUTED_STORAGE_PREFERENCE: [default]\nFEATURE_PROXY_STORAGE: true\n",
         value(s3.endpoint.as_deref().expect("test endpoint")),
         value(&s3.bucket),
         value(&credentials.access_key),
@@ -108,4 +109,34 @@ pub fn test_config_file_for(data_dir: &Path) -> Option<PathBuf> {
             .expect("write test config");
     }
     Some(path)
+}
+
+/// What the blob store of `data_dir` holds in `area` (`"uploads"` or `"blobs"`): the entries
+/// of that directory on the filesystem, every object key under that prefix on S3.
+pub async fn stored_in(data_dir: &Path, area: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let Some(StorageSettings::S3(s3)) = test_storage_for(data_dir) else {
+        return std::fs::read_dir(data_dir.join(area))
+            .expect("storage area")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+    };
+    let credentials = s3.credentials.expect("test credentials");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint.expect("test endpoint"))
+        .with_allow_http(true)
+        .with_bucket_name(s3.bucket)
+        .with_region(s3.region)
+        .with_access_key_id(credentials.access_key)
+        .with_secret_access_key(credentials.secret_key)
+        .build()
+        .expect("S3 client");
+    let prefix = object_store::path::Path::from(format!("{}/{area}", s3.prefix));
+    store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .expect("list the test bucket")
 }
