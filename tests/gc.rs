@@ -392,7 +392,15 @@ async fn the_gc_command_lists_then_deletes_the_same_items() {
         202
     );
     let config = s.data_dir().join("gc.yaml");
-    std::fs::write(&config, "GC_GRACE_SECONDS: 0\nDEFAULT_TAG_EXPIRATION: 0s\n").unwrap();
+    // The harness's storage keys (its S3 prefix under S3), then the collection's.
+    let storage = test_storage_for(s.data_dir())
+        .map(|st| storage_config_yaml(&st))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!("{storage}GC_GRACE_SECONDS: 0\nDEFAULT_TAG_EXPIRATION: 0s\n"),
+    )
+    .unwrap();
     let config = config.to_str().unwrap();
     let dry = berth_cli(s.data_dir(), &["gc", "--dry-run", "--config", config], None).await;
     assert!(dry.success, "{}", dry.stderr);
@@ -418,6 +426,10 @@ async fn the_gc_command_lists_then_deletes_the_same_items() {
     );
     assert!(dry.stderr.contains("would delete"), "{}", dry.stderr);
     assert_eq!(blob_status(&s, REPO, &dropped).await, 404);
+    assert!(
+        !stored_bytes(&s, &dropped).await,
+        "the CLI deleted the bytes where the server keeps them"
+    );
     let bad = berth_cli(s.data_dir(), &["gc", "--bogus"], None).await;
     assert!(!bad.success);
 }

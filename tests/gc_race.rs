@@ -72,7 +72,7 @@ async fn push_blob_via(
 }
 
 async fn push_one(a: &TestServer, b: &TestServer, repo: &str, tag: &str, n: u64) -> Pushed {
-    let (via, other) = if n % 2 == 0 { (a, b) } else { (b, a) };
+    let (via, other) = if n.is_multiple_of(2) { (a, b) } else { (b, a) };
     let config = format!(r#"{{"architecture":"amd64","os":"linux","n":{n}}}"#).into_bytes();
     let shared = sample((n % u64::from(SHARED_LAYERS)) as u8, 40_000);
     let unique: Vec<u8> = sample((n % 251) as u8, 20_000 + (n as usize % 7) * 1000)
@@ -81,7 +81,7 @@ async fn push_one(a: &TestServer, b: &TestServer, repo: &str, tag: &str, n: u64)
         .collect();
     let c = push_blob_via(via, other, repo, &config, false).await;
     let s = push_blob_via(via, other, repo, &shared, false).await;
-    let u = push_blob_via(via, other, repo, &unique, n % 3 == 0).await;
+    let u = push_blob_via(via, other, repo, &unique, n.is_multiple_of(3)).await;
     let manifest = image_manifest(
         (&c, config.len()),
         &[(&s, shared.len()), (&u, unique.len())],
