@@ -230,16 +230,62 @@ pub struct ProcessServer {
     pub child: tokio::process::Child,
     /// A client authenticated as the first-start superuser `admin`.
     pub client: reqwest::Client,
+    /// Every line the process has logged so far.
+    pub log: std::sync::Arc<ProcessLog>,
+}
+
+/// The log of a berth process, for tests that wait for something it reports.
+#[derive(Default)]
+pub struct ProcessLog {
+    lines: std::sync::Mutex<Vec<String>>,
+    changed: tokio::sync::Notify,
+}
+
+impl ProcessLog {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.changed.notify_waiters();
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `n` lines contain `needle`; false after `within`.
+    pub async fn wait_for(&self, needle: &str, n: usize, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.changed.notified();
+            if self.count(needle) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.count(needle) >= n;
+            }
+        }
+    }
 }
 
 impl ProcessServer {
     /// Spawns `berth serve` on `data_dir` with an ephemeral port and waits for its ready line.
     pub async fn spawn(data_dir: &Path) -> ProcessServer {
+        Self::spawn_with_config(data_dir, test_config_file_for(data_dir)).await
+    }
+
+    /// Spawns `berth serve` on `data_dir` with the config file `config` (which must carry the
+    /// harness's storage keys, [`storage_config_yaml`], when the suite runs on S3).
+    pub async fn spawn_with_config(data_dir: &Path, config: Option<PathBuf>) -> ProcessServer {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
         if let Some(uri) = test_database_for(data_dir).await {
             command.env(berth::config::DB_URI_ENV, uri);
         }
-        if let Some(config) = test_config_file_for(data_dir) {
+        if let Some(config) = config {
             command.env("BERTH_CONFIG", config);
         }
         let mut child = command
@@ -254,19 +300,26 @@ impl ProcessServer {
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let log = std::sync::Arc::new(ProcessLog::default());
         let base = loop {
             let line = lines
                 .next_line()
                 .await
                 .expect("read berth output")
                 .expect("berth exited before it was ready");
+            log.push(line.clone());
             if let Some(i) = line.find("berth ready on ") {
                 let rest = &line[i + "berth ready on ".len()..];
                 break rest.split_whitespace().next().expect("url").to_string();
             }
         };
         // Keep draining output so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.push(line);
+            }
+        });
         let password = std::fs::read_to_string(data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE))
             .expect("initial admin password file");
         let client = authed_client("admin", password.trim());
@@ -274,6 +327,7 @@ impl ProcessServer {
             base,
             child,
             client,
+            log,
         }
     }
 
