@@ -88,8 +88,36 @@ async fn challenges_name_the_realm_service_scope_and_error() {
         }
     }
 
-    // A token with too little scope, for an account that could get more.
+    // A cross-repository mount also asks for pull on its source, so the client's token can
+    // carry both scopes and the mount succeeds; a `from` that is no name is left out.
+    let digest = sha256(b"mounted");
+    let url = s.url(&format!(
+        "/v2/team/app/blobs/uploads/?mount={digest}&from=team/base"
+    ));
+    let r = exec(anonymous.post(url)).await;
+    assert_eq!(
+        assert_401(r, "mount").await,
+        format!("{realm},scope=\"repository:team/app:pull,push repository:team/base:pull\"")
+    );
+    let url = s.url(&format!(
+        "/v2/team/app/blobs/uploads/?mount={digest}&from=..%2Fetc"
+    ));
+    let r = exec(anonymous.post(url)).await;
+    assert_eq!(
+        assert_401(r, "mount from a bad name").await,
+        format!("{realm},scope=\"repository:team/app:pull,push\"")
+    );
     let dev = password_of("dev");
+    let token = registry_token(
+        &s.base,
+        Some(("dev", &dev)),
+        &["repository:team/app:pull,push", "repository:team/base:pull"],
+    )
+    .await;
+    let base = exec(bearer_client(&token).get(s.url("/v2/"))).await;
+    assert_eq!(base.status(), 200, "a token for both scopes");
+
+    // A token with too little scope, for an account that could get more.
     let token = registry_token(&s.base, Some(("dev", &dev)), &["repository:team/app:pull"]).await;
     let r = exec(bearer_client(&token).post(s.url("/v2/team/app/blobs/uploads/"))).await;
     assert_eq!(

@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use oci::ErrorCode;
+use oci::{ErrorCode, RepoName};
 
 use super::challenge::Origin;
 use crate::app::AppState;
@@ -115,7 +115,29 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
                 .into_response();
         }
     };
-    let created = match authorize(&state, &origin, &endpoint, &method, &credential).await {
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    // A cross-repository mount also reads `from`: the challenge asks for that too, so the
+    // client's token can carry both and the mount succeeds (201) instead of falling back.
+    let mount_source = match &endpoint {
+        Endpoint::UploadStart(_) if query.iter().any(|(k, _)| k == "mount") => query
+            .iter()
+            .find(|(k, _)| k == "from")
+            .and_then(|(_, v)| v.parse::<RepoName>().ok()),
+        _ => None,
+    };
+    let created = match authorize(
+        &state,
+        &origin,
+        &endpoint,
+        &method,
+        &credential,
+        mount_source.as_ref(),
+    )
+    .await
+    {
         Ok(created) => created,
         Err(e) => {
             let mut response = e.into_response();
@@ -127,10 +149,6 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
             return response;
         }
     };
-    let query = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
     let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
     let repo = endpoint.repository_access(&method).map(|(r, _)| r.clone());
     let req = V2Request {
@@ -174,6 +192,7 @@ async fn authorize(
     endpoint: &Endpoint,
     method: &Method,
     credential: &Credential,
+    mount_source: Option<&RepoName>,
 ) -> Result<bool, ApiError> {
     let Some((repo, wanted)) = endpoint.repository_access(method) else {
         if *endpoint == Endpoint::Base && matches!(credential, Credential::Anonymous) {
@@ -214,7 +233,10 @@ async fn authorize(
             } else {
                 "pull"
             };
-            let scope = format!("repository:{repo}:{actions}");
+            let mut scope = format!("repository:{repo}:{actions}");
+            if let Some(from) = mount_source.filter(|from| *from != repo) {
+                scope.push_str(&format!(" repository:{from}:pull"));
+            }
             let error = insufficient_scope.then_some("insufficient_scope");
             Err(ApiError::new(ErrorCode::Unauthorized, "authentication required")
                 .with_detail(serde_json::json!([{ "Type": "repository", "Name": repo.as_str(), "Action": actions }]))
