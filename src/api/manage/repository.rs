@@ -252,6 +252,21 @@ pub async fn dispatch(
     }
 }
 
+/// The tag of a path and the `manifest_digest` of a JSON body, as tag moves and restores take
+/// them.
+fn tag_and_digest(tag: &str, body: &Value) -> Result<(Tag, Digest), ManageError> {
+    let tag: Tag = tag
+        .parse()
+        .map_err(|e| ManageError::BadRequest(format!("tag {tag:?}: {e}")))?;
+    let digest: Digest = body
+        .get("manifest_digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ManageError::BadRequest("manifest_digest is required".into()))?
+        .parse()
+        .map_err(|e| ManageError::BadRequest(format!("manifest_digest: {e}")))?;
+    Ok((tag, digest))
+}
+
 struct Ctx<'a> {
     state: &'a AppState,
     caller: &'a ApiCaller,
@@ -468,15 +483,7 @@ impl Ctx<'_> {
         body: Value,
     ) -> Result<Response, ManageError> {
         self.require_write(repo).await?;
-        let tag: Tag = tag
-            .parse()
-            .map_err(|e| ManageError::BadRequest(format!("tag {tag:?}: {e}")))?;
-        let digest: Digest = body
-            .get("manifest_digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ManageError::BadRequest("manifest_digest is required".into()))?
-            .parse()
-            .map_err(|e| ManageError::BadRequest(format!("manifest_digest: {e}")))?;
+        let (tag, digest) = tag_and_digest(tag, &body)?;
         if !self.state.registry.move_tag(repo, &tag, &digest).await? {
             return Err(ManageError::NotFound(format!(
                 "manifest {digest} not found in {repo}"
@@ -494,15 +501,7 @@ impl Ctx<'_> {
         body: Value,
     ) -> Result<Response, ManageError> {
         self.require_write(repo).await?;
-        let tag: Tag = tag
-            .parse()
-            .map_err(|e| ManageError::BadRequest(format!("tag {tag:?}: {e}")))?;
-        let digest: Digest = body
-            .get("manifest_digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ManageError::BadRequest("manifest_digest is required".into()))?
-            .parse()
-            .map_err(|e| ManageError::BadRequest(format!("manifest_digest: {e}")))?;
+        let (tag, digest) = tag_and_digest(tag, &body)?;
         if !self.state.registry.restore_tag(repo, &tag, &digest).await? {
             return Err(ManageError::NotFound(format!(
                 "tag {tag} has not pointed at {digest} within the tag expiration window"
