@@ -48,6 +48,12 @@ PG_URI=$(bash scripts/postgres.sh start)
 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
 BERTH_TEST_DB_URI=$PG_URI cargo test --locked --tests
+bash scripts/garage.sh stop
+
+step "scale-out: replicas, GC races and the storage contract on a three-node Garage (replication factor 3)"
+GARAGE_NODES=3 bash scripts/garage.sh start >/dev/null
+set -a; . "$BERTH_GARAGE_STATE/env"; set +a
+BERTH_TEST_DB_URI=$PG_URI cargo test --locked --test replicas --test gc_race --test s3_storage --test storage_conformance
 unset BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET BERTH_TEST_S3_ACCESS_KEY BERTH_TEST_S3_SECRET_KEY BERTH_TEST_S3_REGION
 bash scripts/postgres.sh stop
 bash scripts/garage.sh stop
