@@ -433,3 +433,39 @@ async fn the_gc_command_lists_then_deletes_the_same_items() {
     let bad = berth_cli(s.data_dir(), &["gc", "--bogus"], None).await;
     assert!(!bad.success);
 }
+
+#[tokio::test]
+async fn the_server_collects_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = test_storage_for(dir.path())
+        .map(|st| storage_config_yaml(&st))
+        .unwrap_or_default();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{storage}GC_INTERVAL_SECONDS: 1\nGC_GRACE_SECONDS: 0\nDEFAULT_TAG_EXPIRATION: 0s\n"
+        ),
+    )
+    .unwrap();
+    let server = ProcessServer::spawn_with_config(dir.path(), Some(config)).await;
+    let orphan = push_blob(&server.client, &server.base, REPO, &sample(14, 600)).await;
+    assert!(
+        server
+            .log
+            .wait_for(
+                "garbage collection: deleted 0 manifests, 1 blobs",
+                1,
+                Duration::from_secs(20)
+            )
+            .await,
+        "a periodic run collected the orphan"
+    );
+    let r = exec(
+        server
+            .client
+            .head(format!("{}/v2/{REPO}/blobs/{orphan}", server.base)),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}
