@@ -37,13 +37,34 @@ pub enum MetadataError {
     /// its namespace).
     #[error("{0}")]
     Refused(&'static str),
+    /// The database has no room left on its disk; nothing of the change was written.
+    #[error("the metadata database is full")]
+    Full,
     /// The database failed.
     #[error("database failure")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
-    MetadataError::Backend(Box::new(e))
+    let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    if is_disk_full(e.as_ref()) {
+        return MetadataError::Full;
+    }
+    MetadataError::Backend(e)
+}
+
+/// Whether a database error says its disk is full: SQLite's `SQLITE_FULL` (13, also seen as
+/// the extended `SQLITE_IOERR_WRITE` family's `ENOSPC`), PostgreSQL's `disk_full` (53100), or
+/// an I/O error of that kind.
+fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    match e.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("13") | Some("53100"))
+                || db.message().contains("database or disk is full")
+        }
+        Some(sqlx::Error::Io(io)) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
 }
 
 fn now_millis() -> i64 {

@@ -43,7 +43,16 @@ pub enum RegistryError {
     #[error(transparent)]
     Storage(StorageError),
     #[error(transparent)]
-    Metadata(#[from] MetadataError),
+    Metadata(MetadataError),
+}
+
+impl From<MetadataError> for RegistryError {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::Full => RegistryError::StorageFull,
+            other => RegistryError::Metadata(other),
+        }
+    }
 }
 
 impl From<StorageError> for RegistryError {

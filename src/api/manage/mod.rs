@@ -33,6 +33,8 @@ pub enum ManageError {
     NotFound(String),
     Conflict(String),
     TooManyRequests,
+    /// The metadata database or the blob store has no room left.
+    StorageFull,
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -45,6 +47,7 @@ impl ManageError {
             ManageError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ManageError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ManageError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ManageError::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             ManageError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -60,6 +63,7 @@ impl IntoResponse for ManageError {
             | ManageError::Conflict(m) => m.clone(),
             ManageError::Forbidden => "you are not allowed to do this".into(),
             ManageError::TooManyRequests => "too many failed logins; try again later".into(),
+            ManageError::StorageFull => "storage is full; nothing was changed".into(),
             ManageError::Internal(e) => {
                 tracing::error!(error = %e, "management API request failed");
                 "internal server error".into()
@@ -82,6 +86,7 @@ impl From<MetadataError> for ManageError {
             MetadataError::NotFound => ManageError::NotFound("not found".into()),
             MetadataError::Conflict => ManageError::Conflict("already exists".into()),
             MetadataError::Refused(why) => ManageError::BadRequest(why.into()),
+            MetadataError::Full => ManageError::StorageFull,
             other => ManageError::Internal(Box::new(other)),
         }
     }
@@ -92,6 +97,7 @@ impl From<RegistryError> for ManageError {
         match e {
             RegistryError::Metadata(m) => m.into(),
             RegistryError::Storage(s) => ManageError::Internal(Box::new(s)),
+            RegistryError::StorageFull => ManageError::StorageFull,
             other => ManageError::BadRequest(other.to_string()),
         }
     }

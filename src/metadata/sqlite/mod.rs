@@ -61,10 +61,21 @@ impl SqliteStore {
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetadataError> {
         // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
         // wait on the busy timeout instead of failing the transaction half-way.
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                // A COMMIT that failed on a full disk is rolled back by SQLite itself, so the
+                // driver's own ROLLBACK fails and its count of open transactions stays at one:
+                // the writer connection would refuse every later transaction. Replace it.
+                tracing::warn!("replacing the metadata writer connection after a failed commit");
+                let stale = self.writer.acquire().await.map_err(backend)?;
+                let _ = sqlx::Connection::close(stale.detach()).await;
+                self.writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(backend)
+            }
+            result => result.map_err(backend),
+        }
     }
 }
 
