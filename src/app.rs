@@ -23,6 +23,8 @@ pub struct AppState {
     settings: Arc<RwLock<Arc<Settings>>>,
     /// Whether berth serves HTTPS (decides the scheme of the URLs it hands out).
     pub tls: bool,
+    /// How long in-flight requests may run after a shutdown signal before berth exits anyway.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             gc,
             settings: Arc::new(RwLock::new(Arc::new(settings))),
             tls: false,
+            shutdown_grace: crate::SHUTDOWN_GRACE,
         }
     }
 

@@ -166,16 +166,18 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// How long in-flight requests may run after a shutdown signal before berth exits anyway.
+/// How long in-flight requests may run after a shutdown signal before berth exits anyway,
+/// unless the state says otherwise ([`AppState::shutdown_grace`]).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (up to [`SHUTDOWN_GRACE`]).
+/// (up to the state's `shutdown_grace`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let grace = state.shutdown_grace;
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
@@ -188,7 +190,7 @@ pub async fn serve(
         result = server => result.map_err(std::io::Error::other)?,
         () = async {
             let _ = signalled_rx.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tokio::time::sleep(grace).await;
         } => {
             tracing::warn!("requests still running after the shutdown grace period; exiting");
             Ok(())
@@ -197,7 +199,7 @@ pub async fn serve(
 }
 
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish (up to [`SHUTDOWN_GRACE`]).
+/// requests finish (up to the state's `shutdown_grace`).
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     mut state: AppState,
@@ -205,11 +207,12 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.tls = true;
+    let grace = state.shutdown_grace;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        stopper.graceful_shutdown(Some(grace));
     });
     let service = app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum_server::from_tcp_rustls(listener.into_std()?, tls)?

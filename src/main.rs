@@ -116,6 +116,10 @@ struct ServeArgs {
     /// DIR/tls/ (clients trust it with DIR/tls/cert.pem as a CA). For local trials.
     #[arg(long)]
     tls_self_signed: bool,
+    /// After SIGTERM or Ctrl-C, how many seconds in-flight requests may take to finish before
+    /// berth exits anyway (new connections are refused at once).
+    #[arg(long, default_value_t = berth::SHUTDOWN_GRACE.as_secs(), value_name = "SECONDS")]
+    shutdown_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -178,7 +182,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let database = berth::database_uri(&args.data_dir, &loaded.settings)?;
-    let state = berth::open(&args.data_dir, &loaded.settings).await?;
+    let mut state = berth::open(&args.data_dir, &loaded.settings).await?;
+    state.shutdown_grace = std::time::Duration::from_secs(args.shutdown_timeout);
     if !args.no_initial_admin {
         if let Some(password) = berth::create_initial_admin(&state, &args.data_dir).await? {
             // Printed once, like Argo CD's initial secret; also kept in the data directory.

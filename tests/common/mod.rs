@@ -234,6 +234,9 @@ pub struct ProcessServer {
     pub log: std::sync::Arc<ProcessLog>,
 }
 
+/// What berth logs (at debug level for `tower_http`) when a handler starts on a request.
+pub const REQUEST_STARTED: &str = "started processing request";
+
 /// The log of a berth process, for tests that wait for something it reports.
 #[derive(Default)]
 pub struct ProcessLog {
@@ -281,6 +284,31 @@ impl ProcessServer {
     /// Spawns `berth serve` on `data_dir` with the config file `config` (which must carry the
     /// harness's storage keys, [`storage_config_yaml`], when the suite runs on S3).
     pub async fn spawn_with_config(data_dir: &Path, config: Option<PathBuf>) -> ProcessServer {
+        Self::spawn_with_args(data_dir, config, &[]).await
+    }
+
+    /// Spawns `berth serve` with the config file `config` and extra `serve` options.
+    pub async fn spawn_with_args(
+        data_dir: &Path,
+        config: Option<PathBuf>,
+        extra: &[&str],
+    ) -> ProcessServer {
+        Self::spawn_logging(data_dir, config, extra, "info").await
+    }
+
+    /// Spawns `berth serve` that also logs each request it starts to handle (the line
+    /// [`REQUEST_STARTED`]), for tests that must know a request reached a handler.
+    pub async fn spawn_logging_requests(data_dir: &Path, extra: &[&str]) -> ProcessServer {
+        let config = test_config_file_for(data_dir);
+        Self::spawn_logging(data_dir, config, extra, "info,tower_http=debug").await
+    }
+
+    async fn spawn_logging(
+        data_dir: &Path,
+        config: Option<PathBuf>,
+        extra: &[&str],
+        log_filter: &str,
+    ) -> ProcessServer {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
         if let Some(uri) = test_database_for(data_dir).await {
             command.env(berth::config::DB_URI_ENV, uri);
@@ -291,7 +319,8 @@ impl ProcessServer {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("BERTH_LOG", "info")
+            .args(extra)
+            .env("BERTH_LOG", log_filter)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -329,6 +358,16 @@ impl ProcessServer {
             client,
             log,
         }
+    }
+
+    /// Sends SIGTERM, the signal service managers stop berth with, without waiting.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("berth is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
     }
 
     /// Kills the process with SIGKILL and reaps it.
