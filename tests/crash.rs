@@ -1129,3 +1129,31 @@ async fn an_early_error_reply_says_whether_the_connection_stays_open() {
          write {sent:?}, read {read:?}, answer {answer:?}"
     );
 }
+
+#[tokio::test]
+async fn names_staged_by_a_cut_off_commit_are_removed_at_start() {
+    if skip_on_s3("staged names are a filesystem commit's") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("data dir");
+    let s = TestServer::start_on(dir.path()).await;
+    let blob = b"a blob whose commit was cut off after its link".to_vec();
+    let digest = push_blob(&s.client, &s.base, "crash/staged", &blob).await;
+    let hex = digest.trim_start_matches("sha256:");
+    // What a crash between a commit's hard link and its rename leaves next to the blob.
+    let shard = dir.path().join("blobs/sha256").join(&hex[..2]);
+    let staged = shard.join(format!(
+        ".{hex}.0b0f4a9e-3c1d-4f43-9a52-1d2c3b4a5f60.staged"
+    ));
+    std::fs::write(&staged, &blob).expect("write a staged name");
+    let s = s.restart().await;
+    assert!(!staged.exists(), "the staged name survived a start");
+    let r = s
+        .client
+        .get(s.url(&format!("/v2/crash/staged/blobs/{digest}")))
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.expect("body").to_vec(), blob);
+}

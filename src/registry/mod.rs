@@ -135,6 +135,10 @@ impl Registry {
             // by garbage collection after their configured age.
             return Ok(());
         }
+        let removed = self.blobs.remove_leftovers().await?;
+        if removed > 0 {
+            tracing::info!("removed {removed} temporary files left by an interrupted commit");
+        }
         let mut recorded: HashMap<UploadId, u64> = HashMap::new();
         for upload in self.meta.list_uploads().await? {
             if upload.resumable {

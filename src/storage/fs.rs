@@ -364,4 +364,43 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+
+    async fn remove_leftovers(&self) -> Result<u64, StorageError> {
+        let root = blobs_dir(&self.root);
+        blocking(move || remove_staged_names(&root)).await
+    }
+}
+
+/// Removes every staged name under `blobs/<algorithm>/<two hex>/`: a commit that was cut off
+/// between its link and its rename. The blob itself is either absent (the push got no answer
+/// and will be repeated) or already in place.
+fn remove_staged_names(root: &Path) -> io::Result<u64> {
+    let mut removed = 0;
+    let dirs = |dir: &Path| -> io::Result<Vec<PathBuf>> {
+        match fs::read_dir(dir) {
+            Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    };
+    for algorithm in dirs(root)? {
+        for prefix in dirs(&algorithm)? {
+            let mut changed = false;
+            for file in dirs(&prefix)? {
+                let staged = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(STAGED_SUFFIX));
+                if staged {
+                    fs::remove_file(&file)?;
+                    removed += 1;
+                    changed = true;
+                }
+            }
+            if changed {
+                sync_dir(&prefix)?;
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -194,6 +194,10 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Shortens an upload to `len` bytes (start-up recovery after a crash mid-append).
     async fn truncate_upload(&self, id: &UploadId, len: u64) -> Result<(), StorageError>;
+
+    /// Removes the temporary names a crash can leave behind (start-up recovery of a store that
+    /// is not shared, so none of them can belong to a commit still running); returns how many.
+    async fn remove_leftovers(&self) -> Result<u64, StorageError>;
 }
 
 /// Rebuilds the hash state of an upload's first `len` bytes by reading them back.

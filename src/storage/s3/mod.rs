@@ -498,6 +498,12 @@ impl BlobStore for S3BlobStore {
         true
     }
 
+    /// A commit here is a server-side copy: it leaves no temporary object behind, and
+    /// unfinished uploads belong to garbage collection's stale-upload sweep.
+    async fn remove_leftovers(&self) -> Result<u64, StorageError> {
+        Ok(0)
+    }
+
     /// The sessions that have objects under `uploads/`, each with length 0 (a shared store's
     /// recovery does not use this; the length lives in the progress).
     async fn list_uploads(&self) -> Result<Vec<(UploadId, u64)>, StorageError> {
