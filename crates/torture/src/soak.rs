@@ -226,7 +226,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
     }
     let elapsed = started.elapsed();
     let _ = sampler.await;
-    let end_usage = pid.and_then(server::usage);
+    let after_usage = pid.and_then(server::usage);
     let stopped_cleanly = match berth {
         Some(b) => b.stop().await?,
         None => true,
@@ -238,6 +238,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         .iter()
         .find(|(t, _)| *t >= elapsed / 5)
         .map(|(_, u)| *u);
+    // The last sample taken under load, not after it: memory must stay flat while working.
+    let end_usage = samples.last().map(|(_, u)| *u);
     let pushes = tally.pushes.load(Ordering::Relaxed);
     let pulls = tally.pulls.load(Ordering::Relaxed);
     let errors = tally.errors.load(Ordering::Relaxed);
@@ -276,15 +278,18 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         (Some(start), Some(warm), Some(end)) => {
             let limit = warm.rss + warm.rss * args.max_growth_percent / 100 + 32 * 1024 * 1024;
             let flat = end.rss <= limit;
+            let after = after_usage.unwrap_or(end);
             println!(
-                "  berth RSS:      start {}, warm {}, end {} (limit {}), peak {}; CPU {:.1} s ({:.0}% of one core)",
+                "  berth RSS:      start {}, warm {} (at {:.0} s), end of load {} (limit {}), after the load {}, peak {}; CPU {:.1} s ({:.0}% of one core)",
                 mib(start.rss),
                 mib(warm.rss),
+                secs / 5.0,
                 mib(end.rss),
                 mib(limit),
-                mib(end.peak_rss),
-                end.cpu_seconds - start.cpu_seconds,
-                100.0 * (end.cpu_seconds - start.cpu_seconds) / secs
+                mib(after.rss),
+                mib(after.peak_rss.max(end.peak_rss)),
+                after.cpu_seconds - start.cpu_seconds,
+                100.0 * (after.cpu_seconds - start.cpu_seconds) / secs
             );
             if !flat {
                 println!(
