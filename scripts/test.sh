@@ -3,6 +3,8 @@
 #   1. installs what the tests need (Rust components, the clientlab's real clients),
 #   2. runs lint, unit and integration tests (cargo): once on the embedded SQLite + files, once
 #      on PostgreSQL + Garage (S3), both servers started here (scripts/postgres.sh, garage.sh),
+#      and the reliability harness's short modes on both (berth-torture: kill -9 crash cycles,
+#      a 200-client soak),
 #   3. builds the release binary, starts berth on a free loopback port and drives it with the
 #      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
 #   4. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own berth,
@@ -39,6 +41,14 @@ cargo clippy --all-targets --locked -- -D warnings
 step "unit and integration tests"
 cargo test --locked --all-targets
 
+step "release build"
+cargo build --release --locked --workspace
+
+step "reliability on SQLite + files: crash cycles and a soak (short modes of berth-torture)"
+# The long runs (200 cycles, 10 minutes) are in the README's reliability section.
+./target/release/berth-torture crash --cycles "${CRASH_CYCLES:-10}"
+./target/release/berth-torture soak --duration "${SOAK_DURATION:-30s}" --clients 200
+
 step "integration tests on PostgreSQL + Garage (S3)"
 # The scale-out backend pair: every test server gets its own PostgreSQL database and its own
 # prefix in one Garage bucket. Garage is built from crates.io the first time (about ten minutes).
@@ -48,6 +58,26 @@ PG_URI=$(bash scripts/postgres.sh start)
 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
 BERTH_TEST_DB_URI=$PG_URI cargo test --locked --tests
+
+step "reliability on PostgreSQL + Garage: crash cycles"
+TORTURE_DIR=$(mktemp -d /tmp/berth-torture.XXXXXX)
+psql "$PG_URI" -qc "CREATE DATABASE torture"
+cat >"$TORTURE_DIR/config.yaml" <<YAML
+DB_URI: "${PG_URI%/*}/torture"
+DISTRIBUTED_STORAGE_CONFIG:
+  default:
+  - S3Storage
+  - endpoint_url: "$BERTH_TEST_S3_ENDPOINT"
+    s3_bucket: "$BERTH_TEST_S3_BUCKET"
+    s3_access_key: "$BERTH_TEST_S3_ACCESS_KEY"
+    s3_secret_key: "$BERTH_TEST_S3_SECRET_KEY"
+    s3_region: "$BERTH_TEST_S3_REGION"
+    storage_path: /torture
+DISTRIBUTED_STORAGE_PREFERENCE: [default]
+FEATURE_PROXY_STORAGE: true
+YAML
+./target/release/berth-torture crash --cycles "${CRASH_CYCLES_S3:-5}" --config "$TORTURE_DIR/config.yaml" --work-dir "$TORTURE_DIR/work"
+rm -rf "$TORTURE_DIR"
 bash scripts/garage.sh stop
 
 step "scale-out: replicas, GC races and the storage contract on a three-node Garage (replication factor 3)"
@@ -59,8 +89,6 @@ bash scripts/postgres.sh stop
 bash scripts/garage.sh stop
 trap - EXIT
 
-step "release build"
-cargo build --release --locked
 fi
 
 if [ "$STAGES" != e2e ]; then
