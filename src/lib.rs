@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fsck;
 pub mod gc;
 pub mod metadata;
 pub mod policy;

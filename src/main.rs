@@ -66,6 +66,10 @@ enum Command {
     /// abandoned uploads (the registry may keep running). Prints each item deleted, or with
     /// --dry-run each item a run would delete.
     Gc(cli::gc::GcArgs),
+    /// Check integrity: every blob's bytes against its digest and size, every manifest's
+    /// bytes and references, tags, upload data, and bytes metadata does not know. Prints one
+    /// line per problem and exits 1 if there were any; --repair quarantines corrupt blobs.
+    Fsck(cli::fsck::FsckArgs),
     /// Manage API tokens for /api/v1.
     Token {
         #[command(flatten)]
@@ -141,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::Repo { target, command } => runtime.block_on(admin::repo(&target, command)),
         Command::Token { target, command } => runtime.block_on(admin::token(&target, command)),
         Command::Gc(args) => runtime.block_on(cli::gc::run(args)),
+        Command::Fsck(args) => runtime.block_on(cli::fsck::run(args)),
     }
 }
 

@@ -126,6 +126,29 @@ impl Harness {
         }
     }
 
+    /// The bytes at a location `quarantine_blob` answered (a path, or a key in the bucket).
+    async fn read_location(&self, location: &str) -> Option<Vec<u8>> {
+        match &self.backend {
+            Backend::Fs(_) => std::fs::read(location).ok(),
+            Backend::S3 { raw, .. } => match raw.get(&Key::from(location)).await {
+                Ok(got) => Some(got.bytes().await.expect("read object").to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("get {location}: {e}"),
+            },
+        }
+    }
+
+    /// Where a location `quarantine_blob` answered sits, relative to the store's root.
+    fn relative<'a>(&self, location: &'a str) -> &'a str {
+        let root = match &self.backend {
+            Backend::Fs(dir) => format!("{}/", dir.path().display()),
+            Backend::S3 { settings, .. } => format!("{}/", settings.prefix),
+        };
+        location
+            .strip_prefix(&root)
+            .expect("under the store's root")
+    }
+
     fn is_s3(&self) -> bool {
         matches!(self.backend, Backend::S3 { .. })
     }
@@ -526,6 +549,53 @@ async fn delete_blob(h: Harness) {
     store.delete_blob(&digest).await.unwrap();
 }
 
+async fn quarantine_moves_the_bytes_and_never_deletes_them(h: Harness) {
+    let store = &*h.store;
+    let bytes = data(300_000, 40);
+    let digest = put_blob(store, &bytes).await;
+    let first = store
+        .quarantine_blob(&digest)
+        .await
+        .unwrap()
+        .expect("the blob was there");
+    assert!(
+        h.relative(&first)
+            .starts_with(&format!("quarantine/sha256/{}.", digest.hex())),
+        "{first}"
+    );
+    assert_eq!(h.read_location(&first).await, Some(bytes.clone()));
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+    assert!(listed(store).await.is_empty(), "quarantine is not listed");
+    // Absent blobs are not an error.
+    assert_eq!(store.quarantine_blob(&digest).await.unwrap(), None);
+    // The digest can be committed again, and a second quarantine keeps both copies.
+    put_blob(store, &bytes).await;
+    assert_eq!(read_all(store, &digest, None).await, bytes);
+    let second = store.quarantine_blob(&digest).await.unwrap().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(h.read_location(&first).await, Some(bytes.clone()));
+    assert_eq!(h.read_location(&second).await, Some(bytes));
+}
+
+async fn upload_data_presence(h: Harness) {
+    let store = &*h.store;
+    let mut s = Session::new(store).await;
+    assert!(store
+        .upload_data_present(&s.id, 0, s.progress.clone())
+        .await
+        .unwrap());
+    s.append(store, body_of(&data(1000, 41), 300)).await;
+    assert!(store
+        .upload_data_present(&s.id, 1000, s.progress.clone())
+        .await
+        .unwrap());
+    s.delete(store).await;
+    assert!(!store
+        .upload_data_present(&s.id, 1000, s.progress.clone())
+        .await
+        .unwrap());
+}
+
 async fn list_blobs(h: Harness) {
     let store = &*h.store;
     assert!(listed(store).await.is_empty());
@@ -607,6 +677,8 @@ every_backend!(
     range_reads,
     delete_upload_removes_everything_it_stored,
     delete_blob,
+    quarantine_moves_the_bytes_and_never_deletes_them,
+    upload_data_presence,
     list_blobs,
     presigned_urls,
 );

@@ -28,10 +28,10 @@ use crate::metadata::gc::STALE_DELETION;
 use crate::metadata::{MetadataError, Store};
 use crate::storage::{BlobStore, StorageError, UploadId};
 
-/// The lease that makes one collector run at a time.
-const LEASE: &str = "gc";
+/// The lease that makes one collector run at a time (`berth fsck --repair` holds it too).
+pub(crate) const LEASE: &str = "gc";
 /// How long a lease lasts unless renewed; a collector that dies frees it after this.
-const LEASE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(300);
 /// Renew the lease after this many deletions (each takes milliseconds).
 const RENEW_EVERY: usize = 200;
 

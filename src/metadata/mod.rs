@@ -6,6 +6,7 @@
 //! method that writes more than one row does so in one transaction.
 
 pub mod accounts;
+pub mod fsck;
 pub mod gc;
 pub mod postgres;
 pub mod sqlite;
@@ -19,10 +20,11 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::storage::{UploadId, UploadProgress};
 
-/// A whole metadata backend: registry metadata, accounts, and garbage collection's queries.
-pub trait Store: MetadataStore + accounts::AccountStore + gc::GcStore {}
+/// A whole metadata backend: registry metadata, accounts, garbage collection's queries and the
+/// integrity check's.
+pub trait Store: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore {}
 
-impl<T: MetadataStore + accounts::AccountStore + gc::GcStore> Store for T {}
+impl<T: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore> Store for T {}
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
-use super::layout::{blob_path, blobs_dir, upload_path, uploads_dir};
+use super::layout::{blob_path, blobs_dir, quarantine_path, upload_path, uploads_dir};
 use super::{
     Appended, BlobStat, BlobStore, ByteRange, ByteStream, StorageError, UploadId, UploadProgress,
 };
@@ -194,6 +194,42 @@ impl BlobStore for FsBlobStore {
             })
             .flatten()
             .boxed()
+    }
+
+    /// A rename within the root (one filesystem), so the bytes are never copied and never
+    /// absent from both places; both directories are synced.
+    async fn quarantine_blob(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let from = blob_path(&self.root, digest);
+        let to = quarantine_path(&self.root, digest);
+        blocking(move || {
+            if !from.exists() {
+                return Ok(None);
+            }
+            let dir = to.parent().expect("quarantine paths have a parent");
+            create_dir_durable(dir)?;
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            sync_dir(dir)?;
+            sync_dir(from.parent().expect("blob paths have a parent"))?;
+            Ok(Some(to.display().to_string()))
+        })
+        .await
+    }
+
+    async fn upload_data_present(
+        &self,
+        id: &UploadId,
+        len: u64,
+        _progress: UploadProgress,
+    ) -> Result<bool, StorageError> {
+        match tokio::fs::metadata(upload_path(&self.root, id)).await {
+            Ok(m) => Ok(m.len() >= len),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn create_upload(&self, id: &UploadId) -> Result<(), StorageError> {

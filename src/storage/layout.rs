@@ -4,13 +4,19 @@
 //! ```text
 //! <root>/blobs/<algorithm>/<first two hex>/<hex>   committed blobs, immutable
 //! <root>/uploads/<uuid>                             upload data, appended in place
+//! <root>/quarantine/<algorithm>/<hex>.<ms>-<nonce>  bytes `berth fsck --repair` took out of
+//!                                                   service (they did not match their digest)
 //! ```
 //! The object store, under the `storage_path` prefix in its bucket:
 //! ```text
 //! <prefix>/blobs/<algorithm>/<first two hex>/<hex>  committed blobs
 //! <prefix>/uploads/<uuid>/data                      the finished multipart upload
 //! <prefix>/uploads/<uuid>/tail-<length>-<nonce>     bytes after the last full part
+//! <prefix>/quarantine/<algorithm>/<hex>.<ms>-<nonce> quarantined bytes, as on the filesystem
 //! ```
+//! Nothing berth serves, lists or collects lives under `quarantine/`: its entries stay until
+//! an operator removes them. Each name carries the time of the quarantine (milliseconds since
+//! the epoch) and a random nonce, so quarantining the same digest twice keeps both copies.
 //! The multipart upload of an upload session writes `uploads/<uuid>/data`; until it is
 //! completed its parts are not objects.
 //! Names come only from validated `Digest` and `UploadId` values (and tail names the store
@@ -43,6 +49,25 @@ pub(crate) fn upload_path(root: &Path, id: &UploadId) -> PathBuf {
     uploads_dir(root).join(id.as_str())
 }
 
+/// Where a quarantined copy of `digest` goes, relative to the root or prefix: the directory
+/// segments and a fresh file name.
+pub(crate) fn quarantine_entry(digest: &Digest) -> ([&'static str; 2], String) {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let nonce: u32 = rand::random();
+    (
+        ["quarantine", digest.algorithm().as_str()],
+        format!("{}.{millis}-{nonce:08x}", digest.hex()),
+    )
+}
+
+pub(crate) fn quarantine_path(root: &Path, digest: &Digest) -> PathBuf {
+    let ([area, algorithm], name) = quarantine_entry(digest);
+    root.join(area).join(algorithm).join(name)
+}
+
 /// Object keys of a store rooted at a prefix (possibly empty) of its bucket.
 #[derive(Debug, Clone)]
 pub(crate) struct ObjectKeys {
@@ -64,6 +89,12 @@ impl ObjectKeys {
 
     pub(crate) fn uploads_root(&self) -> Key {
         self.prefix.clone().join("uploads")
+    }
+
+    /// A fresh key for a quarantined copy of `digest`.
+    pub(crate) fn quarantine(&self, digest: &Digest) -> Key {
+        let ([area, algorithm], name) = quarantine_entry(digest);
+        self.prefix.clone().join(area).join(algorithm).join(name)
     }
 
     pub(crate) fn blob(&self, digest: &Digest) -> Key {

@@ -146,6 +146,25 @@ pub trait BlobStore: Send + Sync + 'static {
     /// not know).
     fn list_blobs(&self) -> BoxStream<'_, Result<(Digest, BlobStat), StorageError>>;
 
+    /// Moves a blob's bytes out of the served location into the quarantine area (see
+    /// `layout.rs`), under a name no earlier quarantine used, and returns where they went (a
+    /// path or object key, for the operator). `None` when the blob is absent. Never deletes
+    /// bytes: afterwards the bytes exist in the quarantine area, and the blob is absent (until
+    /// a commit writes it again). Nothing reads, lists or deletes quarantined bytes.
+    async fn quarantine_blob(&self, digest: &Digest) -> Result<Option<String>, StorageError>;
+
+    /// Whether the data of an upload that metadata records at `len` bytes with `progress` is
+    /// present, as far as the backend can tell without reading it: the filesystem checks the
+    /// upload's file holds at least `len` bytes; an object store checks the tail object the
+    /// progress names (the parts of an unfinished multipart upload are not objects, so they
+    /// cannot be checked).
+    async fn upload_data_present(
+        &self,
+        id: &UploadId,
+        len: u64,
+        progress: UploadProgress,
+    ) -> Result<bool, StorageError>;
+
     /// Creates an empty upload.
     async fn create_upload(&self, id: &UploadId) -> Result<(), StorageError>;
 

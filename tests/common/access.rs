@@ -236,6 +236,8 @@ impl super::TestServer {
 #[derive(Debug)]
 pub struct CliOutput {
     pub success: bool,
+    /// The exit status (`None` when a signal ended the process).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -278,6 +280,7 @@ pub async fn berth_cli(
     let out = child.wait_with_output().await.expect("berth CLI output");
     CliOutput {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

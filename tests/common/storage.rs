@@ -111,6 +111,20 @@ pub fn test_config_file_for(data_dir: &Path) -> Option<PathBuf> {
     Some(path)
 }
 
+/// A raw client of the test bucket (no berth in between).
+fn raw_s3(s3: &S3Settings) -> object_store::aws::AmazonS3 {
+    let credentials = s3.credentials.clone().expect("test credentials");
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint.clone().expect("test endpoint"))
+        .with_allow_http(true)
+        .with_bucket_name(&s3.bucket)
+        .with_region(&s3.region)
+        .with_access_key_id(credentials.access_key)
+        .with_secret_access_key(credentials.secret_key)
+        .build()
+        .expect("S3 client")
+}
+
 /// What the blob store of `data_dir` holds in `area` (`"uploads"` or `"blobs"`): the entries
 /// of that directory on the filesystem, every object key under that prefix on S3.
 pub async fn stored_in(data_dir: &Path, area: &str) -> Vec<String> {
@@ -122,21 +136,126 @@ pub async fn stored_in(data_dir: &Path, area: &str) -> Vec<String> {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
     };
-    let credentials = s3.credentials.expect("test credentials");
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint.expect("test endpoint"))
-        .with_allow_http(true)
-        .with_bucket_name(s3.bucket)
-        .with_region(s3.region)
-        .with_access_key_id(credentials.access_key)
-        .with_secret_access_key(credentials.secret_key)
-        .build()
-        .expect("S3 client");
     let prefix = object_store::path::Path::from(format!("{}/{area}", s3.prefix));
-    store
+    raw_s3(&s3)
         .list(Some(&prefix))
         .map_ok(|meta| meta.location.to_string())
         .try_collect()
         .await
         .expect("list the test bucket")
+}
+
+/// The bytes of `data_dir`'s blob store, reached behind berth's back: files under the data
+/// directory, or objects under the test prefix through the S3 API. Names are relative to the
+/// store's root, `/`-separated (`blobs/sha256/ab/<hex>`).
+pub struct RawStorage {
+    dir: PathBuf,
+    s3: Option<(object_store::aws::AmazonS3, String)>,
+}
+
+impl RawStorage {
+    /// The raw bytes of the store the test server on `data_dir` uses.
+    pub fn of(data_dir: &Path) -> RawStorage {
+        let s3 = match test_storage_for(data_dir) {
+            Some(StorageSettings::S3(s3)) => Some((raw_s3(&s3), s3.prefix.clone())),
+            _ => None,
+        };
+        RawStorage {
+            dir: data_dir.to_path_buf(),
+            s3,
+        }
+    }
+
+    fn key(prefix: &str, name: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{prefix}/{name}"))
+    }
+
+    /// Writes (or overwrites) `name`.
+    pub async fn write(&self, name: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+        match &self.s3 {
+            Some((store, prefix)) => {
+                store
+                    .put(&Self::key(prefix, name), bytes.to_vec().into())
+                    .await
+                    .expect("put object");
+            }
+            None => {
+                let path = self.dir.join(name);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(path, bytes).expect("write file");
+            }
+        }
+    }
+
+    /// The bytes of `name`, if it exists.
+    pub async fn read(&self, name: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        match &self.s3 {
+            Some((store, prefix)) => match store.get(&Self::key(prefix, name)).await {
+                Ok(got) => Some(got.bytes().await.expect("read object").to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("get {name}: {e}"),
+            },
+            None => std::fs::read(self.dir.join(name)).ok(),
+        }
+    }
+
+    /// Deletes `name`.
+    pub async fn delete(&self, name: &str) {
+        use object_store::ObjectStoreExt;
+        match &self.s3 {
+            Some((store, prefix)) => store
+                .delete(&Self::key(prefix, name))
+                .await
+                .expect("delete object"),
+            None => std::fs::remove_file(self.dir.join(name)).expect("remove file"),
+        }
+    }
+
+    /// Every name under `area` (a folder such as `quarantine` or `uploads/<id>`), sorted.
+    pub async fn list(&self, area: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let mut names: Vec<String> = match &self.s3 {
+            Some((store, prefix)) => store
+                .list(Some(&Self::key(prefix, area)))
+                .map_ok(|meta| {
+                    let key = meta.location.to_string();
+                    key.strip_prefix(&format!("{prefix}/"))
+                        .expect("key under the prefix")
+                        .to_string()
+                })
+                .try_collect()
+                .await
+                .expect("list objects"),
+            None => {
+                fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+                    let Ok(entries) = std::fs::read_dir(dir) else {
+                        return;
+                    };
+                    for entry in entries {
+                        let path = entry.expect("entry").path();
+                        if path.is_dir() {
+                            walk(root, &path, out);
+                        } else {
+                            let rel = path.strip_prefix(root).expect("under the root");
+                            out.push(rel.to_string_lossy().replace('\\', "/"));
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                walk(&self.dir, &self.dir.join(area), &mut out);
+                out
+            }
+        };
+        names.sort();
+        names
+    }
+}
+
+/// The name of a blob's bytes in a store (`blobs/<algorithm>/<two hex>/<hex>`).
+pub fn blob_name(digest: &str) -> String {
+    let (algorithm, hex) = digest.split_once(':').expect("algorithm:hex");
+    format!("blobs/{algorithm}/{}/{hex}", &hex[..2])
 }

@@ -31,7 +31,7 @@ static PG_BLOB_STILL_UNREACHABLE: LazyLock<String> =
     LazyLock::new(|| postgres_placeholders(BLOB_STILL_UNREACHABLE));
 
 /// Takes the exclusive per-digest lock for the rest of the transaction.
-async fn lock_digest(
+pub(super) async fn lock_digest(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     digest: &Digest,
 ) -> Result<(), MetadataError> {
@@ -44,7 +44,7 @@ async fn lock_digest(
     Ok(())
 }
 
-async fn mark_pending(
+pub(super) async fn mark_pending(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     digest: &str,
 ) -> Result<(), MetadataError> {

@@ -26,6 +26,7 @@ use crate::storage::UploadId;
 
 mod accounts;
 mod collection;
+mod integrity;
 
 /// Metadata in a PostgreSQL database.
 pub struct PostgresStore {

@@ -223,7 +223,7 @@ impl GcStore for SqliteStore {
     }
 }
 
-async fn mark_pending(
+pub(super) async fn mark_pending(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     digest: &str,
 ) -> Result<(), MetadataError> {

@@ -22,6 +22,7 @@ use crate::storage::UploadId;
 
 mod accounts;
 mod collection;
+mod integrity;
 
 /// Metadata in a local SQLite database.
 pub struct SqliteStore {

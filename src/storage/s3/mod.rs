@@ -358,6 +358,51 @@ impl BlobStore for S3BlobStore {
             .boxed()
     }
 
+    /// S3 has no rename: a server-side copy to the quarantine key, checked to have the blob's
+    /// size, then the deletion of the blob's key. Answers the quarantine object's key in the
+    /// bucket. A failure before the deletion leaves the
+    /// blob where it was (and possibly a copy in quarantine).
+    async fn quarantine_blob(&self, digest: &Digest) -> Result<Option<String>, StorageError> {
+        let blob = self.keys.blob(digest);
+        let Some(size) = self.size_of(&blob).await? else {
+            return Ok(None);
+        };
+        let target = self.keys.quarantine(digest);
+        match self.store.copy(&blob, &target).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        }
+        match self.size_of(&target).await? {
+            Some(copied) if copied == size => {}
+            other => {
+                return Err(StorageError::Backend(io::Error::other(format!(
+                    "quarantined copy of {digest} has {other:?} bytes, not {size}"
+                ))))
+            }
+        }
+        self.delete_blob(digest).await?;
+        Ok(Some(target.to_string()))
+    }
+
+    async fn upload_data_present(
+        &self,
+        id: &UploadId,
+        len: u64,
+        progress: UploadProgress,
+    ) -> Result<bool, StorageError> {
+        let state = Progress::decode(progress.as_deref())?;
+        if state.len() != len {
+            return Ok(false);
+        }
+        match &state.tail {
+            Some(tail) => {
+                Ok(self.size_of(&self.keys.upload_tail(id, &tail.name)).await? == Some(tail.len))
+            }
+            None => Ok(true),
+        }
+    }
+
     /// A session exists only in metadata until its first bytes arrive: nothing to write.
     async fn create_upload(&self, _id: &UploadId) -> Result<(), StorageError> {
         Ok(())

@@ -1,0 +1,156 @@
+//! What the integrity check (`berth fsck`, [`crate::fsck`]) asks of the metadata database:
+//! every blob, manifest and tag row in pages, and the two steps that take a bad blob out of
+//! service without racing a push of the same digest.
+//!
+//! Taking a blob out of service reuses garbage collection's pending-deletion mark
+//! ([`crate::metadata::gc`]): while it stands, `link_blob` answers `Conflict` and a push of
+//! the digest waits, then writes the bytes again.
+//! 1. [`FsckStore::begin_blob_quarantine`] marks the deletion under the per-digest lock;
+//! 2. the checker moves the bytes to the quarantine area (never deleting them);
+//! 3. [`FsckStore::forget_quarantined_blob`] removes the blob's rows and the mark in one
+//!    transaction, so clients see the blob as unknown and push it again.
+//!
+//! A checker that dies between the steps leaves the mark; garbage collection clears it once it
+//! is stale, since the blob's rows are still there (step 3 removes rows and mark together).
+
+use async_trait::async_trait;
+use oci::{Digest, RepoName};
+
+use super::MetadataError;
+
+/// A manifest row with its content, as the integrity check reads it.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub media_type: String,
+    /// The stored bytes; `None` when the content row is missing.
+    pub content: Option<Vec<u8>>,
+}
+
+/// What metadata recorded a manifest as referencing (`manifest_references`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedReferences {
+    /// Config and layers, sorted and without duplicates.
+    pub blobs: Vec<Digest>,
+    /// Child manifests of an index, sorted and without duplicates.
+    pub children: Vec<Digest>,
+}
+
+/// A tag whose manifest is not stored in its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DanglingTag {
+    pub repository: RepoName,
+    pub tag: String,
+    pub digest: Digest,
+}
+
+/// The integrity check's queries and repair steps.
+#[async_trait]
+pub trait FsckStore: Send + Sync + 'static {
+    /// How many blob rows there are and the sum of their recorded sizes.
+    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;
+
+    /// Blob rows (digest, recorded size) in digest order, strictly after `after`, at most
+    /// `limit`.
+    async fn blobs_after(
+        &self,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>, MetadataError>;
+
+    /// Manifests with their content in (repository, digest) order, strictly after `after`, at
+    /// most `limit`.
+    async fn manifests_after(
+        &self,
+        after: Option<(&RepoName, &Digest)>,
+        limit: u32,
+    ) -> Result<Vec<ManifestRecord>, MetadataError>;
+
+    /// The references recorded for one manifest (empty when it is not stored).
+    async fn recorded_references(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<RecordedReferences, MetadataError>;
+
+    /// How many tags there are.
+    async fn tag_count(&self) -> Result<u64, MetadataError>;
+
+    /// Tags pointing at a manifest their repository does not store, by repository and name.
+    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError>;
+
+    /// Step 1: under the per-digest lock a push also takes, records a pending deletion of
+    /// `digest` if metadata knows the blob, and returns its recorded size; `None` (and nothing
+    /// changed) when it is not known any more.
+    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+
+    /// Step 3: removes the blob's row, its links and the pending deletion in one transaction.
+    /// Returns the repositories that linked it, by name.
+    async fn forget_quarantined_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Vec<RepoName>, MetadataError>;
+}
+
+pub(crate) const BLOB_TOTALS: &str =
+    "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs";
+
+/// `?1` = after (a digest, or '' for the start), `?2` = limit.
+pub(crate) const BLOBS_AFTER: &str =
+    "SELECT digest, size FROM blobs WHERE digest > ?1 ORDER BY digest LIMIT ?2";
+
+/// `?1` = after repository ('' for the start), `?2` = after digest, `?3` = limit.
+pub(crate) const MANIFESTS_AFTER: &str = "
+SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
+JOIN repositories r ON r.id = m.repository_id
+LEFT JOIN manifest_contents c ON c.digest = m.digest
+WHERE r.name > ?1 OR (r.name = ?1 AND m.digest > ?2)
+ORDER BY r.name, m.digest
+LIMIT ?3";
+
+/// `?1` = repository, `?2` = manifest digest.
+pub(crate) const RECORDED_REFERENCES: &str = "
+SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
+JOIN repositories r ON r.id = mr.repository_id
+WHERE r.name = ?1 AND mr.manifest_digest = ?2
+ORDER BY mr.child_kind, mr.child_digest";
+
+pub(crate) const TAG_COUNT: &str = "SELECT count(*) FROM tags";
+
+pub(crate) const DANGLING_TAGS: &str = "
+SELECT r.name, t.name, t.manifest_digest FROM tags t
+JOIN repositories r ON r.id = t.repository_id
+LEFT JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+WHERE m.digest IS NULL
+ORDER BY r.name, t.name";
+
+/// `?1` = digest: the repositories linking a blob.
+pub(crate) const LINKING_REPOSITORIES: &str = "
+SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+WHERE rb.digest = ?1 ORDER BY r.name";
+
+/// The statements of step 3, each with `?1` = digest.
+pub(crate) const FORGET_BLOB: [&str; 3] = [
+    "DELETE FROM repository_blobs WHERE digest = ?1",
+    "DELETE FROM blobs WHERE digest = ?1",
+    "DELETE FROM blob_deletions WHERE digest = ?1",
+];
+
+/// Sorts recorded `(kind, digest)` rows into [`RecordedReferences`].
+pub(crate) fn sort_references(
+    rows: impl IntoIterator<Item = (String, Digest)>,
+) -> RecordedReferences {
+    let mut refs = RecordedReferences::default();
+    for (kind, digest) in rows {
+        match kind.as_str() {
+            "manifest" => refs.children.push(digest),
+            _ => refs.blobs.push(digest),
+        }
+    }
+    for list in [&mut refs.blobs, &mut refs.children] {
+        list.sort();
+        list.dedup();
+    }
+    refs
+}
