@@ -2,10 +2,15 @@
 
 use std::sync::{Arc, RwLock};
 
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutBody;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
@@ -91,6 +96,21 @@ pub async fn collect_periodically(state: AppState) {
     }
 }
 
+/// Gives every request body an idle timeout (`BODY_IDLE_TIMEOUT_SECONDS`, read per request so a
+/// config reload applies to the next request): a read that waits longer than that for the next
+/// bytes fails, and the handler reading it answers as for any broken body (for an upload,
+/// `BLOB_UPLOAD_INVALID`, with the session left as it was before the request). The clock runs
+/// only while a handler waits for body bytes, never while it works.
+async fn limit_body_idle_time(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let idle = state.settings().body_idle_timeout;
+    let request = request.map(|body| Body::new(TimeoutBody::new(idle, body)));
+    next.run(request).await
+}
+
 /// The full HTTP surface of berth.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -103,6 +123,10 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
             HeaderValue::from_static("registry/2.0"),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_body_idle_time,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -54,7 +54,11 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
                 return ApiError::new(ErrorCode::SizeInvalid, "form body too large").into_response()
             }
         },
-        _ => return ApiError::new(ErrorCode::MethodNotAllowed, "use GET or POST").into_response(),
+        _ => {
+            return ApiError::new(ErrorCode::MethodNotAllowed, "use GET or POST")
+                .with_header("allow", "GET, POST".into())
+                .into_response()
+        }
     }
     let param = |k: &str| {
         params

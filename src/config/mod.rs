@@ -53,6 +53,10 @@ pub struct Settings {
     /// clients a presigned URL. Off by default (as in Quay): blob downloads from an object
     /// store are redirected to it.
     pub proxy_storage: bool,
+    /// `BODY_IDLE_TIMEOUT_SECONDS`: how long berth waits for the next bytes of a request body
+    /// it is reading (an upload chunk, a manifest, a form) before it gives up on the request,
+    /// so a stalled client cannot hold an upload session or a connection forever.
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             gc: GcSettings::default(),
             storage: StorageSettings::default(),
             proxy_storage: false,
+            body_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -211,6 +216,7 @@ const KNOWN_KEYS: &[&str] = &[
     "DISTRIBUTED_STORAGE_PREFERENCE",
     "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS",
     "FEATURE_PROXY_STORAGE",
+    "BODY_IDLE_TIMEOUT_SECONDS",
 ];
 
 /// Parses config text.
@@ -278,6 +284,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     settings.storage = storage.settings;
     if let Some(b) = boolean(&map, "FEATURE_PROXY_STORAGE")? {
         settings.proxy_storage = b;
+    }
+    if let Some(n) = integer(&map, "BODY_IDLE_TIMEOUT_SECONDS", 1, 86_400)? {
+        settings.body_idle_timeout = Duration::from_secs(n);
     }
     let mut warnings: Vec<String> = map
         .keys()
@@ -453,5 +462,23 @@ mod tests {
         assert!(e.contains("MANIFEST_MAX_BYTES"), "{e}");
         assert!(parse("- a\n- b").is_err());
         assert!(parse("MANIFEST_MAX_BYTES: 10").is_err());
+    }
+
+    #[test]
+    fn body_idle_timeout() {
+        assert_eq!(
+            Settings::default().body_idle_timeout,
+            Duration::from_secs(60)
+        );
+        let l = parse("BODY_IDLE_TIMEOUT_SECONDS: 5").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.settings.body_idle_timeout, Duration::from_secs(5));
+        for bad in [
+            "BODY_IDLE_TIMEOUT_SECONDS: 0",
+            "BODY_IDLE_TIMEOUT_SECONDS: soon",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("BODY_IDLE_TIMEOUT_SECONDS"), "{e}");
+        }
     }
 }

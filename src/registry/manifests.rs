@@ -104,6 +104,9 @@ impl Registry {
         parsed: &ParsedManifest,
     ) -> Result<(), RegistryError> {
         let wanted: Vec<Digest> = parsed.blob_references().map(|d| d.digest.clone()).collect();
+        // The empty blob is supplied only once every other reference is known to be there, so
+        // a refused manifest leaves nothing behind.
+        let mut supply_empty_json = false;
         if !wanted.is_empty() {
             let found = self.meta.linked_blobs(repo, &wanted).await?;
             for d in parsed.blob_references() {
@@ -115,7 +118,7 @@ impl Registry {
                             d.digest, d.size
                         )))
                     }
-                    None if is_empty_json(d) => self.ensure_empty_json_blob(repo).await?,
+                    None if is_empty_json(d) => supply_empty_json = true,
                     None => return Err(RegistryError::ManifestBlobUnknown(d.digest.clone())),
                 }
             }
@@ -126,6 +129,9 @@ impl Registry {
             if let Some(missing) = children.iter().find(|d| !present.contains(*d)) {
                 return Err(RegistryError::ManifestBlobUnknown(missing.clone()));
             }
+        }
+        if supply_empty_json {
+            self.ensure_empty_json_blob(repo).await?;
         }
         Ok(())
     }

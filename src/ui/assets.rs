@@ -54,7 +54,7 @@ pub fn url(name: &str) -> String {
 /// `GET /static/{file}`.
 pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let Some(i) = ASSETS.iter().position(|a| a.name == file) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::PageError::NotFound.into_response();
     };
     let asset = &ASSETS[i];
     let etag = format!("\"{}\"", versions()[i]);

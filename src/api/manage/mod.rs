@@ -140,6 +140,35 @@ impl FromRequestParts<AppState> for ApiCaller {
     }
 }
 
+/// The largest request body the management API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes, answering a longer (or broken) one
+/// with a 400 in the API's format.
+pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ManageError> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ManageError::BadRequest("request body too large".into()))
+}
+
+/// Path parameters, with an unusable path (say, not UTF-8 once decoded) answered with a 400
+/// in the API's format instead of axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ManageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ManageError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| ManageError::BadRequest(format!("invalid path: {}", e.body_text())))
+    }
+}
+
 /// Reads a JSON body into `T`, answering malformed bodies with a 400 in the API's format.
 pub struct JsonBody<T>(pub T);
 
@@ -147,9 +176,7 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
     type Rejection = ManageError;
 
     async fn from_request(req: axum::extract::Request, _: &AppState) -> Result<Self, ManageError> {
-        let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
-            .await
-            .map_err(|_| ManageError::BadRequest("request body too large".into()))?;
+        let bytes = read_body(req.into_body()).await?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             &b"{}"[..]
         } else {

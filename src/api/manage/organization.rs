@@ -1,13 +1,13 @@
 //! `/api/v1/organization`: organizations, teams, members and robots.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiCaller, JsonBody, ManageError};
+use super::{ApiCaller, ApiPath, JsonBody, ManageError};
 use crate::app::AppState;
 use crate::auth::{secret, Identity, RobotError};
 use crate::metadata::accounts::{Account, AccountKind, TeamRole};
@@ -86,7 +86,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Value>, ManageError> {
     let who = caller.required()?;
     organization(&state, &org).await?;
@@ -116,7 +116,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     state.auth.accounts().delete_account(&org).await?;
@@ -127,7 +127,7 @@ pub async fn delete(
 pub async fn members(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     let members: Vec<Value> = state
@@ -152,7 +152,7 @@ pub struct TeamBody {
 pub async fn put_team(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody<TeamBody>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
@@ -173,7 +173,7 @@ pub async fn put_team(
 pub async fn delete_team(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     if state.auth.accounts().delete_team(&org, &team).await? {
@@ -187,7 +187,7 @@ pub async fn delete_team(
 pub async fn team_members(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, team)): Path<(String, String)>,
+    ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     let members: Vec<Value> = state
@@ -205,7 +205,7 @@ pub async fn team_members(
 pub async fn add_member(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, team, member)): Path<(String, String, String)>,
+    ApiPath((org, team, member)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     let accounts = state.auth.accounts();
@@ -237,7 +237,7 @@ pub async fn add_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, team, member)): Path<(String, String, String)>,
+    ApiPath((org, team, member)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     if state
@@ -258,7 +258,7 @@ pub async fn remove_member(
 pub async fn robots(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     list_robots(&state, &org).await
@@ -333,7 +333,7 @@ pub(super) async fn remove_robot(
 pub async fn create_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, short)): Path<(String, String)>,
+    ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     new_robot(&state, &org, &short).await
@@ -343,7 +343,7 @@ pub async fn create_robot(
 pub async fn get_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, short)): Path<(String, String)>,
+    ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     robot_info(&state, &org, &short).await
@@ -353,7 +353,7 @@ pub async fn get_robot(
 pub async fn delete_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, short)): Path<(String, String)>,
+    ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     remove_robot(&state, &org, &short).await
@@ -363,7 +363,7 @@ pub async fn delete_robot(
 pub async fn regenerate_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path((org, short)): Path<(String, String)>,
+    ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ManageError> {
     org_admin(&state, &caller, &org).await?;
     let name = format!("{org}+{short}");

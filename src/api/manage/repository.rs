@@ -186,8 +186,9 @@ pub async fn dispatch(
     caller: ApiCaller,
     method: Method,
     uri: Uri,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ManageError> {
+    let body = super::read_body(body).await?;
     let rest = uri.path().strip_prefix("/api/v1/repository/").unwrap_or("");
     let query: Vec<(String, String)> = uri
         .query()

@@ -1,6 +1,6 @@
 //! `/api/v1/user`: the signed-in user, registration, user robots; superuser user management.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::organization::{list_robots, new_robot, remove_robot, robot_info, valid_namespace};
-use super::{ApiCaller, JsonBody, ManageError};
+use super::{ApiCaller, ApiPath, JsonBody, ManageError};
 use crate::app::AppState;
 use crate::auth::secret;
 use crate::metadata::accounts::AccountKind;
@@ -157,7 +157,7 @@ fn user_only(caller: &ApiCaller) -> Result<String, ManageError> {
 pub async fn create_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(short): Path<String>,
+    ApiPath(short): ApiPath<String>,
 ) -> Result<Response, ManageError> {
     new_robot(&state, &user_only(&caller)?, &short).await
 }
@@ -166,7 +166,7 @@ pub async fn create_robot(
 pub async fn get_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(short): Path<String>,
+    ApiPath(short): ApiPath<String>,
 ) -> Result<Json<Value>, ManageError> {
     robot_info(&state, &user_only(&caller)?, &short).await
 }
@@ -175,7 +175,7 @@ pub async fn get_robot(
 pub async fn delete_robot(
     State(state): State<AppState>,
     caller: ApiCaller,
-    Path(short): Path<String>,
+    ApiPath(short): ApiPath<String>,
 ) -> Result<Response, ManageError> {
     remove_robot(&state, &user_only(&caller)?, &short).await
 }
