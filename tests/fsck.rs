@@ -348,6 +348,29 @@ async fn altered_manifest_bytes_are_corrupt() {
     );
 }
 
+#[tokio::test]
+async fn references_lost_from_metadata_are_inconsistent() {
+    let s = TestServer::start().await;
+    let img = image(&s, REPO, "v1", 12, 900).await;
+    // What keeps the manifest's blobs from garbage collection, gone behind berth's back.
+    execute_sql(
+        &s,
+        "DELETE FROM manifest_references WHERE manifest_digest = ?2 AND length(?1) > 0",
+        b"x",
+        &img.manifest,
+    )
+    .await;
+    let out = fsck(&s, &[]).await;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        lines(&out),
+        [format!(
+            "inconsistent manifest {REPO}@{}: recorded references differ from its content",
+            img.manifest
+        )]
+    );
+}
+
 /// Runs one statement with a bytes and a text parameter against the server's database.
 async fn execute_sql(s: &TestServer, sql: &'static str, bytes: &[u8], text: &str) {
     match s.database_uri() {
