@@ -6,7 +6,7 @@ use super::{Registry, RegistryError, UploadSlot};
 use std::time::{Duration, Instant};
 
 use crate::metadata::{MetadataError, UploadRecord};
-use crate::storage::{rehash_upload, ByteStream, UploadId};
+use crate::storage::{rehash_upload, ByteStream, StorageError, UploadId};
 
 /// Where an upload session stands.
 #[derive(Debug, Clone)]
@@ -227,17 +227,27 @@ impl Registry {
             self.append_locked(&mut slot, &mut record, range, content_length, body)
                 .await?;
         }
-        let actual = self
-            .hasher_at(&mut slot, &record, digest.algorithm())
-            .await?
-            .finish();
-        let outcome = if &actual != digest {
-            Err(RegistryError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            })
-        } else {
-            self.commit_blob(repo, &record, digest).await
+        let outcome = match self.hasher_at(&mut slot, &record, digest.algorithm()).await {
+            Ok(hasher) => {
+                let actual = hasher.finish();
+                if &actual != digest {
+                    Err(RegistryError::DigestMismatch {
+                        expected: digest.clone(),
+                        actual,
+                    })
+                } else {
+                    self.commit_blob(repo, &record, digest).await
+                }
+            }
+            // An object store cannot read back the parts of an unfinished upload, so only the
+            // algorithm hashed on arrival (the one the session started with) can verify it.
+            Err(RegistryError::Storage(StorageError::NotFound)) => {
+                Err(RegistryError::DigestInvalid(format!(
+                    "this upload was hashed with its session's algorithm as it arrived, and its storage cannot read the bytes back to compute {}; push it again with that digest",
+                    digest.algorithm().as_str()
+                )))
+            }
+            Err(e) => return Err(e),
         };
         // Whether committed or refused, this session is over.
         self.meta.delete_upload(id).await?;

@@ -89,6 +89,9 @@ impl PostgresStore {
 #[async_trait]
 impl AccountStore for PostgresStore {
     async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
+        if super::has_nul(name) {
+            return Ok(None);
+        }
         self.account_by(select_accounts!("FROM accounts a WHERE a.name = $1"), name)
             .await
     }

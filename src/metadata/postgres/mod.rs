@@ -28,6 +28,18 @@ mod accounts;
 mod collection;
 mod integrity;
 
+/// PostgreSQL text cannot hold NUL, and refuses a parameter that has one. No stored value
+/// has one either, so a value with NUL matches nothing.
+pub(super) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// A pagination bound (`name > bound`) PostgreSQL accepts: cut at the first NUL. Since no
+/// stored name holds NUL, every name above the cut prefix is also above the original bound.
+pub(super) fn ordering_bound(s: &str) -> &str {
+    s.split('\0').next().unwrap_or_default()
+}
+
 /// Metadata in a PostgreSQL database.
 pub struct PostgresStore {
     pub(super) pool: PgPool,
@@ -96,7 +108,7 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Vec<RepoName>, MetadataError> {
         let rows =
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-                .bind(after.unwrap_or(""))
+                .bind(ordering_bound(after.unwrap_or("")))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
@@ -569,7 +581,7 @@ impl MetadataStore for PostgresStore {
              WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
         )
         .bind(repo.as_str())
-        .bind(after.unwrap_or(""))
+        .bind(ordering_bound(after.unwrap_or("")))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -782,6 +794,9 @@ impl MetadataStore for PostgresStore {
         after: Option<&Digest>,
         limit: u32,
     ) -> Result<Vec<Referrer>, MetadataError> {
+        if artifact_type.is_some_and(has_nul) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, COALESCE(m.artifact_type, m.config_media_type),
                     m.annotations
