@@ -287,39 +287,34 @@ impl Auth {
         let Some(value) = authorization else {
             return Ok(Credential::Anonymous);
         };
-        if value.len() > 16 * 1024 {
-            return Err(AuthError::Malformed);
-        }
-        let (scheme, rest) = value.split_once(' ').ok_or(AuthError::Malformed)?;
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("basic") {
-            let (user, pass) = decode_basic(rest).ok_or(AuthError::Malformed)?;
-            return Ok(Credential::Account(self.login(&user, &pass, client).await?));
-        }
-        if scheme.eq_ignore_ascii_case("bearer") {
-            if rest.starts_with(API_TOKEN_PREFIX) {
+        match parse_authorization(value).ok_or(AuthError::Malformed)? {
+            Authorization::Basic { user, password } => Ok(Credential::Account(
+                self.login(&user, &password, client).await?,
+            )),
+            Authorization::ApiToken(token) => {
                 let account = self
                     .accounts
-                    .api_token_account(&secret::token_hash(rest))
+                    .api_token_account(&secret::token_hash(token))
                     .await?
                     .ok_or_else(|| AuthError::BadToken("unknown API token".into()))?;
-                return Ok(Credential::Account(self.identity(&account)));
+                Ok(Credential::Account(self.identity(&account)))
             }
-            let claims = self
-                .keys
-                .verify(rest)
-                .map_err(|e| AuthError::BadToken(e.to_string()))?;
-            let identity = if claims.sub.is_empty() {
-                None
-            } else {
-                let account = self.accounts.account(&claims.sub).await?.ok_or_else(|| {
-                    AuthError::BadToken("the token's account no longer exists".into())
-                })?;
-                Some(self.identity(&account))
-            };
-            return Ok(Credential::Token { claims, identity });
+            Authorization::RegistryToken(token) => {
+                let claims = self
+                    .keys
+                    .verify(token)
+                    .map_err(|e| AuthError::BadToken(e.to_string()))?;
+                let identity = if claims.sub.is_empty() {
+                    None
+                } else {
+                    let account = self.accounts.account(&claims.sub).await?.ok_or_else(|| {
+                        AuthError::BadToken("the token's account no longer exists".into())
+                    })?;
+                    Some(self.identity(&account))
+                };
+                Ok(Credential::Token { claims, identity })
+            }
         }
-        Err(AuthError::Malformed)
     }
 
     /// What `who` may do on `repo` right now, from the database.
@@ -627,6 +622,43 @@ pub struct IssuedToken {
     pub token: String,
     pub expires_in: u64,
     pub issued_at: u64,
+}
+
+/// Longest `Authorization` header value berth reads; longer ones are malformed.
+pub const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+
+/// What an `Authorization` header carries, before any secret is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    /// `Basic` with the decoded user name and password.
+    Basic { user: String, password: String },
+    /// `Bearer` with a management API token (it starts with [`API_TOKEN_PREFIX`]).
+    ApiToken(&'a str),
+    /// `Bearer` with anything else: a registry token, still to be verified.
+    RegistryToken(&'a str),
+}
+
+/// Reads an `Authorization` header value: the scheme (`Basic` or `Bearer`, in any case), one
+/// space and the credentials, surrounding space ignored. `None` when it is neither, when the
+/// Basic payload does not decode, or when the value is longer than [`MAX_AUTHORIZATION_LEN`].
+pub fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return None;
+    }
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let (user, password) = decode_basic(rest)?;
+        return Some(Authorization::Basic { user, password });
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(if rest.starts_with(API_TOKEN_PREFIX) {
+            Authorization::ApiToken(rest)
+        } else {
+            Authorization::RegistryToken(rest)
+        });
+    }
+    None
 }
 
 /// Decodes the payload of `Authorization: Basic`.

@@ -53,6 +53,13 @@ fn key_id(public_pem: &str) -> String {
     hex::encode(&Sha256::digest(public_pem.as_bytes())[..12])
 }
 
+/// A new ES256 signing key as `(key id, private key PEM)`, the form the metadata database
+/// stores; the key id is derived from the public key.
+pub fn generate_signing_key() -> Result<(String, String), anyhow::Error> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    Ok((key_id(&pair.public_key_pem()), pair.serialize_pem()))
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -64,16 +71,20 @@ pub fn now_secs() -> u64 {
 impl TokenKeys {
     /// Loads the signing keys from metadata, generating and storing one on first start.
     pub async fn load(store: &dyn AccountStore) -> Result<TokenKeys, anyhow::Error> {
-        let candidate = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let candidate_pem = candidate.serialize_pem();
-        let candidate_kid = key_id(&candidate.public_key_pem());
+        let (candidate_kid, candidate_pem) = generate_signing_key()?;
         let keys = store
             .signing_keys((&candidate_kid, &candidate_pem))
             .await
             .map_err(|e: MetadataError| anyhow::anyhow!(e))?;
+        TokenKeys::from_stored(&keys)
+    }
+
+    /// Builds the keys from stored `(key id, private key PEM)` pairs, oldest first: tokens are
+    /// signed with the last one and verified with any of them.
+    pub fn from_stored(keys: &[(String, String)]) -> Result<TokenKeys, anyhow::Error> {
         let mut decoding = HashMap::new();
         let mut newest = None;
-        for (kid, pem) in &keys {
+        for (kid, pem) in keys {
             let pair = rcgen::KeyPair::from_pem(pem)?;
             decoding.insert(
                 kid.clone(),

@@ -25,7 +25,8 @@ pub struct ChunkRange {
 
 impl ChunkRange {
     /// Parses `start-end`, also accepting the `bytes=start-end` and `bytes start-end/total`
-    /// forms some clients send. `None` when malformed or when `end < start`.
+    /// forms some clients send. `None` when malformed, when `end < start`, or when the length
+    /// does not fit in a `u64` (`0-18446744073709551615`).
     pub fn parse(value: &str) -> Option<ChunkRange> {
         let v = value.trim();
         let v = v
@@ -38,11 +39,13 @@ impl ChunkRange {
         if !digits(start) || !digits(end) {
             return None;
         }
-        let (start, end) = (start.parse().ok()?, end.parse().ok()?);
-        (end >= start).then_some(ChunkRange { start, end })
+        let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+        // `length` must not overflow: a range may not cover all 2^64 offsets.
+        (end >= start && end - start < u64::MAX).then_some(ChunkRange { start, end })
     }
 
-    fn len(self) -> u64 {
+    /// The number of bytes the range covers (both ends are inclusive).
+    pub fn length(self) -> u64 {
         self.end - self.start + 1
     }
 }
@@ -139,13 +142,13 @@ impl Registry {
             if r.start != offset {
                 return Err(RegistryError::UploadOutOfOrder { expected: offset });
             }
-            if content_length.is_some_and(|n| n != r.len()) {
+            if content_length.is_some_and(|n| n != r.length()) {
                 return Err(RegistryError::UploadInvalid(
                     "Content-Length does not match Content-Range".into(),
                 ));
             }
         }
-        let expected_len = range.map(ChunkRange::len).or(content_length);
+        let expected_len = range.map(ChunkRange::length).or(content_length);
         let hasher = self.hasher_at(slot, record, record.algorithm).await?;
         let appended = self
             .blobs
@@ -346,5 +349,19 @@ mod tests {
         ] {
             assert_eq!(ChunkRange::parse(bad), None, "{bad}");
         }
+    }
+
+    /// Found while writing the `content_range` fuzz property: `0-18446744073709551615` was
+    /// accepted, and its length (2^64) overflowed in `length`, a panic in debug builds and a
+    /// length of 0 in release builds.
+    #[test]
+    fn refuses_a_range_whose_length_overflows() {
+        assert_eq!(ChunkRange::parse("0-18446744073709551615"), None);
+        assert_eq!(ChunkRange::parse("bytes 0-18446744073709551615/*"), None);
+        let widest = ChunkRange::parse("1-18446744073709551615").expect("fits");
+        assert_eq!(widest.length(), u64::MAX);
+        let last =
+            ChunkRange::parse("18446744073709551615-18446744073709551615").expect("one byte");
+        assert_eq!(last.length(), 1);
     }
 }

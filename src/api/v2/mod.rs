@@ -7,6 +7,7 @@
 mod blobs;
 mod listing;
 mod manifests;
+pub mod range;
 pub mod route;
 mod uploads;
 
