@@ -196,6 +196,14 @@ fn descriptor_list(v: Option<&Value>, what: &str) -> Result<Vec<Descriptor>, Man
 /// The media type is taken from `Content-Type` when it names a manifest type, else from the
 /// `mediaType` field. When both are present they must agree.
 pub fn parse(bytes: &[u8], content_type: &str) -> Result<ParsedManifest, ManifestError> {
+    // serde skips the values of unknown fields without checking them, so a body with invalid
+    // UTF-8 there would be accepted and stored although it is not JSON.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ManifestError::Json(format!(
+            "the manifest is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
     let raw: RawManifest =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     if raw.fs_layers.is_some() {
@@ -284,6 +292,17 @@ pub fn parse(bytes: &[u8], content_type: &str) -> Result<ParsedManifest, Manifes
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refuses_invalid_utf8_anywhere_even_in_unknown_fields() {
+        let mut body = br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "x-unknown": "ab"#.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#"", "manifests": []}"#);
+        match parse(&body, "") {
+            Err(ManifestError::Json(m)) => assert!(m.contains("UTF-8"), "{m}"),
+            other => panic!("accepted or wrong error: {other:?}"),
+        }
+    }
+
     use super::*;
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
