@@ -36,10 +36,10 @@ cargo --version
 
 step "format and lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit and integration tests"
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 step "release build"
 cargo build --release --locked --workspace
