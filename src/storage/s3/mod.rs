@@ -509,17 +509,27 @@ impl BlobStore for S3BlobStore {
     ) -> Result<(), StorageError> {
         // Progress that does not decode still names no multipart upload we could abort; the
         // objects go all the same.
-        if let Ok(Progress {
-            multipart: Some(multipart),
-            ..
-        }) = Progress::decode(progress.as_deref())
-        {
+        let state = Progress::decode(progress.as_deref()).ok();
+        if let Some(multipart) = state.as_ref().and_then(|p| p.multipart.as_ref()) {
             match self
                 .store
-                .abort_multipart(&self.keys.upload_data(id), &multipart)
+                .abort_multipart(&self.keys.upload_data(id), multipart)
                 .await
             {
                 // Completed (by a commit) or aborted before.
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        // The tail the progress names goes by its key: a listing on a replicated store may not
+        // show an object written moments ago yet.
+        let mut named: Vec<String> = Vec::new();
+        if let Some(p) = &state {
+            named.extend(p.tail.as_ref().map(|t| t.name.clone()));
+            named.extend(p.stale_tail.clone());
+        }
+        for name in named {
+            match self.store.delete(&self.keys.upload_tail(id, &name)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(backend(e)),
             }
