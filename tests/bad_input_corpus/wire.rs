@@ -10,23 +10,8 @@ use tokio::net::TcpStream;
 /// How long any one exchange may take before it counts as a hang.
 pub const EXCHANGE_GUARD: Duration = Duration::from_secs(20);
 
-/// A reply read off the wire.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    /// The first value of a header (name compared case-insensitively).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// A reply read off the wire (the harness's raw-connection response).
+pub use crate::common::RawResponse as Reply;
 
 /// Who a request claims to be.
 #[derive(Debug, Clone)]

@@ -152,7 +152,7 @@ pub fn data_files(dir: &Path) -> std::collections::BTreeMap<String, u64> {
 }
 
 /// A response read off a raw TCP connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
