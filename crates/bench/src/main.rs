@@ -1,0 +1,384 @@
+//! berth-bench: measures OCI registries over HTTP (`run`), and compares berth with CNCF
+//! distribution side by side, writing BENCHMARKS.md (`compare`).
+
+mod client;
+mod content;
+mod hello;
+mod machine;
+mod measure;
+mod ops;
+mod report;
+mod scenarios;
+mod servers;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use client::Target;
+use report::{Results, ScenarioResult, BERTH, BERTH_AUTH, DISTRIBUTION, HELLO};
+use scenarios::{Fixture, Scale, Scenario};
+
+#[derive(Parser)]
+#[command(name = "berth-bench", about = "Benchmarks for OCI registries")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scenarios once against a registry that is already running.
+    Run {
+        /// The registry, `http://HOST:PORT`.
+        #[arg(long)]
+        url: String,
+        /// The server's process id, to report its peak memory and CPU time from /proc.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Log in with the Docker token flow as this user.
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        #[arg(long, env = "BENCH_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Start berth, berth with auth and distribution (Debian's docker-registry) on loopback
+    /// with fresh data directories, run every scenario on each in turn, and write BENCHMARKS.md.
+    Compare {
+        /// The berth binary (default: `berth` beside this program).
+        #[arg(long)]
+        berth: Option<PathBuf>,
+        /// The distribution binary (default: `docker-registry` on PATH).
+        #[arg(long)]
+        distribution: Option<PathBuf>,
+        /// How often each scenario runs on each server.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Where the report goes; its plots go in `benchmarks/` beside it.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Data directories and logs (emptied first, removed at the end unless --keep).
+        #[arg(long, default_value = "target/berth-bench")]
+        work_dir: PathBuf,
+        /// Keep the work directory.
+        #[arg(long)]
+        keep: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Serve the bare axum endpoint (the ceiling `compare` measures).
+    #[command(hide = true)]
+    Hello {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// About a minute in all: small sizes, short windows; checks that every scenario works.
+    #[arg(long)]
+    quick: bool,
+    /// Run only the scenarios whose id starts with one of these (comma-separated), e.g.
+    /// `manifest-get,push-1024`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Common {
+    fn selected(&self, scenarios: Vec<Scenario>) -> Vec<Scenario> {
+        scenarios
+            .into_iter()
+            .filter(|s| {
+                self.only.is_empty() || self.only.iter().any(|o| s.id.starts_with(o.as_str()))
+            })
+            .collect()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Hello { listen } => {
+                // Printed for a human starting it by hand; `compare` polls the port.
+                println!("hello ready on http://{listen}");
+                hello::serve(listen).await
+            }
+            Command::Run {
+                url,
+                pid,
+                user,
+                password,
+                common,
+            } => run(&url, pid, user.zip(password), &common).await,
+            Command::Compare {
+                berth,
+                distribution,
+                repeats,
+                out,
+                work_dir,
+                keep,
+                common,
+            } => compare(berth, distribution, repeats, &out, &work_dir, keep, &common).await,
+        }
+    })
+}
+
+fn describe(s: &Scenario, sample: &measure::Sample) -> String {
+    let headline = if s.is_throughput() {
+        format!("{:.0} MiB/s", sample.mib_per_second())
+    } else {
+        format!("{:.0} {}/s", sample.ops_per_second(), s.unit())
+    };
+    let server = sample
+        .server
+        .map(|u| {
+            format!(
+                ", server peak RSS {} MiB, CPU {:.2} s",
+                u.peak_rss >> 20,
+                u.cpu_seconds
+            )
+        })
+        .unwrap_or_default();
+    let errors = match &sample.first_error {
+        Some(e) => format!(", {} ERRORS (first: {e})", sample.errors),
+        None => String::new(),
+    };
+    format!(
+        "{headline}, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms{server}{errors}",
+        sample.p50_ms, sample.p90_ms, sample.p99_ms
+    )
+}
+
+async fn run(
+    url: &str,
+    pid: Option<u32>,
+    login: Option<(String, String)>,
+    common: &Common,
+) -> anyhow::Result<()> {
+    let scale = Scale {
+        quick: common.quick,
+    };
+    let target =
+        Target::connect(url, login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))).await?;
+    eprintln!("setting up {url}");
+    let fixture = scenarios::setup(&target, scale, &|step| eprintln!("  pushing {step}")).await?;
+    let mut errors = 0;
+    for s in common.selected(scenarios::all(scale)) {
+        let work = s.prepare(scale, 0).await;
+        let sample = s.run(scale, &work, &target, &fixture, pid).await;
+        errors += sample.errors;
+        println!("{:<60} {}", s.title, describe(&s, &sample));
+    }
+    if errors > 0 {
+        bail!("{errors} operations failed");
+    }
+    Ok(())
+}
+
+struct Contender {
+    server: servers::Server,
+    target: Arc<Target>,
+    fixture: Fixture,
+}
+
+async fn today() -> String {
+    tokio::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn compare(
+    berth: Option<PathBuf>,
+    distribution: Option<PathBuf>,
+    repeats: usize,
+    out: &Path,
+    work: &Path,
+    keep: bool,
+    common: &Common,
+) -> anyhow::Result<()> {
+    let scale = Scale {
+        quick: common.quick,
+    };
+    let repeats = repeats.max(1);
+    let berth = match berth {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("berth"),
+    };
+    if !berth.is_file() {
+        bail!(
+            "no berth binary at {} (build it with `cargo build --release`, or pass --berth)",
+            berth.display()
+        );
+    }
+    let distribution = distribution
+        .or_else(|| servers::which("docker-registry"))
+        .context("no docker-registry on PATH (install Debian's docker-registry package, or pass --distribution)")?;
+    if work.exists() {
+        std::fs::remove_dir_all(work).with_context(|| format!("empty {}", work.display()))?;
+    }
+    std::fs::create_dir_all(work)?;
+
+    eprintln!("measuring the machine (SHA-256 on one core, durable disk writes)");
+    let machine = machine::describe(work, scale.quick);
+    eprintln!(
+        "  {} cores, {:.1} GiB, SHA-256 {:.0} MiB/s, disk {:.0} MiB/s",
+        machine.cores, machine.memory_gib, machine.sha256_mib_s, machine.disk_write_mib_s
+    );
+    let mut versions = BTreeMap::new();
+    versions.insert(
+        "berth".to_string(),
+        servers::version(&berth, "--version").await,
+    );
+    versions.insert(
+        "distribution".to_string(),
+        servers::version(&distribution, "--version").await,
+    );
+
+    let mut contenders = Vec::new();
+    for which in [BERTH, DISTRIBUTION, BERTH_AUTH] {
+        eprintln!("starting {which}");
+        let server = match which {
+            BERTH => servers::berth(&berth, work, false).await?,
+            BERTH_AUTH => servers::berth(&berth, work, true).await?,
+            _ => servers::distribution(&distribution, work).await?,
+        };
+        let target = Target::connect(
+            &server.base,
+            server
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
+        )
+        .await?;
+        eprintln!("setting up {which} at {}", server.base);
+        let fixture = scenarios::setup(&target, scale, &|step| eprintln!("  pushing {step}"))
+            .await
+            .with_context(|| format!("set up {which}"))?;
+        contenders.push(Contender {
+            server,
+            target,
+            fixture,
+        });
+    }
+
+    let list = common.selected(scenarios::all(scale));
+    let total = list.len();
+    let mut results = Vec::new();
+    for (n, s) in list.iter().enumerate() {
+        let mut result = ScenarioResult {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            throughput: s.is_throughput(),
+            unit: s.unit().into(),
+            connections: s.connections(),
+            samples: BTreeMap::new(),
+        };
+        for repeat in 0..repeats {
+            let work = s.prepare(scale, repeat as u64).await;
+            for c in &contenders {
+                let sample = s
+                    .run(scale, &work, &c.target, &c.fixture, Some(c.server.pid))
+                    .await;
+                eprintln!(
+                    "[{}/{total}] {} · {}/{repeats} · {:<12} {}",
+                    n + 1,
+                    s.title,
+                    repeat + 1,
+                    c.server.label,
+                    describe(s, &sample)
+                );
+                result
+                    .samples
+                    .entry(c.server.label.clone())
+                    .or_default()
+                    .push(sample);
+            }
+        }
+        results.push(result);
+    }
+
+    let mut peak_rss = BTreeMap::new();
+    for c in &contenders {
+        if let Some(rss) = measure::proc::peak_rss(c.server.pid) {
+            peak_rss.insert(c.server.label.clone(), rss);
+        }
+    }
+    for c in contenders {
+        c.server.stop().await;
+    }
+
+    if common.only.is_empty()
+        || common
+            .only
+            .iter()
+            .any(|o| "hello".starts_with(o.as_str()) || o.starts_with("hello"))
+    {
+        eprintln!("starting the bare axum endpoint");
+        let hello = servers::hello(work).await?;
+        let target = Target::connect(&hello.base, None).await?;
+        for s in scenarios::hello_scenarios() {
+            let mut result = ScenarioResult {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                throughput: false,
+                unit: "requests".into(),
+                connections: s.connections(),
+                samples: BTreeMap::new(),
+            };
+            for repeat in 0..repeats {
+                let sample = scenarios::run_hello(&s, scale, &target, Some(hello.pid)).await;
+                eprintln!(
+                    "[hello] {} · {}/{repeats} · {}",
+                    s.title,
+                    repeat + 1,
+                    describe(&s, &sample)
+                );
+                result
+                    .samples
+                    .entry(HELLO.to_string())
+                    .or_default()
+                    .push(sample);
+            }
+            results.push(result);
+        }
+        hello.stop().await;
+    }
+
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let results = Results {
+        date: today().await,
+        command: format!("berth-bench {command}"),
+        quick: scale.quick,
+        repeats,
+        machine,
+        versions,
+        scenarios: results,
+        peak_rss,
+    };
+    report::write(&results, out)?;
+    eprintln!("wrote {}", out.display());
+    if !keep {
+        let _ = std::fs::remove_dir_all(work);
+    }
+    let errors = results.total_errors();
+    if errors > 0 {
+        for e in results.first_errors() {
+            eprintln!("error: {e}");
+        }
+        bail!("{errors} operations failed");
+    }
+    Ok(())
+}

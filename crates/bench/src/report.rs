@@ -1,0 +1,471 @@
+//! The results of a compare run and BENCHMARKS.md: medians, ratios, the targets checked one by
+//! one, and SVG plots of throughput against connection count.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+use crate::measure::Sample;
+use crate::svg;
+
+pub const BERTH: &str = "berth";
+pub const BERTH_AUTH: &str = "berth+auth";
+pub const DISTRIBUTION: &str = "distribution";
+pub const HELLO: &str = "axum hello";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub id: String,
+    pub title: String,
+    pub throughput: bool,
+    pub unit: String,
+    pub connections: usize,
+    /// Every repetition's sample, by server label.
+    pub samples: BTreeMap<String, Vec<Sample>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub date: String,
+    pub command: String,
+    pub quick: bool,
+    pub repeats: usize,
+    pub machine: Machine,
+    pub versions: BTreeMap<String, String>,
+    pub scenarios: Vec<ScenarioResult>,
+    /// Each server's peak resident memory over the whole run (VmHWM), bytes.
+    pub peak_rss: BTreeMap<String, u64>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+impl ScenarioResult {
+    /// The median headline figure (MiB/s or operations/s) of `server`.
+    pub fn rate(&self, server: &str) -> Option<f64> {
+        let samples = self.samples.get(server)?;
+        median(
+            samples
+                .iter()
+                .map(|s| {
+                    if self.throughput {
+                        s.mib_per_second()
+                    } else {
+                        s.ops_per_second()
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    pub fn p99(&self, server: &str) -> Option<f64> {
+        median(self.samples.get(server)?.iter().map(|s| s.p99_ms).collect())
+    }
+
+    pub fn p50(&self, server: &str) -> Option<f64> {
+        median(self.samples.get(server)?.iter().map(|s| s.p50_ms).collect())
+    }
+
+    pub fn errors(&self, server: &str) -> u64 {
+        self.samples
+            .get(server)
+            .map_or(0, |s| s.iter().map(|s| s.errors).sum())
+    }
+
+    pub fn peak_rss(&self, server: &str) -> Option<u64> {
+        self.samples
+            .get(server)?
+            .iter()
+            .filter_map(|s| s.server.map(|u| u.peak_rss))
+            .max()
+    }
+
+    pub fn cpu_per_op_ms(&self, server: &str) -> Option<f64> {
+        median(
+            self.samples
+                .get(server)?
+                .iter()
+                .filter(|s| s.ops > 0)
+                .filter_map(|s| s.server.map(|u| u.cpu_seconds * 1000.0 / s.ops as f64))
+                .collect(),
+        )
+    }
+}
+
+impl Results {
+    pub fn scenario(&self, id: &str) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|s| s.id == id)
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.scenarios
+            .iter()
+            .flat_map(|s| s.samples.values())
+            .flatten()
+            .map(|s| s.errors)
+            .sum()
+    }
+
+    pub fn first_errors(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.scenarios {
+            for (server, samples) in &s.samples {
+                if let Some(e) = samples.iter().find_map(|x| x.first_error.clone()) {
+                    out.push(format!("{} on {server}: {e}", s.id));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fmt_rate(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "–".into(),
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) if v >= 1.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+        None => "–".into(),
+    }
+}
+
+fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+/// One target of the issue, checked against the measurements.
+struct Check {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn checks(r: &Results) -> Vec<Check> {
+    let mut out = Vec::new();
+    let hello32 = r.scenario("hello-32").and_then(|s| s.rate(HELLO));
+    for id in ["manifest-get-32", "manifest-head-32", "tag-list-32"] {
+        let Some(s) = r.scenario(id) else { continue };
+        let (b, d) = (s.rate(BERTH), s.rate(DISTRIBUTION));
+        let ratio = b.zip(d).map(|(b, d)| b / d.max(1e-9));
+        out.push(Check {
+            target: format!("{}: ≥ 5x distribution's requests/s", s.title),
+            measured: format!(
+                "{} vs {} req/s = {}",
+                fmt_rate(b),
+                fmt_rate(d),
+                fmt_ratio(b, d)
+            ),
+            met: ratio.map(|x| x >= 5.0),
+        });
+        let (bp, dp) = (s.p99(BERTH), s.p99(DISTRIBUTION));
+        out.push(Check {
+            target: format!("{}: p99 ≤ 1/3 of distribution's", s.title),
+            measured: format!(
+                "{} vs {} ms = {}",
+                fmt_ms(bp),
+                fmt_ms(dp),
+                fmt_ratio(bp, dp)
+            ),
+            met: bp.zip(dp).map(|(b, d)| b <= d / 3.0),
+        });
+        out.push(Check {
+            target: format!("{}: ≥ half the bare axum endpoint's rate", s.title),
+            measured: format!(
+                "{} vs {} req/s = {}",
+                fmt_rate(b),
+                fmt_rate(hello32),
+                fmt_ratio(b, hello32)
+            ),
+            met: b.zip(hello32).map(|(b, h)| b >= h / 2.0),
+        });
+    }
+    let large = r
+        .scenarios
+        .iter()
+        .filter(|s| s.id.starts_with("push-") && !s.id.contains("chunked"))
+        .max_by_key(|s| s.id.trim_start_matches("push-").parse::<u64>().unwrap_or(0));
+    if let Some(s) = large {
+        let (b, d) = (s.rate(BERTH), s.rate(DISTRIBUTION));
+        out.push(Check {
+            target: format!("{}: ≥ 1.5x distribution's throughput", s.title),
+            measured: format!(
+                "{} vs {} MiB/s = {}",
+                fmt_rate(b),
+                fmt_rate(d),
+                fmt_ratio(b, d)
+            ),
+            met: b.zip(d).map(|(b, d)| b >= 1.5 * d),
+        });
+        let bound = r.machine.sha256_mib_s.min(r.machine.disk_write_mib_s);
+        out.push(Check {
+            target: format!(
+                "{}: ≥ 75% of min(SHA-256 {:.0}, durable disk write {:.0}) = {:.0} MiB/s",
+                s.title,
+                r.machine.sha256_mib_s,
+                r.machine.disk_write_mib_s,
+                0.75 * bound
+            ),
+            measured: format!(
+                "{} MiB/s = {:.0}% of {bound:.0}",
+                fmt_rate(b),
+                b.unwrap_or(0.0) * 100.0 / bound.max(1e-9)
+            ),
+            met: b.map(|b| b >= 0.75 * bound),
+        });
+    }
+    for s in r.scenarios.iter().filter(|s| s.id.starts_with("pull-")) {
+        let (b, d) = (s.rate(BERTH), s.rate(DISTRIBUTION));
+        out.push(Check {
+            target: format!("{}: ≥ distribution's throughput", s.title),
+            measured: format!(
+                "{} vs {} MiB/s = {}",
+                fmt_rate(b),
+                fmt_rate(d),
+                fmt_ratio(b, d)
+            ),
+            met: b.zip(d).map(|(b, d)| b >= d),
+        });
+    }
+    if let Some(s) = r.scenario("small-images-32") {
+        let (b, d) = (s.rate(BERTH), s.rate(DISTRIBUTION));
+        out.push(Check {
+            target: format!("{}: ≥ 2x distribution's images/s", s.title),
+            measured: format!(
+                "{} vs {} images/s = {}",
+                fmt_rate(b),
+                fmt_rate(d),
+                fmt_ratio(b, d)
+            ),
+            met: b.zip(d).map(|(b, d)| b >= 2.0 * d),
+        });
+    }
+    if let (Some(b), Some(d)) = (r.peak_rss.get(BERTH), r.peak_rss.get(DISTRIBUTION)) {
+        out.push(Check {
+            target: "peak resident memory over the same run: ≤ half of distribution's".into(),
+            measured: format!(
+                "{} vs {} = {}",
+                mib(*b),
+                mib(*d),
+                fmt_ratio(Some(*b as f64), Some(*d as f64))
+            ),
+            met: Some(*b * 2 <= *d),
+        });
+    }
+    out
+}
+
+/// Writes BENCHMARKS.md at `out` and its plots in `plots/` beside it.
+pub fn write(r: &Results, out: &Path) -> anyhow::Result<()> {
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let plots = dir.join("benchmarks");
+    std::fs::create_dir_all(&plots)?;
+    let mut md = String::new();
+    let m = &r.machine;
+    writeln!(md, "# Benchmarks: berth and CNCF distribution\n")?;
+    writeln!(
+        md,
+        "Written by `{}` on {}. {} repetition{} per scenario, alternating the servers (berth, distribution, berth+auth, berth, …); each figure is the median of the repetitions.{}\n",
+        r.command,
+        r.date,
+        r.repeats,
+        if r.repeats == 1 { "" } else { "s" },
+        if r.quick { " **Quick mode: sizes and durations are cut down; these numbers only show the harness works.**" } else { "" }
+    )?;
+    writeln!(md, "## Machine and versions\n")?;
+    writeln!(md, "| | |\n|---|---|")?;
+    writeln!(md, "| CPU | {} ({} cores) |", m.cpu_model, m.cores)?;
+    writeln!(md, "| Memory | {:.1} GiB |", m.memory_gib)?;
+    writeln!(md, "| Kernel | Linux {} |", m.kernel)?;
+    writeln!(md, "| SHA-256, one core | {:.0} MiB/s |", m.sha256_mib_s)?;
+    writeln!(
+        md,
+        "| Durable disk write (1 MiB writes, then fdatasync) | {:.0} MiB/s |",
+        m.disk_write_mib_s
+    )?;
+    for (name, v) in &r.versions {
+        writeln!(md, "| {name} | {v} |")?;
+    }
+    writeln!(
+        md,
+        "\nThe servers and the load generator share the machine's cores, on loopback. distribution runs Debian's `docker-registry` on filesystem storage without auth, with its in-memory blob descriptor cache; berth runs on its embedded default (SQLite + files) with `AUTHENTICATION_TYPE: None`, and again as `berth+auth` with accounts on, every request carrying a bearer token from the Docker token flow. Both log only warnings and errors.\n"
+    )?;
+
+    writeln!(md, "## Targets\n")?;
+    writeln!(md, "| Target | Measured | Met |\n|---|---|---|")?;
+    for c in checks(r) {
+        let met = match c.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        writeln!(md, "| {} | {} | {met} |", c.target, c.measured)?;
+    }
+
+    writeln!(md, "\n## Every scenario\n")?;
+    writeln!(md, "Rates are MiB/s for blob scenarios and operations/s otherwise; latencies are per operation (one blob push is POST + PUT, one image push is 5 uploads + the manifest). Peak RSS is the largest resident set sampled during the scenario.\n")?;
+    writeln!(
+        md,
+        "| Scenario | Unit | berth | distribution | berth / distribution | p99 ms berth | p99 ms distribution | berth+auth | p99 ms berth+auth | peak RSS berth | peak RSS distribution | errors (b/d/a) |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for s in r.scenarios.iter().filter(|s| !s.id.starts_with("hello")) {
+        let unit = if s.throughput { "MiB/s" } else { "ops/s" };
+        writeln!(
+            md,
+            "| {} | {unit} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} |",
+            s.title,
+            fmt_rate(s.rate(BERTH)),
+            fmt_rate(s.rate(DISTRIBUTION)),
+            fmt_ratio(s.rate(BERTH), s.rate(DISTRIBUTION)),
+            fmt_ms(s.p99(BERTH)),
+            fmt_ms(s.p99(DISTRIBUTION)),
+            fmt_rate(s.rate(BERTH_AUTH)),
+            fmt_ms(s.p99(BERTH_AUTH)),
+            s.peak_rss(BERTH).map_or("–".into(), mib),
+            s.peak_rss(DISTRIBUTION).map_or("–".into(), mib),
+            s.errors(BERTH),
+            s.errors(DISTRIBUTION),
+            s.errors(BERTH_AUTH),
+        )?;
+    }
+    writeln!(md, "\n### The ceiling: a bare axum endpoint\n")?;
+    writeln!(md, "The same manifest body and headers from a handler that does nothing else, in its own process.\n")?;
+    writeln!(
+        md,
+        "| Connections | req/s | p50 ms | p99 ms |\n|---|---|---|---|"
+    )?;
+    for s in r.scenarios.iter().filter(|s| s.id.starts_with("hello")) {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            s.connections,
+            fmt_rate(s.rate(HELLO)),
+            fmt_ms(s.p50(HELLO)),
+            fmt_ms(s.p99(HELLO))
+        )?;
+    }
+    writeln!(
+        md,
+        "\n### Peak resident memory over the whole run (VmHWM)\n"
+    )?;
+    writeln!(md, "| Server | Peak RSS |\n|---|---|")?;
+    for (server, bytes) in &r.peak_rss {
+        writeln!(md, "| {server} | {} |", mib(*bytes))?;
+    }
+    writeln!(md, "\n### Server CPU time per operation (ms)\n")?;
+    writeln!(
+        md,
+        "| Scenario | berth | distribution | berth+auth |\n|---|---|---|---|"
+    )?;
+    for s in r.scenarios.iter().filter(|s| !s.id.starts_with("hello")) {
+        writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            s.title,
+            fmt_ms(s.cpu_per_op_ms(BERTH)),
+            fmt_ms(s.cpu_per_op_ms(DISTRIBUTION)),
+            fmt_ms(s.cpu_per_op_ms(BERTH_AUTH))
+        )?;
+    }
+
+    writeln!(md, "\n## Plots\n")?;
+    for (file, title, head, latency) in [
+        (
+            "manifest-get.svg",
+            "Manifest GET by tag: requests/s",
+            false,
+            false,
+        ),
+        (
+            "manifest-head.svg",
+            "Manifest HEAD by tag: requests/s",
+            true,
+            false,
+        ),
+        (
+            "manifest-get-p99.svg",
+            "Manifest GET by tag: p99 latency (ms)",
+            false,
+            true,
+        ),
+    ] {
+        let connections = [1usize, 8, 32, 128];
+        let verb = if head { "head" } else { "get" };
+        let mut series = Vec::new();
+        for server in [BERTH, DISTRIBUTION, BERTH_AUTH, HELLO] {
+            if head && server == HELLO {
+                continue;
+            }
+            let values: Vec<Option<f64>> = connections
+                .iter()
+                .map(|c| {
+                    let id = if server == HELLO {
+                        format!("hello-{c}")
+                    } else {
+                        format!("manifest-{verb}-{c}")
+                    };
+                    let s = r.scenario(&id)?;
+                    if latency {
+                        s.p99(server)
+                    } else {
+                        s.rate(server)
+                    }
+                })
+                .collect();
+            if values.iter().any(Option::is_some) {
+                series.push((server.to_string(), values));
+            }
+        }
+        let labels: Vec<String> = connections.iter().map(|c| c.to_string()).collect();
+        std::fs::write(
+            plots.join(file),
+            svg::line_chart(title, "connections", &labels, &series),
+        )?;
+        writeln!(md, "![{title}](benchmarks/{file})\n")?;
+    }
+    let mut bars = Vec::new();
+    for s in r.scenarios.iter().filter(|s| !s.id.starts_with("hello")) {
+        if let (Some(b), Some(d)) = (s.rate(BERTH), s.rate(DISTRIBUTION)) {
+            bars.push((s.id.clone(), b / d.max(1e-9)));
+        }
+    }
+    std::fs::write(
+        plots.join("ratios.svg"),
+        svg::ratio_bars("berth / distribution, per scenario (1 = equal)", &bars),
+    )?;
+    writeln!(
+        md,
+        "![berth / distribution per scenario](benchmarks/ratios.svg)\n"
+    )?;
+    writeln!(md, "The raw samples are in `benchmarks/results.json`.")?;
+    std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r)?)?;
+    std::fs::write(out, md)?;
+    Ok(())
+}
