@@ -186,6 +186,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    if loaded.settings.auth.open_registry {
+        tracing::warn!("AUTHENTICATION_TYPE is None: every client may push, pull and delete in every repository without logging in");
+    }
     let database = berth::database_uri(&args.data_dir, &loaded.settings)?;
     let mut state = berth::open(&args.data_dir, &loaded.settings).await?;
     state.shutdown_grace = std::time::Duration::from_secs(args.shutdown_timeout);

@@ -36,6 +36,10 @@ pub struct AuthSettings {
     pub login_failures_per_minute: u32,
     /// `CREATE_PRIVATE_REPO_ON_PUSH`: repositories created by a push are private.
     pub create_private_repo_on_push: bool,
+    /// `AUTHENTICATION_TYPE: None`: no authentication on /v2, every client may push, pull and
+    /// delete everywhere (like distribution without auth). For trusted networks and benchmarks;
+    /// the dashboard and management API still need an account.
+    pub open_registry: bool,
 }
 
 impl Default for AuthSettings {
@@ -45,6 +49,7 @@ impl Default for AuthSettings {
             token_lifetime_secs: 3600,
             login_failures_per_minute: 10,
             create_private_repo_on_push: true,
+            open_registry: false,
         }
     }
 }
@@ -365,6 +370,9 @@ impl Auth {
         repo: &RepoName,
         wanted: Actions,
     ) -> Result<Result<(), Denial>, MetadataError> {
+        if self.settings().open_registry {
+            return Ok(Ok(()));
+        }
         match credential {
             Credential::Anonymous => Ok(if self.live_actions(None, repo).await?.covers(wanted) {
                 Ok(())
@@ -554,6 +562,21 @@ impl Auth {
                 .await?;
         }
         Ok(PushTarget::Created)
+    }
+}
+
+impl Auth {
+    /// On an open registry (`AUTHENTICATION_TYPE: None`), creates the repository a push names,
+    /// public, since every client may read it anyway.
+    pub async fn create_on_open_push(&self, repo: &RepoName) -> Result<PushTarget, MetadataError> {
+        if self.accounts.repository_info(repo).await?.is_some() {
+            return Ok(PushTarget::Existing);
+        }
+        match self.accounts.create_repository(repo, true, "").await {
+            Ok(()) => Ok(PushTarget::Created),
+            Err(MetadataError::Conflict) => Ok(PushTarget::Existing),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -197,6 +197,7 @@ const KNOWN_KEYS: &[&str] = &[
     "TOKEN_LIFETIME_SECONDS",
     "LOGIN_FAILURES_PER_MINUTE",
     "CREATE_PRIVATE_REPO_ON_PUSH",
+    "AUTHENTICATION_TYPE",
     "SERVER_HOSTNAME",
     "PREFERRED_URL_SCHEME",
     "FEATURE_USER_CREATION",
@@ -256,6 +257,16 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(b) = boolean(&map, "CREATE_PRIVATE_REPO_ON_PUSH")? {
         settings.auth.create_private_repo_on_push = b;
     }
+    settings.auth.open_registry = match string(&map, "AUTHENTICATION_TYPE")?.as_deref() {
+        None | Some("Database") => false,
+        Some("None") => true,
+        Some(_) => {
+            return Err(ConfigError::WrongType {
+                key: "AUTHENTICATION_TYPE".into(),
+                expected: "Database or None",
+            })
+        }
+    };
     if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
         settings.user_creation = b;
     }

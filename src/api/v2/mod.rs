@@ -196,7 +196,10 @@ async fn authorize(
     mount_source: Option<&RepoName>,
 ) -> Result<bool, ApiError> {
     let Some((repo, wanted)) = endpoint.repository_access(method) else {
-        if *endpoint == Endpoint::Base && matches!(credential, Credential::Anonymous) {
+        if *endpoint == Endpoint::Base
+            && matches!(credential, Credential::Anonymous)
+            && !state.auth.settings().open_registry
+        {
             return Err(
                 ApiError::new(ErrorCode::Unauthorized, "authentication required")
                     .with_header("www-authenticate", origin.bearer_challenge(None, None)),
@@ -211,19 +214,10 @@ async fn authorize(
         .map_err(ApiError::internal)?
     {
         Ok(()) => match (wanted.push, credential.identity()) {
-            (true, Some(identity)) => match state
-                .auth
-                .create_on_push(identity, repo)
-                .await
-                .map_err(ApiError::internal)?
-            {
-                PushTarget::Existing => Ok(false),
-                PushTarget::Created => Ok(true),
-                PushTarget::Denied => Err(ApiError::new(
-                    ErrorCode::Denied,
-                    "requested access to the resource is denied",
-                )),
-            },
+            (true, Some(identity)) => push_target(state.auth.create_on_push(identity, repo).await),
+            (true, None) if state.auth.settings().open_registry => {
+                push_target(state.auth.create_on_open_push(repo).await)
+            }
             _ => Ok(false),
         },
         Err(Denial::Unauthorized { insufficient_scope }) => {
@@ -244,6 +238,20 @@ async fn authorize(
                 .with_header("www-authenticate", origin.bearer_challenge(Some(&scope), error)))
         }
         Err(Denial::Forbidden) => Err(ApiError::new(
+            ErrorCode::Denied,
+            "requested access to the resource is denied",
+        )),
+    }
+}
+
+/// Whether a push may go on, and whether it created its repository.
+fn push_target(
+    target: Result<PushTarget, crate::metadata::MetadataError>,
+) -> Result<bool, ApiError> {
+    match target.map_err(ApiError::internal)? {
+        PushTarget::Existing => Ok(false),
+        PushTarget::Created => Ok(true),
+        PushTarget::Denied => Err(ApiError::new(
             ErrorCode::Denied,
             "requested access to the resource is denied",
         )),
