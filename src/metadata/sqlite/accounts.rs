@@ -242,6 +242,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+        let _invalidate = self.cache.invalidate_on_exit(None);
         let mut tx = self.begin().await?;
         // A namespace's repositories go with it, so nobody who later takes the name inherits
         // them. Compared by prefix, not LIKE, since names may contain `_`.
@@ -574,6 +575,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let _invalidate = self.cache.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
         // Tags and references first: their foreign keys point at manifests of this repository.
         for sql in [
@@ -593,6 +595,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let _invalidate = self.cache.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query(
             "DELETE FROM repositories WHERE name = ?1
                AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)

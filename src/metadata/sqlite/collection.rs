@@ -78,6 +78,7 @@ impl GcStore for SqliteStore {
         history_since: i64,
     ) -> Result<bool, MetadataError> {
         let digest = digest.to_string();
+        let _invalidate = self.cache.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
         let Some(repo_id) = sqlx::query("SELECT id FROM repositories WHERE name = ?1")
             .bind(repo.as_str())

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use super::{
 use crate::storage::UploadId;
 
 mod accounts;
+mod cache;
 mod collection;
 mod integrity;
 
@@ -28,6 +30,8 @@ mod integrity;
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    /// Hot reads; every write below that changes tags, manifests or repositories invalidates it.
+    pub(super) cache: cache::ContentCache,
 }
 
 impl SqliteStore {
@@ -54,7 +58,13 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(SqliteStore { writer, reader })
+        let counter =
+            cache::ChangeCounter::open(&path.with_extension("db-changes")).map_err(backend)?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            cache: cache::ContentCache::with_counter(counter),
+        })
     }
 
     pub(super) async fn begin(
@@ -96,11 +106,18 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        if self.cache.exists(repo.as_str()) {
+            return Ok(true);
+        }
+        let ticket = self.cache.ticket();
         let row = sqlx::query("SELECT 1 FROM repositories WHERE name = ?1")
             .bind(repo.as_str())
             .fetch_optional(&self.reader)
             .await
             .map_err(backend)?;
+        if row.is_some() {
+            self.cache.store_exists(ticket, repo.as_str());
+        }
         Ok(row.is_some())
     }
 
@@ -474,7 +491,9 @@ impl MetadataStore for SqliteStore {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        let committed = tx.commit().await.map_err(backend);
+        self.cache.invalidate(repo.as_str());
+        committed
     }
 
     async fn manifest(
@@ -482,6 +501,18 @@ impl MetadataStore for SqliteStore {
         repo: &RepoName,
         key: ManifestKey<'_>,
     ) -> Result<Option<StoredManifest>, MetadataError> {
+        let digest_text;
+        let lookup = match key {
+            ManifestKey::Tag(tag) => cache::Lookup::Tag(tag.as_str()),
+            ManifestKey::Digest(digest) => {
+                digest_text = digest.to_string();
+                cache::Lookup::Digest(&digest_text)
+            }
+        };
+        if let Some(hit) = self.cache.manifest(repo.as_str(), &lookup) {
+            return Ok(Some(StoredManifest::clone(&hit)));
+        }
+        let ticket = self.cache.ticket();
         let query = match key {
             ManifestKey::Tag(tag) => sqlx::query(
                 "SELECT m.digest, m.media_type, c.content FROM tags t
@@ -502,14 +533,20 @@ impl MetadataStore for SqliteStore {
             .bind(digest.to_string()),
         };
         let row = query.fetch_optional(&self.reader).await.map_err(backend)?;
-        row.map(|r| {
-            Ok(StoredManifest {
-                digest: stored(r.get::<&str, _>(0))?,
-                media_type: r.get(1),
-                content: r.get(2),
+        let found = row
+            .map(|r| {
+                Ok::<_, MetadataError>(StoredManifest {
+                    digest: stored(r.get::<&str, _>(0))?,
+                    media_type: r.get(1),
+                    content: r.get(2),
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let Some(m) = &found {
+            self.cache
+                .store_manifest(ticket, repo.as_str(), &lookup, Arc::new(m.clone()));
+        }
+        Ok(found)
     }
 
     async fn present_manifests(
@@ -543,9 +580,9 @@ impl MetadataStore for SqliteStore {
         .bind(repo.as_str())
         .bind(digest.to_string())
         .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .await;
+        self.cache.invalidate(repo.as_str());
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
@@ -556,9 +593,9 @@ impl MetadataStore for SqliteStore {
         .bind(repo.as_str())
         .bind(tag.as_str())
         .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .await;
+        self.cache.invalidate(repo.as_str());
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn list_tags(
@@ -567,6 +604,33 @@ impl MetadataStore for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Tag>, MetadataError> {
+        let page = |all: &[Tag]| {
+            // SQLite compares text bytewise, as `str` does.
+            let from = after.map_or(0, |a| all.partition_point(|t| t.as_str() <= a));
+            all[from..].iter().take(limit as usize).cloned().collect()
+        };
+        if let Some(all) = self.cache.tags(repo.as_str()) {
+            return Ok(page(&all));
+        }
+        let ticket = self.cache.ticket();
+        let rows = sqlx::query(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = ?1 ORDER BY t.name LIMIT ?2",
+        )
+        .bind(repo.as_str())
+        .bind(cache::MAX_CACHED_TAGS as i64 + 1)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        if rows.len() <= cache::MAX_CACHED_TAGS {
+            let all = rows
+                .iter()
+                .map(|r| stored(r.get::<&str, _>(0)))
+                .collect::<Result<Vec<Tag>, _>>()?;
+            let answer = page(&all);
+            self.cache.store_tags(ticket, repo.as_str(), Arc::new(all));
+            return Ok(answer);
+        }
         let rows = sqlx::query(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = ?1 AND t.name > ?2 ORDER BY t.name LIMIT ?3",
@@ -710,9 +774,9 @@ impl MetadataStore for SqliteStore {
         .bind(digest.to_string())
         .bind(now_millis())
         .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .await;
+        self.cache.invalidate(repo.as_str());
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn tag_history(
