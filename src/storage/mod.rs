@@ -4,6 +4,7 @@
 //! blob is metadata. The trait is implemented by the embedded filesystem backend
 //! ([`fs::FsBlobStore`]) and by an S3 bucket shared between replicas ([`s3::S3BlobStore`]).
 
+mod direct;
 pub mod fs;
 mod layout;
 pub mod s3;
