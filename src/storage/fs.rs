@@ -30,7 +30,7 @@ const READ_CHUNK: usize = 512 * 1024;
 
 /// How many received body chunks may queue for the writer thread. Bounded, so a slow disk
 /// pushes back on the client instead of buffering the body in memory.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 
 /// While an upload is written, the kernel is asked to start writing back every this many
 /// bytes, so the closing `fdatasync` finds little left to do and disk and network overlap.
@@ -55,6 +55,22 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, from, len);
+}
+
+/// Tells the kernel a blob is read front to back, so it reads ahead further: large blobs are
+/// written past the page cache and their first pull comes from the disk.
+fn read_ahead(file: &tokio::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the duration of the call, which only passes it
+        // and plain integers to the kernel.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Blob store on a local filesystem.
@@ -183,6 +199,7 @@ impl BlobStore for FsBlobStore {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError> {
         let mut file = tokio::fs::File::open(blob_path(&self.root, digest)).await?;
+        read_ahead(&file);
         let stream = match range {
             None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
             Some(r) => {
