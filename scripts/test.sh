@@ -4,7 +4,8 @@
 #   2. runs lint, unit and integration tests (cargo): once on the embedded SQLite + files, once
 #      on PostgreSQL + Garage (S3), both servers started here (scripts/postgres.sh, garage.sh),
 #      and the reliability harness's short modes on both (berth-torture: kill -9 crash cycles,
-#      a 200-client soak),
+#      a 200-client soak), and the benchmark harness's quick mode against CNCF distribution
+#      (Debian's docker-registry, installed here if missing),
 #   3. builds the release binary, starts berth on a free loopback port and drives it with the
 #      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
 #   4. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own berth,
@@ -48,6 +49,17 @@ step "reliability on SQLite + files: crash cycles and a soak (short modes of ber
 # The long runs (200 cycles, 10 minutes) are in the README's reliability section.
 ./target/release/berth-torture crash --cycles "${CRASH_CYCLES:-10}"
 ./target/release/berth-torture soak --duration "${SOAK_DURATION:-30s}" --clients 200
+
+step "benchmark harness, quick mode: berth, berth+auth and CNCF distribution side by side"
+# Checks that every scenario runs without errors, not speed; the full run writes BENCHMARKS.md
+# (see the README's Performance section).
+if ! command -v docker-registry >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null; }
+fi
+BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
+./target/release/berth-bench compare --quick --repeats 1 --out "$BENCH_DIR/BENCHMARKS.md" --work-dir "$BENCH_DIR/work"
+rm -rf "$BENCH_DIR"
 
 step "integration tests on PostgreSQL + Garage (S3)"
 # The scale-out backend pair: every test server gets its own PostgreSQL database and its own

@@ -231,6 +231,16 @@ async fn compare(
     }
     std::fs::create_dir_all(work)?;
 
+    let need = scenarios::disk_needed(scale, repeats, 3);
+    let free = machine::free_bytes(work).unwrap_or(u64::MAX);
+    if free < need {
+        bail!(
+            "{} has {} GiB free; this run stores about {} GiB (fewer --repeats, --quick or --only need less)",
+            work.display(),
+            free >> 30,
+            need >> 30
+        );
+    }
     eprintln!("measuring the machine (SHA-256 on one core, durable disk writes)");
     let machine = machine::describe(work, scale.quick);
     eprintln!(

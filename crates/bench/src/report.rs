@@ -226,7 +226,7 @@ fn checks(r: &Results) -> Vec<Check> {
         let bound = r.machine.sha256_mib_s.min(r.machine.disk_write_mib_s);
         out.push(Check {
             target: format!(
-                "{}: ≥ 75% of min(SHA-256 {:.0}, durable disk write {:.0}) = {:.0} MiB/s",
+                "{}: ≥ 75% of min(SHA-256 {:.0}, best durable disk write {:.0}) = {:.0} MiB/s",
                 s.title,
                 r.machine.sha256_mib_s,
                 r.machine.disk_write_mib_s,
@@ -306,8 +306,13 @@ pub fn write(r: &Results, out: &Path) -> anyhow::Result<()> {
     writeln!(md, "| SHA-256, one core | {:.0} MiB/s |", m.sha256_mib_s)?;
     writeln!(
         md,
-        "| Durable disk write (1 MiB writes, then fdatasync) | {:.0} MiB/s |",
-        m.disk_write_mib_s
+        "| Durable disk write, buffered (1 MiB writes, then fdatasync) | {:.0} MiB/s |",
+        m.disk_buffered_mib_s
+    )?;
+    writeln!(
+        md,
+        "| Durable disk write, O_DIRECT (4 MiB writes, then fdatasync) | {:.0} MiB/s |",
+        m.disk_direct_mib_s
     )?;
     for (name, v) in &r.versions {
         writeln!(md, "| {name} | {v} |")?;

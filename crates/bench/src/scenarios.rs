@@ -194,6 +194,23 @@ pub fn hello_scenarios() -> Vec<Scenario> {
         .collect()
 }
 
+/// About how many bytes a run stores on `servers` registries (nothing is deleted during a run:
+/// distribution never frees bytes without its offline garbage collection).
+pub fn disk_needed(scale: Scale, repeats: usize, servers: u64) -> u64 {
+    let fixture = MIB + 10 * MIB + 100 * MIB + scale.large();
+    let per_repeat: u64 = all(scale)
+        .iter()
+        .map(|s| match (s.kind, s.amount(scale)) {
+            (Kind::PushBlob { size, .. } | Kind::PushChunked { size, .. }, Amount::Count(n)) => size * n,
+            (Kind::SmallImages { .. }, Amount::Count(n)) => n * (3 * SMALL_LAYER + 4096),
+            (Kind::Mix { .. }, _) => 2_000 * (3 * SMALL_LAYER + 4096),
+            _ => 0,
+        })
+        .sum();
+    // Uploads in progress and metadata on top.
+    (fixture + per_repeat * repeats as u64) * servers * 11 / 10 + (1 << 30)
+}
+
 /// Layer size of the small images.
 const SMALL_LAYER: u64 = 32 * 1024;
 const MANIFEST_REPO: &str = "bench/manifest";
