@@ -132,8 +132,12 @@ fn main() -> anyhow::Result<()> {
     // most of berth's resident memory. Two arenas are plenty for a server this size.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: called first thing, before any other thread exists; mallopt only sets a tunable.
+    // Allocations of 4 MiB and more (a password check's 19 MiB, the direct-write buffers) are
+    // mapped and unmapped each time instead of staying in the heap once freed: glibc's moving
+    // threshold otherwise let concurrent logins grow the heap to hundreds of MiB.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

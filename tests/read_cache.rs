@@ -217,9 +217,9 @@ fn authentication_type_is_database_or_none() {
             .auth
             .open_registry
     );
-    let err = berth::config::parse("AUTHENTICATION_TYPE: LDAP\n")
-        .err()
-        .expect("LDAP is not supported")
-        .to_string();
+    let Err(err) = berth::config::parse("AUTHENTICATION_TYPE: LDAP\n") else {
+        panic!("LDAP is not supported");
+    };
+    let err = err.to_string();
     assert!(err.contains("AUTHENTICATION_TYPE"), "{err}");
 }

@@ -113,7 +113,7 @@ impl UploadWriter {
             let head = head.min(data.len());
             self.write_buffered(&data[..head])?;
             data = &data[head..];
-            if self.len % ALIGN as u64 == 0 {
+            if self.len.is_multiple_of(ALIGN as u64) {
                 match open_direct(path) {
                     Ok(file) => {
                         let memory = vec![0u8; BUFFER + ALIGN];
