@@ -201,7 +201,9 @@ pub fn disk_needed(scale: Scale, repeats: usize, servers: u64) -> u64 {
     let per_repeat: u64 = all(scale)
         .iter()
         .map(|s| match (s.kind, s.amount(scale)) {
-            (Kind::PushBlob { size, .. } | Kind::PushChunked { size, .. }, Amount::Count(n)) => size * n,
+            (Kind::PushBlob { size, .. } | Kind::PushChunked { size, .. }, Amount::Count(n)) => {
+                size * n
+            }
             (Kind::SmallImages { .. }, Amount::Count(n)) => n * (3 * SMALL_LAYER + 4096),
             (Kind::Mix { .. }, _) => 2_000 * (3 * SMALL_LAYER + 4096),
             _ => 0,
