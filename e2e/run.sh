@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end browser tests of berth's web dashboard, in Debian's headless Chromium driven by
-# playwright-core from Node's test runner. From the repository root, after a release build:
-#   bash e2e/run.sh
+# playwright-core from Node's test runner. From the repository root, after a build:
+#   bash e2e/run.sh            (or `bash e2e/run.sh install`: only install what it needs)
 # It installs only what is missing (Chromium and fonts from apt, e2e/node_modules with npm ci,
 # the clientlab's clients), starts its own berth ($ROOT/target/release/berth) on a free
 # loopback port with a fresh data directory, creates the accounts, seeds content with real
@@ -22,7 +22,6 @@ SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 say() { echo "[e2e] $*"; }
 die() { echo "[e2e] $*" >&2; echo "e2e: 0 passed, 1 failed"; exit 1; }
 
-[ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN (build it: cargo build --release --locked)"
 [ -d "$CLIENTLAB" ] || die "clientlab not found at $CLIENTLAB (set CLIENTLAB=...)"
 CLIENTLAB=$(cd "$CLIENTLAB" && pwd)
 
@@ -50,6 +49,11 @@ fi
 if ! command -v skopeo >/dev/null || ! "$CLIENTLAB_VENV/bin/python" -c 'import oras, helm_python, cryptography, requests' 2>/dev/null; then
   bash "$CLIENTLAB/install.sh"
 fi
+if [ "${1:-}" = install ]; then
+  say "installed"
+  exit 0
+fi
+[ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN (build it: cargo build --locked)"
 say "$(/usr/bin/chromium --version 2>/dev/null | head -1), node $(node --version), playwright-core $(node -p 'require("'"$E2E_DIR"'/node_modules/playwright-core/package.json").version')"
 
 # --- berth on a fresh data directory -------------------------------------------------------

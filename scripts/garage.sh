@@ -13,6 +13,7 @@
 #
 #   bash scripts/garage.sh start     # then: set -a; . /tmp/berth-garage/env; set +a
 #   bash scripts/garage.sh stop
+#   bash scripts/garage.sh install   # only builds Garage when it is missing
 #
 # Garage is installed with `cargo install garage` when it is neither on PATH nor in
 # ~/.cargo/bin (about ten minutes on two cores, with a lean feature set and build profile).
@@ -205,10 +206,11 @@ stop() {
 }
 
 case "${1:-}" in
+    install) [ -n "$(find_garage)" ] || install_garage ;;
     start) start ;;
     stop) stop ;;
     *)
-        echo "usage: [GARAGE_NODES=1|3] $0 start|stop" >&2
+        echo "usage: [GARAGE_NODES=1|3] $0 install|start|stop" >&2
         exit 2
         ;;
 esac

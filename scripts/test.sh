@@ -1,76 +1,115 @@
 #!/usr/bin/env bash
 # The one command that runs every berth test on a fresh machine:
-#   1. installs what the tests need (Rust components, the clientlab's real clients),
-#   2. runs lint, unit and integration tests (cargo): once on the embedded SQLite + files, once
-#      on PostgreSQL + Garage (S3), both servers started here (scripts/postgres.sh, garage.sh),
-#      and the reliability harness's short modes on both (berth-torture: kill -9 crash cycles,
-#      a 200-client soak), and the benchmark harness's quick mode against CNCF distribution
-#      (Debian's docker-registry, installed here if missing),
-#   3. builds the release binary, starts berth on a free loopback port and drives it with the
-#      real clients of ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
-#   4. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own berth,
-#      seeded with the real clients).
+#   1. installs what the tests need, only what is missing (Rust components; in the background
+#      while the code builds: the clientlab's real clients, PostgreSQL, CNCF distribution,
+#      Chromium and playwright-core; Garage from crates.io while the first tests run),
+#   2. builds the workspace once (the debug profile, dependencies optimized) and lints it,
+#   3. runs the unit and integration tests with cargo-nextest, once on the embedded SQLite +
+#      files and once on PostgreSQL + Garage (S3), both servers started here
+#      (scripts/postgres.sh, garage.sh), the reliability harness's short modes on both
+#      (berth-torture: kill -9 crash cycles, a 200-client soak), the benchmark harness's quick
+#      mode against CNCF distribution, and the scale-out tests on a three-node Garage,
+#   4. starts berth on a free loopback port and drives it with the real clients of
+#      ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
+#   5. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own
+#      berth, seeded with the real clients).
+# The harnesses, the clients and the browser tests use the same build as the tests
+# (target/debug): one compilation serves the whole run.
 # Prints "N passed, N failed" lines for the clientlab flows, the browser tests and in total;
-# exits non-zero on failure.
+# exits non-zero on failure. Each step's heading shows the time since the start.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CLIENTLAB=${CLIENTLAB:-$ROOT/../shared/clientlab}
 FLOWS=${FLOWS:-"a b c d e f g"}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+BIN=$ROOT/target/debug
+export BERTH_BIN=${BERTH_BIN:-$BIN/berth}
+LOGS=$(mktemp -d /tmp/berth-ci.XXXXXX)
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # STAGES=clients runs only the real-client part and the browser tests against an existing
-# release build, STAGES=e2e only the browser tests (for iterating on them); everything else runs
-# by default.
+# build, STAGES=e2e only the browser tests (for iterating on them); everything else runs by
+# default.
 STAGES=${STAGES:-all}
 case $STAGES in
   all|clients|e2e) ;;
   *) echo "STAGES must be all, clients or e2e (got '$STAGES')" >&2; exit 2 ;;
 esac
+[ -d "$CLIENTLAB" ] || { echo "clientlab not found at $CLIENTLAB (set CLIENTLAB=...)" >&2; exit 1; }
+
+# What the later steps need from apt, PyPI and npm: network-bound, so it runs while the code
+# compiles. apt takes one lock, so these run one after another.
+install_prerequisites() {
+  set -e
+  bash "$CLIENTLAB/install.sh"
+  local pkgs=()
+  command -v docker-registry >/dev/null || pkgs+=(docker-registry)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
+  fi
+  CLIENTLAB=$CLIENTLAB bash "$ROOT/e2e/run.sh" install
+}
+install_prerequisites >"$LOGS/install.log" 2>&1 &
+INSTALL_PID=$!
+installed=
+wait_for_prerequisites() {
+  [ -z "$installed" ] || return 0
+  if ! wait "$INSTALL_PID"; then
+    cat "$LOGS/install.log"; echo "installing the test prerequisites failed" >&2; exit 1
+  fi
+  installed=yes
+}
+
 passed=0; failed=0; failed_names=()
 if [ "$STAGES" = all ]; then
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 cargo --version
+cargo nextest --version | head -1
 
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit and integration tests"
-cargo test --locked --workspace --all-targets
+step "build: the workspace, its tests and its binaries, once"
+cargo build --locked --workspace --all-targets
 
-step "release build"
-cargo build --release --locked --workspace
+step "unit and integration tests on SQLite + files"
+# Garage (for the PostgreSQL + S3 pass) builds from crates.io on a new machine; the tests are
+# mostly waiting on I/O, so it builds beside them at a lower priority.
+nice -n 10 bash scripts/garage.sh install >"$LOGS/garage-install.log" 2>&1 &
+GARAGE_INSTALL_PID=$!
+cargo nextest run --locked --workspace --all-targets --profile ci
 
 step "reliability on SQLite + files: crash cycles and a soak (short modes of berth-torture)"
 # The long runs (200 cycles, 10 minutes) are in the README's reliability section.
-./target/release/berth-torture crash --cycles "${CRASH_CYCLES:-10}"
-./target/release/berth-torture soak --duration "${SOAK_DURATION:-30s}" --clients 200
+"$BIN/berth-torture" crash --cycles "${CRASH_CYCLES:-10}"
+"$BIN/berth-torture" soak --duration "${SOAK_DURATION:-30s}" --clients 200
 
 step "benchmark harness, quick mode: berth, berth+auth and CNCF distribution side by side"
-# Checks that every scenario runs without errors, not speed; the full run writes BENCHMARKS.md
-# (see the README's Performance section).
-if ! command -v docker-registry >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null; }
-fi
+# Checks that every scenario runs without errors, not speed (and this is not an optimized
+# build); the full run writes BENCHMARKS.md (see the README's Performance section).
+wait_for_prerequisites
 BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
-./target/release/berth-bench compare --quick --repeats 1 --out "$BENCH_DIR/BENCHMARKS.md" --work-dir "$BENCH_DIR/work"
+"$BIN/berth-bench" compare --quick --repeats 1 --out "$BENCH_DIR/BENCHMARKS.md" --work-dir "$BENCH_DIR/work"
 rm -rf "$BENCH_DIR"
 
 step "integration tests on PostgreSQL + Garage (S3)"
 # The scale-out backend pair: every test server gets its own PostgreSQL database and its own
-# prefix in one Garage bucket. Garage is built from crates.io the first time (about ten minutes).
+# prefix in one Garage bucket.
+if ! wait "$GARAGE_INSTALL_PID"; then
+  cat "$LOGS/garage-install.log"; echo "installing Garage failed" >&2; exit 1
+fi
 export BERTH_PG_STATE=/tmp/berth-postgres.$$ BERTH_GARAGE_STATE=/tmp/berth-garage.$$
 trap 'bash scripts/postgres.sh stop; bash scripts/garage.sh stop' EXIT
 PG_URI=$(bash scripts/postgres.sh start)
 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
-BERTH_TEST_DB_URI=$PG_URI cargo test --locked --tests
-
+BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --tests --profile ci
 step "reliability on PostgreSQL + Garage: crash cycles"
 TORTURE_DIR=$(mktemp -d /tmp/berth-torture.XXXXXX)
 psql "$PG_URI" -qc "CREATE DATABASE torture"
@@ -88,14 +127,14 @@ DISTRIBUTED_STORAGE_CONFIG:
 DISTRIBUTED_STORAGE_PREFERENCE: [default]
 FEATURE_PROXY_STORAGE: true
 YAML
-./target/release/berth-torture crash --cycles "${CRASH_CYCLES_S3:-5}" --config "$TORTURE_DIR/config.yaml" --work-dir "$TORTURE_DIR/work"
+"$BIN/berth-torture" crash --cycles "${CRASH_CYCLES_S3:-5}" --config "$TORTURE_DIR/config.yaml" --work-dir "$TORTURE_DIR/work"
 rm -rf "$TORTURE_DIR"
 bash scripts/garage.sh stop
 
 step "scale-out: replicas, GC races and the storage contract on a three-node Garage (replication factor 3)"
 GARAGE_NODES=3 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
-BERTH_TEST_DB_URI=$PG_URI cargo test --locked --test replicas --test gc_race --test s3_storage --test storage_conformance
+BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --profile ci --test replicas --test gc_race --test s3_storage --test storage_conformance
 unset BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET BERTH_TEST_S3_ACCESS_KEY BERTH_TEST_S3_SECRET_KEY BERTH_TEST_S3_REGION
 bash scripts/postgres.sh stop
 bash scripts/garage.sh stop
@@ -105,11 +144,7 @@ fi
 
 if [ "$STAGES" != e2e ]; then
 step "real clients (clientlab)"
-if [ ! -d "$CLIENTLAB" ]; then
-  echo "clientlab not found at $CLIENTLAB (set CLIENTLAB=...)" >&2
-  exit 1
-fi
-bash "$CLIENTLAB/install.sh"
+wait_for_prerequisites
 
 WORK=$(mktemp -d /tmp/berth-test.XXXXXX)
 BERTH_PID=
@@ -122,7 +157,7 @@ trap cleanup EXIT
 # Starts berth on an ephemeral port and sets BERTH_ADDR from its ready line.
 start_berth() {
   local log=$WORK/berth.log
-  NO_COLOR=1 BERTH_LOG=info ./target/release/berth serve --listen 127.0.0.1:0 --data-dir "$WORK/data" "$@" >"$log" 2>&1 &
+  NO_COLOR=1 BERTH_LOG=info "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" "$@" >"$log" 2>&1 &
   BERTH_PID=$!
   for _ in $(seq 1 600); do
     if grep -q 'berth ready on' "$log"; then
@@ -233,6 +268,7 @@ kill "$BERTH_PID" 2>/dev/null || true; wait "$BERTH_PID" 2>/dev/null || true; BE
 fi
 
 step "dashboard end-to-end (Chromium)"
+wait_for_prerequisites
 E2E_LOG=$(mktemp /tmp/berth-e2e-log.XXXXXX)
 set +e
 CLIENTLAB=$CLIENTLAB bash "$ROOT/e2e/run.sh" 2>&1 | tee "$E2E_LOG"
@@ -244,5 +280,6 @@ e2e_passed=$(echo "$e2e_counts" | sed -nE 's/^e2e: ([0-9]+) passed.*/\1/p')
 e2e_failed=$(echo "$e2e_counts" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
 [ "$e2e_rc" -eq 0 ] || [ "${e2e_failed:-0}" -gt 0 ] || e2e_failed=1
 
+rm -rf "$LOGS"
 echo "total: $((passed + ${e2e_passed:-0})) passed, $((failed + ${e2e_failed:-0})) failed"
 [ "$failed" -eq 0 ] && [ "$e2e_rc" -eq 0 ]
