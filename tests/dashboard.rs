@@ -884,3 +884,137 @@ async fn assets_are_served_by_berth_and_cached() {
         "/repository/"
     );
 }
+
+/// `next` values as an attacker writes them in a link (percent-encoded as in the query).
+const HOSTILE_NEXT_QUERIES: &[&str] = &[
+    "/%09/evil.example",
+    "/%0A/evil.example",
+    "/%0D/evil.example",
+    "/%0D%0ASet-Cookie:%20x=1",
+    "/%01",
+    "/%00",
+    "/%7F",
+    "//evil.example",
+    "/%2F/evil.example",
+    "/%2F%2Fevil.example",
+    "%2F%2Fevil.example",
+    "/%5Cevil.example",
+    "/%5C%5Cevil.example",
+    "%5C%5Cevil.example",
+    "/%255Cevil.example",
+    "/%252F%252Fevil.example",
+    "https://evil.example",
+    "https:evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "%20/evil.example",
+    "/%20/evil.example",
+    "/%C2%A0/evil.example",
+    "/%E2%80%A8/evil.example",
+    "/%E3%80%80/evil.example",
+    "/%E2%80%8B/evil.example",
+    "/%EF%BB%BF/evil.example",
+    "/%FF",
+    "/repository/a/b%09",
+];
+
+/// The same values as a form carries them (decoded).
+fn hostile_next_values() -> Vec<String> {
+    HOSTILE_NEXT_QUERIES
+        .iter()
+        .map(|q| {
+            form_urlencoded::parse(format!("next={q}").as_bytes())
+                .next()
+                .expect("pair")
+                .1
+                .into_owned()
+        })
+        .chain(["/\\evil.example".into(), "/a\\b".into(), "\\\\evil".into()])
+        .collect()
+}
+
+/// A `Location` that stays on this site: a path, not `//host` or `/\host`, and nothing a
+/// browser would strip or reinterpret.
+fn assert_same_site(location: Option<&str>, context: &str) {
+    let location = location.unwrap_or_else(|| panic!("{context}: no Location"));
+    assert!(
+        location.starts_with('/')
+            && !location.starts_with("//")
+            && !location.starts_with("/\\")
+            && location.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'),
+        "{context}: Location {location:?}"
+    );
+    assert_eq!(location, "/", "{context}: a refused target goes home");
+}
+
+#[tokio::test]
+async fn sign_in_never_redirects_off_site() {
+    let s = TestServer::start().await;
+    let mut signed_in = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    for q in HOSTILE_NEXT_QUERIES {
+        let p = signed_in.get(&format!("/signin?next={q}")).await;
+        assert_eq!(p.status, 303, "GET /signin?next={q}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("GET /signin?next={q}"));
+    }
+    let mut anonymous = Browser::new(&s.base);
+    for q in HOSTILE_NEXT_QUERIES {
+        let p = anonymous.get(&format!("/signin?next={q}")).await;
+        assert_eq!(p.status, 200, "anonymous GET /signin?next={q}");
+        assert!(
+            p.has("name=\"next\" value=\"/\""),
+            "the form carries / for {q}"
+        );
+    }
+    for next in hostile_next_values() {
+        // Signed in already, the form only redirects.
+        let p = signed_in.post("/signin", &[("next", &next)]).await;
+        assert_eq!(p.status, 303, "POST /signin next={next:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("POST next={next:?}"));
+    }
+    // Signing in for real goes through the same check.
+    for next in [
+        "/\t/evil.example",
+        "/\u{1}",
+        "/%5Cevil.example",
+        "/\u{3000}/x",
+    ] {
+        let mut b = Browser::new(&s.base);
+        let p = b
+            .submit(
+                "/signin",
+                "/signin",
+                &[
+                    ("username", ADMIN_USER),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(p.status, 303, "sign in with next={next:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("sign in, next={next:?}"));
+    }
+    // A same-site path survives, query and all.
+    let p = signed_in
+        .get("/signin?next=%2Frepository%2Fadmin%2Fx%3Ftab%3Dtags%26filter%3Dv1")
+        .await;
+    assert_eq!(
+        p.location.as_deref(),
+        Some("/repository/admin/x?tab=tags&filter=v1")
+    );
+    // Other redirect targets from the client get the same treatment: a delete form's `back`.
+    push_image(&s.client, &s.base, "admin/x", "v1", b"x").await;
+    for back in [
+        "/repository/admin/x?\u{1}",
+        "/repository/admin/x?tab=tags\r\nX: y",
+    ] {
+        let p = signed_in
+            .submit(
+                "/repository/admin/x?tab=tags",
+                "/repository/admin/x",
+                &[("action", "delete-tag"), ("tag", "nope"), ("back", back)],
+            )
+            .await;
+        assert_eq!(p.status, 303, "back={back:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("back={back:?}"));
+    }
+}

@@ -11,6 +11,7 @@ mod kinds;
 mod layout;
 mod manifest;
 mod namespace;
+mod redirect;
 mod repositories;
 mod repository;
 mod session;
@@ -139,9 +140,11 @@ pub(crate) fn html_response(viewer: &Viewer, markup: maud::Markup) -> Response {
     response
 }
 
-/// A 303 to `location`, carrying the visitor's cookies (session, flash).
+/// A 303 to `location`, carrying the visitor's cookies (session, flash). A location that is
+/// not a path on this site (it may come from the client) sends the visitor home instead.
 pub(crate) fn see_other(viewer: &Viewer, location: &str) -> Response {
-    let mut response = Redirect::to(location).into_response();
+    let location = redirect::local_path_or_home(Some(location));
+    let mut response = Redirect::to(&location).into_response();
     for cookie in &viewer.set_cookies {
         if let Ok(v) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
