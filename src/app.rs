@@ -30,6 +30,8 @@ pub struct AppState {
     pub tls: bool,
     /// How long in-flight requests may run after a shutdown signal before berth exits anyway.
     pub shutdown_grace: std::time::Duration,
+    /// Turns for building heavy dashboard pages (`DASHBOARD_MAX_CONCURRENT_RENDERS`).
+    pub renders: Arc<crate::ui::RenderGate>,
 }
 
 impl AppState {
@@ -44,6 +46,9 @@ impl AppState {
             registry,
             auth,
             gc,
+            renders: Arc::new(crate::ui::RenderGate::new(
+                settings.dashboard_max_concurrent_renders,
+            )),
             settings: Arc::new(RwLock::new(Arc::new(settings))),
             tls: false,
             shutdown_grace: crate::SHUTDOWN_GRACE,
@@ -72,6 +77,8 @@ impl AppState {
         }
         self.registry.apply_settings(&settings);
         self.auth.apply_settings(settings.auth.clone());
+        self.renders
+            .set_limit(settings.dashboard_max_concurrent_renders);
         *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);
     }
 }

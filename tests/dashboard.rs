@@ -495,7 +495,14 @@ async fn tags_page_tells_each_kind_apart() {
         m.has("class=\"layer\"") && m.has("class=\"referrer\" data-kind=\"signature\""),
         "signature listed as a referrer"
     );
-    assert!(m.has("class=\"raw-manifest\"") && m.has("&quot;schemaVersion&quot;: 2"));
+    // The raw view is the stored bytes, not a re-serialisation.
+    let stored = s
+        .get(&format!("/v2/userorg/showcase/manifests/{image}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(raw_view(&m), stored);
     let chart_digest = c
         .split("data-copy=\"")
         .nth(1)
@@ -883,4 +890,487 @@ async fn assets_are_served_by_berth_and_cached() {
         reqwest::get(s.url("/")).await.unwrap().url().path(),
         "/repository/"
     );
+}
+
+/// Layers in the manifest of the memory-amplification report.
+const HUGE_LAYERS: usize = 25_000;
+/// Top-level annotations of that manifest (more than one page of them).
+const HUGE_ANNOTATIONS: usize = 150;
+/// A value no page may show unescaped.
+const MARKUP: &str = "</pre><script>alert(1)</script>";
+
+/// Pushes a public-sized (3.9 MB) manifest of [`HUGE_LAYERS`] layers, all the same small blob,
+/// written as no serializer would (CRLF line ends, spaces around colons, `annotations` and
+/// `layers` before `config`, an annotation with markup) so that a page which re-serialises it,
+/// or forgets to escape it, shows. Returns its digest and its exact text.
+async fn push_huge_manifest(client: &reqwest::Client, base: &str, repo: &str) -> (String, String) {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = push_blob(client, base, repo, config).await;
+    let layer_digest = push_blob(client, base, repo, b"layer").await;
+    let mut text = String::from("{ \"schemaVersion\" : 2,\r\n\"annotations\" : {");
+    text.push_str(&format!("\"markup\" : \"{}\"", MARKUP.replace('"', "\\\"")));
+    for i in 1..HUGE_ANNOTATIONS {
+        text.push_str(&format!(
+            ",\r\n   \"org.example.note.{i:03}\" : \"note {i}\""
+        ));
+    }
+    text.push_str(" },\r\n\"layers\" : [");
+    for i in 0..HUGE_LAYERS {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!(
+            "\r\n {{ \"size\" : 5, \"digest\" : \"{layer_digest}\", \"mediaType\" : \"application/vnd.oci.image.layer.v1.tar+gzip\" }}"
+        ));
+    }
+    text.push_str(&format!(
+        " ],\r\n\"config\" : {{ \"size\" : {}, \"digest\" : \"{config_digest}\", \"mediaType\" : \"application/vnd.oci.image.config.v1+json\" }},\r\n\"mediaType\" : \"application/vnd.oci.image.manifest.v1+json\" }}\r\n",
+        config.len()
+    ));
+    assert!(
+        text.len() > 3_800_000 && text.len() < 4 << 20,
+        "{} bytes",
+        text.len()
+    );
+    let r = put_manifest(
+        client,
+        base,
+        repo,
+        "huge",
+        "application/vnd.oci.image.manifest.v1+json",
+        text.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    (sha256(text.as_bytes()), text)
+}
+
+/// The `<section>` of a page with this id.
+fn section<'a>(page: &'a Page, id: &str) -> &'a str {
+    let start = page
+        .body
+        .find(&format!(" id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no section {id}"));
+    let end = page.body[start..].find("</section>").expect("section end") + start;
+    &page.body[start..end]
+}
+
+/// The text of the page's raw view, as a browser reads it out of the HTML.
+fn raw_view(page: &Page) -> String {
+    let start = page
+        .body
+        .find("<pre class=\"raw-manifest")
+        .expect("a raw view");
+    let open = page.body[start..].find('>').expect("pre tag end") + start + 1;
+    let close = page.body[open..].find("</pre>").expect("pre end") + open;
+    let html = &page.body[open..close];
+    // HTML ignores a newline right after <pre>.
+    let html = html.strip_prefix('\n').unwrap_or(html);
+    html.replace("&#13;", "\r")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_manifest_of_25000_layers_is_paged_and_shown_as_stored() {
+    let s = TestServer::start().await;
+    let repo = "admin/huge";
+    let (digest, stored) = push_huge_manifest(&s.client, &s.base, repo).await;
+    let url = format!("/repository/{repo}/manifest/{digest}");
+    let mut anonymous = Browser::new(&s.base);
+    assert_eq!(
+        anonymous.get(&url).await.status,
+        404,
+        "private until made public"
+    );
+    assert_eq!(anonymous.get(&format!("{url}/raw")).await.status, 404);
+    s.set_visibility(repo, true).await;
+
+    let first = anonymous.get(&url).await;
+    assert_eq!(first.status, 200);
+    println!(
+        "the page of a {} byte manifest is {} bytes",
+        stored.len(),
+        first.body.len()
+    );
+    assert!(
+        first.body.len() < 1 << 20,
+        "the page is {} bytes",
+        first.body.len()
+    );
+    assert!(
+        !first.has("<script>"),
+        "markup from the manifest is escaped"
+    );
+    assert!(first.has("Layers <span class=\"count\">(25000)</span>"));
+    assert_eq!(first.body.matches("<tr class=\"layer\">").count(), 100);
+    assert!(first.has("Showing 1–100 of 25000"));
+    assert!(first.has(&format!("rel=\"next\" href=\"{url}?layers_page=2#layers\"")));
+    assert!(first.has("Annotations <span class=\"count\">(150)</span>"));
+
+    // The raw view is the stored text, as stored, cut at 64 KiB; the whole is a download away.
+    let raw = raw_view(&first);
+    assert_eq!(raw.len(), 64 * 1024);
+    assert!(stored.starts_with(&raw), "the raw view is the stored bytes");
+    assert!(first.has("<pre class=\"raw-manifest truncated\">"));
+    assert!(first.has(&format!("href=\"{url}/raw\"")));
+    let download = reqwest::get(s.url(&format!("{url}/raw"))).await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(download.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(download.headers()["x-content-type-options"], "nosniff");
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert!(
+        download.text().await.unwrap() == stored,
+        "the download is the stored bytes"
+    );
+
+    // Paging: the second and the last page of layers, numbered on, and past the end.
+    let second = anonymous.get(&format!("{url}?layers_page=2")).await;
+    assert_eq!(second.body.matches("<tr class=\"layer\">").count(), 100);
+    assert!(second.has("<td>101</td>") && !second.has("<td>100</td>"));
+    assert!(second.has(&format!("rel=\"prev\" href=\"{url}#layers\"")));
+    // Other lists' links keep this list's page.
+    assert!(second.has(&format!(
+        "href=\"{url}?layers_page=2&amp;annotations_page=2#annotations\""
+    )));
+    let last = anonymous.get(&format!("{url}?layers_page=250")).await;
+    assert_eq!(last.body.matches("<tr class=\"layer\">").count(), 100);
+    assert!(last.has("<td>25000</td>") && !last.has("layers_page=251"));
+    assert!(last.has("Showing 24901–25000 of 25000"));
+    let past = anonymous.get(&format!("{url}?layers_page=9999")).await;
+    assert_eq!(past.status, 200);
+    assert_eq!(past.body.matches("<tr class=\"layer\">").count(), 0);
+    assert!(past.has("Nothing on this page"));
+    let notes = anonymous.get(&format!("{url}?annotations_page=2")).await;
+    let notes = section(&notes, "annotations");
+    assert!(notes.contains("org.example.note.149") && !notes.contains("org.example.note.099"));
+    assert!(notes.contains("Showing 101–150 of 150"));
+}
+
+#[tokio::test]
+async fn small_manifests_show_whole_and_exact() {
+    let s = TestServer::start().await;
+    let repo = "admin/small";
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = push_blob(&s.client, &s.base, repo, config).await;
+    let l = push_blob(&s.client, &s.base, repo, b"small").await;
+    // Key order, spacing and escapes that a re-serialisation would change.
+    let text = format!(
+        "{{\r\n\t\"layers\":[{{\"digest\":\"{l}\",\"size\":5,\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"annotations\":{{\"t\":\"\\u00e9 &amp; <b>\"}}}}],\r\n\t\"schemaVersion\":2,   \"config\":{{\"digest\":\"{c}\",\"size\":{},\"mediaType\":\"application/vnd.oci.image.config.v1+json\"}},\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"}}",
+        config.len()
+    );
+    let r = put_manifest(
+        &s.client,
+        &s.base,
+        repo,
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        text.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let mut b = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let page = b
+        .get(&format!(
+            "/repository/{repo}/manifest/{}",
+            sha256(text.as_bytes())
+        ))
+        .await;
+    assert_eq!(raw_view(&page), text);
+    assert!(page.has("<pre class=\"raw-manifest\">"), "not truncated");
+    assert!(!page.has("class=\"pager"), "one page needs no pager");
+    assert!(
+        page.has("<dd>é &amp;amp; &lt;b&gt;</dd>"),
+        "the annotation, decoded"
+    );
+}
+
+#[tokio::test]
+async fn index_children_and_referrers_are_paged() {
+    let s = TestServer::start().await;
+    let repo = "admin/refs";
+    let image = push_image(&s.client, &s.base, repo, "v1", b"target").await;
+    let image_size = s
+        .get(&format!("/v2/{repo}/manifests/{image}"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    let child = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image,
+                       "size": image_size, "platform": {"os": "linux", "architecture": "amd64"}});
+    let index = put_json_manifest(
+        &s,
+        repo,
+        "index",
+        &json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": vec![child; 150],
+        }),
+    )
+    .await;
+    let empty = push_blob(&s.client, &s.base, repo, b"{}").await;
+    let layer = push_blob(&s.client, &s.base, repo, b"sbom").await;
+    for i in 0..105 {
+        put_json_manifest(&s, repo, &format!("sbom-{i:03}"), &json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/spdx+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "text/spdx+json", "digest": layer, "size": 4}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image, "size": image_size},
+            "annotations": {"n": i.to_string()},
+        }))
+        .await;
+    }
+    let mut b = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let url = format!("/repository/{repo}/manifest/{index}");
+    let children = b.get(&url).await;
+    assert!(children.has("Manifests in this index <span class=\"count\">(150)</span>"));
+    assert_eq!(children.body.matches("<tr class=\"child\">").count(), 100);
+    let rest = b.get(&format!("{url}?manifests_page=2")).await;
+    assert_eq!(rest.body.matches("<tr class=\"child\">").count(), 50);
+    assert!(rest.has("Showing 101–150 of 150"));
+
+    let url = format!("/repository/{repo}/manifest/{image}");
+    let referrers = b.get(&url).await;
+    assert!(referrers.has("other referrers <span class=\"count\">(105)</span>"));
+    assert_eq!(
+        referrers.body.matches("<tr class=\"referrer\"").count(),
+        100
+    );
+    assert!(referrers.has(&format!(
+        "rel=\"next\" href=\"{url}?referrers_page=2#referrers\""
+    )));
+    let rest = b.get(&format!("{url}?referrers_page=2")).await;
+    assert_eq!(rest.body.matches("<tr class=\"referrer\"").count(), 5);
+    assert!(rest.has("Showing 101–105 of 105"));
+}
+
+/// Resident memory of a process from `/proc/<pid>/status`: (`VmRSS`, `VmHWM`), in bytes.
+fn memory_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let field = |name: &str| -> u64 {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/status"));
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .expect("a number of kB");
+        kib * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_views_of_a_huge_manifest_keep_memory_bounded() {
+    const MIB: u64 = 1024 * 1024;
+    const VIEWS: usize = 64;
+    const PEAK_LIMIT: u64 = 300 * MIB;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ProcessServer::spawn(dir.path()).await;
+    let pid = server.child.id().expect("berth pid");
+    let repo = "admin/huge";
+    let (digest, _) = push_huge_manifest(&server.client, &server.base, repo).await;
+    let public = api_call(
+        &server.client,
+        "POST",
+        &format!("{}/api/v1/repository/{repo}/changevisibility", server.base),
+        Some(json!({"visibility": "public"})),
+    )
+    .await;
+    assert_eq!(public.status, 200, "{}", public.body);
+    let (rss_before, _) = memory_of(pid);
+
+    let anonymous = reqwest::Client::new();
+    let url = format!("{}/repository/{repo}/manifest/{digest}", server.base);
+    let views = (0..VIEWS).map(|_| {
+        let (client, url) = (anonymous.clone(), url.clone());
+        async move {
+            let r = client.get(url).send().await.expect("view");
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let len = r.bytes().await.expect("page").len();
+            (status, retry, len)
+        }
+    });
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all(views).await;
+    let elapsed = started.elapsed();
+    let (rss_after, peak) = memory_of(pid);
+    let served = answers.iter().filter(|(status, ..)| *status == 200).count();
+    println!(
+        "{VIEWS} views in {elapsed:?}: {served} pages, {} busy; RSS {} MiB before, {} MiB after, peak {} MiB",
+        VIEWS - served,
+        rss_before / MIB,
+        rss_after / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak < PEAK_LIMIT,
+        "{VIEWS} concurrent views took berth to {} MiB (limit {} MiB)",
+        peak / MIB,
+        PEAK_LIMIT / MIB
+    );
+    for (status, retry, len) in &answers {
+        match status {
+            200 => assert!(*len < 1 << 20, "a page of {len} bytes"),
+            503 => assert_eq!(
+                retry.as_deref(),
+                Some("5"),
+                "a busy answer says when to retry"
+            ),
+            other => panic!("a view answered {other}"),
+        }
+    }
+    assert!(served > 0, "some views were served");
+}
+
+/// `next` values as an attacker writes them in a link (percent-encoded as in the query).
+const HOSTILE_NEXT_QUERIES: &[&str] = &[
+    "/%09/evil.example",
+    "/%0A/evil.example",
+    "/%0D/evil.example",
+    "/%0D%0ASet-Cookie:%20x=1",
+    "/%01",
+    "/%00",
+    "/%7F",
+    "//evil.example",
+    "/%2F/evil.example",
+    "/%2F%2Fevil.example",
+    "%2F%2Fevil.example",
+    "/%5Cevil.example",
+    "/%5C%5Cevil.example",
+    "%5C%5Cevil.example",
+    "/%255Cevil.example",
+    "/%252F%252Fevil.example",
+    "https://evil.example",
+    "https:evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "%20/evil.example",
+    "/%20/evil.example",
+    "/%C2%A0/evil.example",
+    "/%E2%80%A8/evil.example",
+    "/%E3%80%80/evil.example",
+    "/%E2%80%8B/evil.example",
+    "/%EF%BB%BF/evil.example",
+    "/%FF",
+    "/repository/a/b%09",
+];
+
+/// The same values as a form carries them (decoded).
+fn hostile_next_values() -> Vec<String> {
+    HOSTILE_NEXT_QUERIES
+        .iter()
+        .map(|q| {
+            form_urlencoded::parse(format!("next={q}").as_bytes())
+                .next()
+                .expect("pair")
+                .1
+                .into_owned()
+        })
+        .chain(["/\\evil.example".into(), "/a\\b".into(), "\\\\evil".into()])
+        .collect()
+}
+
+/// A `Location` that stays on this site: a path, not `//host` or `/\host`, and nothing a
+/// browser would strip or reinterpret.
+fn assert_same_site(location: Option<&str>, context: &str) {
+    let location = location.unwrap_or_else(|| panic!("{context}: no Location"));
+    assert!(
+        location.starts_with('/')
+            && !location.starts_with("//")
+            && !location.starts_with("/\\")
+            && location.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'),
+        "{context}: Location {location:?}"
+    );
+    assert_eq!(location, "/", "{context}: a refused target goes home");
+}
+
+#[tokio::test]
+async fn sign_in_never_redirects_off_site() {
+    let s = TestServer::start().await;
+    let mut signed_in = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    for q in HOSTILE_NEXT_QUERIES {
+        let p = signed_in.get(&format!("/signin?next={q}")).await;
+        assert_eq!(p.status, 303, "GET /signin?next={q}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("GET /signin?next={q}"));
+    }
+    let mut anonymous = Browser::new(&s.base);
+    for q in HOSTILE_NEXT_QUERIES {
+        let p = anonymous.get(&format!("/signin?next={q}")).await;
+        assert_eq!(p.status, 200, "anonymous GET /signin?next={q}");
+        assert!(
+            p.has("name=\"next\" value=\"/\""),
+            "the form carries / for {q}"
+        );
+    }
+    for next in hostile_next_values() {
+        // Signed in already, the form only redirects.
+        let p = signed_in.post("/signin", &[("next", &next)]).await;
+        assert_eq!(p.status, 303, "POST /signin next={next:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("POST next={next:?}"));
+    }
+    // Signing in for real goes through the same check.
+    for next in [
+        "/\t/evil.example",
+        "/\u{1}",
+        "/%5Cevil.example",
+        "/\u{3000}/x",
+    ] {
+        let mut b = Browser::new(&s.base);
+        let p = b
+            .submit(
+                "/signin",
+                "/signin",
+                &[
+                    ("username", ADMIN_USER),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(p.status, 303, "sign in with next={next:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("sign in, next={next:?}"));
+    }
+    // A same-site path survives, query and all.
+    let p = signed_in
+        .get("/signin?next=%2Frepository%2Fadmin%2Fx%3Ftab%3Dtags%26filter%3Dv1")
+        .await;
+    assert_eq!(
+        p.location.as_deref(),
+        Some("/repository/admin/x?tab=tags&filter=v1")
+    );
+    // Other redirect targets from the client get the same treatment: a delete form's `back`.
+    push_image(&s.client, &s.base, "admin/x", "v1", b"x").await;
+    for back in [
+        "/repository/admin/x?\u{1}",
+        "/repository/admin/x?tab=tags\r\nX: y",
+    ] {
+        let p = signed_in
+            .submit(
+                "/repository/admin/x?tab=tags",
+                "/repository/admin/x",
+                &[("action", "delete-tag"), ("tag", "nope"), ("back", back)],
+            )
+            .await;
+        assert_eq!(p.status, 303, "back={back:?}: {}", p.body);
+        assert_same_site(p.location.as_deref(), &format!("back={back:?}"));
+    }
 }

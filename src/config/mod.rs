@@ -57,6 +57,10 @@ pub struct Settings {
     /// it is reading (an upload chunk, a manifest, a form) before it gives up on the request,
     /// so a stalled client cannot hold an upload session or a connection forever.
     pub body_idle_timeout: Duration,
+    /// `DASHBOARD_MAX_CONCURRENT_RENDERS`: how many heavy dashboard pages (manifest pages)
+    /// berth builds at once; more visitors wait up to 3 s for a turn, then get a 503 with
+    /// `Retry-After`. Bounds the memory anonymous visitors can make berth use.
+    pub dashboard_max_concurrent_renders: usize,
 }
 
 impl Default for Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             proxy_storage: false,
             body_idle_timeout: Duration::from_secs(60),
+            dashboard_max_concurrent_renders: 8,
         }
     }
 }
@@ -218,6 +223,7 @@ const KNOWN_KEYS: &[&str] = &[
     "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS",
     "FEATURE_PROXY_STORAGE",
     "BODY_IDLE_TIMEOUT_SECONDS",
+    "DASHBOARD_MAX_CONCURRENT_RENDERS",
 ];
 
 /// Parses config text.
@@ -298,6 +304,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     if let Some(n) = integer(&map, "BODY_IDLE_TIMEOUT_SECONDS", 1, 86_400)? {
         settings.body_idle_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = integer(&map, "DASHBOARD_MAX_CONCURRENT_RENDERS", 1, 1024)? {
+        settings.dashboard_max_concurrent_renders = n as usize;
     }
     let mut warnings: Vec<String> = map
         .keys()
@@ -465,6 +474,20 @@ mod tests {
         let mut dropped = parse("").unwrap().settings;
         assert_eq!(keep_database(&mut dropped, &running), Some(None));
         assert_eq!(dropped.database, running);
+    }
+
+    #[test]
+    fn dashboard_render_limit() {
+        assert_eq!(Settings::default().dashboard_max_concurrent_renders, 8);
+        let l = parse("DASHBOARD_MAX_CONCURRENT_RENDERS: 2\n").unwrap();
+        assert_eq!(l.settings.dashboard_max_concurrent_renders, 2);
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        for bad in ["0", "-1", "many", "100000"] {
+            let e = parse(&format!("DASHBOARD_MAX_CONCURRENT_RENDERS: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("DASHBOARD_MAX_CONCURRENT_RENDERS"), "{e}");
+        }
     }
 
     #[test]

@@ -358,6 +358,16 @@ pub trait MetadataStore: Send + Sync + 'static {
         targets: &[Digest],
     ) -> Result<Vec<Describer>, MetadataError>;
 
+    /// One page of the manifests of `repo` that sign, attest or describe `target`, in the
+    /// order of [`MetadataStore::describers`], and how many there are in all.
+    async fn describers_page(
+        &self,
+        repo: &RepoName,
+        target: &Digest,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<Describer>, u64), MetadataError>;
+
     /// What was recorded about a manifest of `repo`, with its tags.
     async fn manifest_summary(
         &self,

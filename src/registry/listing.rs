@@ -80,6 +80,20 @@ impl Registry {
         Ok(self.meta.describers(repo, targets).await?)
     }
 
+    /// One page of the manifests of `repo` that describe `target`, and how many there are.
+    pub async fn describers_page(
+        &self,
+        repo: &RepoName,
+        target: &Digest,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<crate::metadata::Describer>, u64), RegistryError> {
+        Ok(self
+            .meta
+            .describers_page(repo, target, offset, limit)
+            .await?)
+    }
+
     /// What was recorded about one manifest of `repo`.
     pub async fn manifest_summary(
         &self,

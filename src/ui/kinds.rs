@@ -42,8 +42,7 @@ impl KindView {
             "image" => ("image", "Container image", None),
             "index" => {
                 let platforms = list("platforms");
-                let detail = (!platforms.is_empty()).then(|| platforms.join(", "));
-                ("index", "Multi-arch index", detail)
+                ("index", "Multi-arch index", summary(&platforms))
             }
             "helm-chart" => {
                 let chart = &details["chart"];
@@ -66,8 +65,7 @@ impl KindView {
                     .iter()
                     .map(|s| s.to_ascii_uppercase())
                     .collect();
-                let detail = (!schemes.is_empty()).then(|| schemes.join(", "));
-                ("encrypted-image", "Encrypted image", detail)
+                ("encrypted-image", "Encrypted image", summary(&schemes))
             }
             _ => (
                 "artifact",
@@ -127,6 +125,30 @@ impl KindView {
     }
 }
 
+/// Items named in a detail line; an index of thousands of platforms is not one line.
+const DETAIL_ITEMS: usize = 8;
+/// Longest item named in a detail line (in characters).
+const DETAIL_ITEM_CHARS: usize = 64;
+
+/// The first few of `items`, with a count of the others.
+fn summary(items: &[String]) -> Option<String> {
+    if items.is_empty() {
+        return None;
+    }
+    let mut shown: Vec<String> = items
+        .iter()
+        .take(DETAIL_ITEMS)
+        .map(|i| match i.char_indices().nth(DETAIL_ITEM_CHARS) {
+            Some((at, _)) => format!("{}…", &i[..at]),
+            None => i.clone(),
+        })
+        .collect();
+    if items.len() > DETAIL_ITEMS {
+        shown.push(format!("and {} more", items.len() - DETAIL_ITEMS));
+    }
+    Some(shown.join(", "))
+}
+
 /// Whether a value from a chart can go into a shell command as it is (no quoting needed).
 fn is_plain(s: &str) -> bool {
     !s.is_empty()
@@ -183,6 +205,13 @@ mod tests {
             Some(r#"{"platforms":["linux/amd64","linux/arm64"]}"#),
         );
         assert_eq!(idx.detail.as_deref(), Some("linux/amd64, linux/arm64"));
+        let platforms: Vec<String> = (0..25_000).map(|i| format!("linux/arch{i}")).collect();
+        let details = serde_json::json!({ "platforms": platforms }).to_string();
+        let huge = KindView::new("index", None, Some(&details));
+        assert_eq!(
+            huge.detail.as_deref(),
+            Some("linux/arch0, linux/arch1, linux/arch2, linux/arch3, linux/arch4, linux/arch5, linux/arch6, linux/arch7, and 24992 more")
+        );
         let other = KindView::new("artifact", Some("application/x.thing"), None);
         assert_eq!(
             (other.label, other.detail.as_deref()),

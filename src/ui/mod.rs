@@ -11,6 +11,9 @@ mod kinds;
 mod layout;
 mod manifest;
 mod namespace;
+mod outline;
+mod redirect;
+mod render_gate;
 mod repositories;
 mod repository;
 mod session;
@@ -25,6 +28,7 @@ use maud::html;
 use crate::app::AppState;
 use crate::metadata::MetadataError;
 use crate::registry::RegistryError;
+pub use render_gate::RenderGate;
 pub use session::{Flash, Viewer};
 
 /// The dashboard's routes.
@@ -61,6 +65,8 @@ pub enum PageError {
     BadRequest(String),
     /// Sign in first, then come back to this path.
     SignIn(String),
+    /// 503 with `Retry-After`: too many heavy pages are being built right now.
+    Busy,
     /// 500: logged, never shown.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -105,6 +111,14 @@ impl IntoResponse for PageError {
                 "You are not allowed to do this.".to_string(),
             ),
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Cannot do that", m),
+            PageError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                format!(
+                    "berth is building many pages right now; try again in {} seconds.",
+                    render_gate::RETRY_AFTER_SECS
+                ),
+            ),
             PageError::Internal(e) => {
                 tracing::error!(error = %e, "dashboard page failed");
                 (
@@ -123,6 +137,11 @@ impl IntoResponse for PageError {
         };
         let mut response = layout::bare_page(title, body).into_response();
         *response.status_mut() = status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, render_gate::RETRY_AFTER_SECS.into());
+        }
         response
     }
 }
@@ -139,9 +158,11 @@ pub(crate) fn html_response(viewer: &Viewer, markup: maud::Markup) -> Response {
     response
 }
 
-/// A 303 to `location`, carrying the visitor's cookies (session, flash).
+/// A 303 to `location`, carrying the visitor's cookies (session, flash). A location that is
+/// not a path on this site (it may come from the client) sends the visitor home instead.
 pub(crate) fn see_other(viewer: &Viewer, location: &str) -> Response {
-    let mut response = Redirect::to(location).into_response();
+    let location = redirect::local_path_or_home(Some(location));
+    let mut response = Redirect::to(&location).into_response();
     for cookie in &viewer.set_cookies {
         if let Ok(v) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
@@ -181,5 +202,20 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormData {
             .await
             .map_err(|e| PageError::BadRequest(e.body_text()))?;
         Ok(FormData(pairs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_page_says_when_to_come_back() {
+        let response = PageError::Busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            render_gate::RETRY_AFTER_SECS.to_string()
+        );
     }
 }

@@ -95,18 +95,35 @@ impl RepoAccess {
     }
 }
 
-/// Splits `/repository/<path>` into a repository and, for manifest pages, a digest.
-fn split_path(path: &str) -> Result<(RepoName, Option<Digest>), PageError> {
+/// What a `/repository/<path>` names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Repository,
+    /// `<repo>/manifest/<digest>`.
+    Manifest(Digest),
+    /// `<repo>/manifest/<digest>/raw`.
+    RawManifest(Digest),
+}
+
+/// Splits `/repository/<path>` into a repository and what of it the path names.
+fn split_path(path: &str) -> Result<(RepoName, Target), PageError> {
     let path = path.trim_end_matches('/');
     // A repository may itself have a path component named "manifest": only a digest after
     // it makes this a manifest page.
-    if let Some((repo, digest)) = path.rsplit_once("/manifest/") {
+    if let Some((repo, rest)) = path.rsplit_once("/manifest/") {
+        let (digest, target): (&str, fn(Digest) -> Target) = match rest.strip_suffix("/raw") {
+            Some(digest) => (digest, Target::RawManifest),
+            None => (rest, Target::Manifest),
+        };
         if let Ok(digest) = digest.parse::<Digest>() {
             let repo: RepoName = repo.parse().map_err(|_| PageError::NotFound)?;
-            return Ok((repo, Some(digest)));
+            return Ok((repo, target(digest)));
         }
     }
-    Ok((path.parse().map_err(|_| PageError::NotFound)?, None))
+    Ok((
+        path.parse().map_err(|_| PageError::NotFound)?,
+        Target::Repository,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -116,6 +133,10 @@ pub struct RepoQuery {
     page: Option<u32>,
     signatures: Option<String>,
     delete: Option<String>,
+    layers_page: Option<u32>,
+    manifests_page: Option<u32>,
+    annotations_page: Option<u32>,
+    referrers_page: Option<u32>,
 }
 
 /// `GET /repository/{*path}`.
@@ -125,10 +146,20 @@ pub async fn show(
     Path(path): Path<String>,
     Query(q): Query<RepoQuery>,
 ) -> Result<Response, PageError> {
-    let (repo, digest) = split_path(&path)?;
+    let (repo, target) = split_path(&path)?;
     let access = RepoAccess::resolve(&state, &viewer, repo).await?;
-    if let Some(digest) = digest {
-        return manifest::show(&state, &viewer, &access, &digest).await;
+    match target {
+        Target::Repository => {}
+        Target::Manifest(digest) => {
+            let pages = manifest::ListPages {
+                layers: q.layers_page,
+                manifests: q.manifests_page,
+                annotations: q.annotations_page,
+                referrers: q.referrers_page,
+            };
+            return manifest::show(&state, &viewer, &access, &digest, pages).await;
+        }
+        Target::RawManifest(digest) => return manifest::raw(&state, &access, &digest).await,
     }
     match q.tab.as_deref() {
         Some("settings") if access.admin => settings_tab(&state, &viewer, &access).await,
@@ -160,6 +191,11 @@ async fn tags_tab(
     access: &RepoAccess,
     q: &RepoQuery,
 ) -> Result<Response, PageError> {
+    let _permit = state
+        .renders
+        .enter(super::render_gate::WAIT)
+        .await
+        .ok_or(PageError::Busy)?;
     let base = access.url();
     let filter = q
         .filter
@@ -427,8 +463,8 @@ pub async fn act(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, PageError> {
-    let (repo, digest) = split_path(&path)?;
-    if digest.is_some() {
+    let (repo, target) = split_path(&path)?;
+    if target != Target::Repository {
         return Err(PageError::NotFound);
     }
     let back_to = format!("/repository/{repo}?tab=tags");
@@ -572,18 +608,25 @@ async fn grantee(
 
 #[cfg(test)]
 mod tests {
-    use super::split_path;
+    use super::{split_path, Target};
 
     #[test]
     fn paths_name_a_repository_or_a_manifest() {
-        let (repo, d) = split_path("userorg/helm/quarkus").unwrap();
-        assert_eq!((repo.as_str(), d), ("userorg/helm/quarkus", None));
+        let (repo, t) = split_path("userorg/helm/quarkus").unwrap();
+        assert_eq!(
+            (repo.as_str(), t),
+            ("userorg/helm/quarkus", Target::Repository)
+        );
         let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let (repo, d) = split_path(&format!("a/b/manifest/{digest}")).unwrap();
+        let (repo, t) = split_path(&format!("a/b/manifest/{digest}")).unwrap();
         assert_eq!(repo.as_str(), "a/b");
-        assert_eq!(d.unwrap().to_string(), digest);
-        let (repo, d) = split_path("a/manifest/b").unwrap();
-        assert_eq!((repo.as_str(), d), ("a/manifest/b", None));
+        assert_eq!(t, Target::Manifest(digest.parse().unwrap()));
+        let (repo, t) = split_path(&format!("a/b/manifest/{digest}/raw")).unwrap();
+        assert_eq!(repo.as_str(), "a/b");
+        assert_eq!(t, Target::RawManifest(digest.parse().unwrap()));
+        let (repo, t) = split_path("a/manifest/b").unwrap();
+        assert_eq!((repo.as_str(), t), ("a/manifest/b", Target::Repository));
+        assert!(split_path(&format!("a/b/manifest/{digest}/other")).is_err());
         assert!(split_path("../etc").is_err());
         assert!(split_path("A/B").is_err());
     }

@@ -1,10 +1,9 @@
 //! `/signin` and `/signout`.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::html;
-use serde::Deserialize;
 
 use super::layout::page;
 use super::session::{Flash, Viewer};
@@ -12,25 +11,9 @@ use super::{see_other, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::AuthError;
 
-#[derive(Deserialize)]
-pub struct SignInQuery {
-    next: Option<String>,
-}
-
 /// Where to go after signing in: a path on this site only, never another origin.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n'])
-                && n.len() < 2048 =>
-        {
-            n
-        }
-        _ => "/repository/",
-    }
+fn safe_next(next: Option<&str>) -> String {
+    super::redirect::local_path_or_home(next).into_owned()
 }
 
 fn form_page(viewer: &Viewer, next: &str, username: &str, error: Option<&str>) -> Response {
@@ -56,11 +39,18 @@ fn form_page(viewer: &Viewer, next: &str, username: &str, error: Option<&str>) -
 }
 
 /// `GET /signin`.
-pub async fn form(viewer: Viewer, Query(q): Query<SignInQuery>) -> Response {
+pub async fn form(viewer: Viewer, RawQuery(query): RawQuery) -> Response {
+    // Read by hand: a query string that does not parse is no reason to refuse the form.
+    let next = query.as_deref().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "next")
+            .map(|(_, v)| v.into_owned())
+    });
+    let next = safe_next(next.as_deref());
     if viewer.identity.is_some() {
-        return see_other(&viewer, safe_next(q.next.as_deref()));
+        return see_other(&viewer, &next);
     }
-    form_page(&viewer, safe_next(q.next.as_deref()), "", None)
+    form_page(&viewer, &next, "", None)
 }
 
 /// `POST /signin`: checks the password with the same rate limits as registry logins.
@@ -70,7 +60,7 @@ pub async fn submit(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, PageError> {
-    let next = safe_next(form.get("next")).to_string();
+    let next = safe_next(form.get("next"));
     let username = form.get("username").unwrap_or("").trim().to_string();
     if viewer.identity.is_some() {
         return Ok(see_other(&viewer, &next));
@@ -127,11 +117,12 @@ mod tests {
             "//evil.example",
             "https://evil.example",
             "/\\evil",
+            "/\t/evil.example",
             "evil",
             "",
         ] {
-            assert_eq!(safe_next(Some(bad)), "/repository/", "{bad}");
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
-        assert_eq!(safe_next(None), "/repository/");
+        assert_eq!(safe_next(None), "/");
     }
 }

@@ -721,6 +721,54 @@ impl MetadataStore for SqliteStore {
         Ok(found)
     }
 
+    async fn describers_page(
+        &self,
+        repo: &RepoName,
+        target: &Digest,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<Describer>, u64), MetadataError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ?1 AND m.signed_digest = ?2",
+        )
+        .bind(repo.as_str())
+        .bind(target.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type), m.total_size,
+                    (SELECT min(t.name) FROM tags t
+                     WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ?1 AND m.signed_digest = ?2
+             ORDER BY m.kind, m.digest
+             LIMIT ?3 OFFSET ?4",
+        )
+        .bind(repo.as_str())
+        .bind(target.to_string())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let page = rows
+            .iter()
+            .map(|r| {
+                Ok(Describer {
+                    target: target.clone(),
+                    digest: stored(r.get::<&str, _>(0))?,
+                    kind: r.get(1),
+                    artifact_type: r.get(2),
+                    total_size: r.get::<i64, _>(3) as u64,
+                    tag: r.get(4),
+                })
+            })
+            .collect::<Result<Vec<_>, MetadataError>>()?;
+        Ok((page, total.max(0) as u64))
+    }
+
     async fn manifest_summary(
         &self,
         repo: &RepoName,
