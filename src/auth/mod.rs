@@ -292,11 +292,13 @@ impl Auth {
         }
     }
 
-    /// Resolves an `Authorization` header value.
+    /// Resolves an `Authorization` header value; a registry token must be for `service`, the
+    /// service this registry names in its `WWW-Authenticate` challenges.
     pub async fn credential(
         &self,
         authorization: Option<&str>,
         client: Option<IpAddr>,
+        service: &str,
     ) -> Result<Credential, AuthError> {
         let Some(value) = authorization else {
             return Ok(Credential::Anonymous);
@@ -316,7 +318,7 @@ impl Auth {
             Authorization::RegistryToken(token) => {
                 let claims = self
                     .keys
-                    .verify(token)
+                    .verify(token, service)
                     .map_err(|e| AuthError::BadToken(e.to_string()))?;
                 let identity = if claims.sub.is_empty() {
                     None
