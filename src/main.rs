@@ -213,6 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    state.auth.warn_about_missing_super_users().await;
     if let Some(path) = &args.config {
         let live = state.clone();
         let configured = loaded.settings.database.clone();
@@ -229,6 +230,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             live.apply_settings(loaded.settings);
             let policy = live.registry.policy();
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
+            let auth = live.auth.clone();
+            tokio::spawn(async move { auth.warn_about_missing_super_users().await });
         });
     }
     tokio::spawn(berth::app::collect_periodically(state.clone()));
