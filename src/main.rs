@@ -127,6 +127,9 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Every command writes into the data directory (the database, its journals, blobs, keys):
+    // what it creates is private to this account whatever the umask.
+    berth::restrict_new_files();
     // glibc gives each thread that allocates under contention an arena of its own (up to 8 per
     // core) and rarely returns their free memory: with the blocking pool's many threads that is
     // most of berth's resident memory. Two arenas are plenty for a server this size.
