@@ -36,18 +36,12 @@ use storage::s3::S3BlobStore;
 use storage::BlobStore;
 
 /// Opens the embedded backends under `data_dir` (creating it), recovers interrupted uploads,
-/// loads the token signing key, and returns the application state.
+/// loads the token signing key, and returns the application state. Everything berth creates
+/// from then on is private to the account it runs as ([`restrict_new_files`]), and so is the
+/// data directory ([`prepare_data_dir`]).
 pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppState> {
-    let created = !data_dir.exists();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    #[cfg(unix)]
-    if created {
-        // The directory holds password hashes and the token signing key: owner only.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", data_dir.display()))?;
-    }
+    restrict_new_files();
+    prepare_data_dir(data_dir)?;
     let meta = open_metadata(&database_uri(data_dir, settings)?).await?;
     let blobs = open_blob_store(data_dir, settings).await?;
     let registry = Registry::new(meta.clone(), blobs.clone(), settings);
@@ -65,6 +59,69 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(collector),
         settings.clone(),
     ))
+}
+
+/// Makes every file and directory the process creates from now on private to the account it
+/// runs as (umask 077), whatever umask it was started with: the metadata database and its
+/// journals, blobs, uploads, keys and the initial password hold secrets or private content.
+pub fn restrict_new_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only replaces the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Creates the data directory, or, when it exists and other accounts may enter or read it
+/// (an older berth kept the mode it found, and wrote files with the umask's 0644), makes it and
+/// everything in it private to its owner and says so. That walk happens once: afterwards the
+/// directory is 0700 and new files are private. A directory berth cannot restrict is reported.
+pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir)
+            .with_context(|| format!("cannot read data directory {}", data_dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            let dir = data_dir.display();
+            match restrict_tree(data_dir) {
+                Ok(()) => tracing::warn!(
+                    "the data directory {dir} was open to other accounts (mode {:o}); berth made it and everything in it private to its owner",
+                    mode & 0o777
+                ),
+                Err(e) => tracing::warn!(
+                    "the data directory {dir} is open to other accounts (mode {:o}) and berth cannot restrict it ({e}): they may read the token signing key, password hashes and private blobs",
+                    mode & 0o777
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes group and other permissions away from `path` and everything below it; symbolic links
+/// and what they point to are left alone.
+#[cfg(unix)]
+fn restrict_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            restrict_tree(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The metadata database berth uses: `BERTH_DB_URI` from the environment when set, else the

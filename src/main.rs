@@ -127,6 +127,9 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Every command writes into the data directory (the database, its journals, blobs, keys):
+    // what it creates is private to this account whatever the umask.
+    berth::restrict_new_files();
     // glibc gives each thread that allocates under contention an arena of its own (up to 8 per
     // core) and rarely returns their free memory: with the blocking pool's many threads that is
     // most of berth's resident memory. Two arenas are plenty for a server this size.
@@ -213,6 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    state.auth.warn_about_missing_super_users().await;
     if let Some(path) = &args.config {
         let live = state.clone();
         let configured = loaded.settings.database.clone();
@@ -229,6 +233,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             live.apply_settings(loaded.settings);
             let policy = live.registry.policy();
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
+            let auth = live.auth.clone();
+            tokio::spawn(async move { auth.warn_about_missing_super_users().await });
         });
     }
     tokio::spawn(berth::app::collect_periodically(state.clone()));

@@ -213,6 +213,16 @@ async fn the_token_endpoint_issues_es256_tokens_for_passwords_and_robot_tokens()
     let body: Value = r.json().await.unwrap();
     let (_, claims) = jwt_parts(body["token"].as_str().unwrap());
     assert_eq!((&claims["aud"], &claims["access"]), (&json!(h), &json!([])));
+    // Tokens are for this registry only: asked for another service, it still names itself,
+    // so the token works here and nowhere else.
+    let query = [("service", "registry.elsewhere.example"), ("scope", scope)];
+    let dev = authed_client("dev", &password_of("dev"));
+    let r = exec(dev.get(s.url("/v2/auth")).query(&query)).await;
+    let body: Value = r.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(jwt_parts(token).1["aud"], json!(h));
+    let pulled = exec(bearer_client(token).get(s.url("/v2/team/app/manifests/v1"))).await;
+    assert_eq!(pulled.status(), 200);
 }
 
 #[tokio::test]
@@ -392,7 +402,13 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
 
     // Control: a token made with the real key and berth's claims is accepted, so every
     // refusal below is about the one thing changed.
-    let fresh = token_claims("dev", now(), 300, &pull);
+    let service = host(&s);
+    let claims = |sub: &str, iat: u64, lifetime: u64| {
+        let mut c = token_claims(sub, iat, lifetime, &pull);
+        c["aud"] = json!(service);
+        c
+    };
+    let fresh = claims("dev", now(), 300);
     assert_eq!(
         pull_app(sign_token(ES256, pem, Some(kid), &fresh))
             .await
@@ -418,9 +434,22 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
     parts[1] = b64url(more.to_string().as_bytes());
     let mut quay = fresh.clone();
     quay["iss"] = json!("quay");
+    let changed = |claim: &str, value: Value| {
+        let mut c = fresh.clone();
+        match value {
+            Value::Null => c.as_object_mut().unwrap().remove(claim),
+            v => c.as_object_mut().unwrap().insert(claim.to_string(), v),
+        };
+        sign_token(ES256, pem, Some(kid), &c)
+    };
     #[rustfmt::skip]
     let cases: Vec<(&str, String)> = vec![
-        ("expired", sign_token(ES256, pem, Some(kid), &token_claims("dev", now() - 3700, 3600, &pull))),
+        ("expired", sign_token(ES256, pem, Some(kid), &claims("dev", now() - 3700, 3600))),
+        ("for another service", changed("aud", json!("registry.elsewhere.example"))),
+        ("without an audience", changed("aud", Value::Null)),
+        ("not valid yet", changed("nbf", json!(now() + 300))),
+        ("without a start of validity", changed("nbf", Value::Null)),
+        ("without an expiry", changed("exp", Value::Null)),
         ("another key under berth's kid", sign_token(ES256, other.as_bytes(), Some(kid), &fresh)),
         ("another key and kid", sign_token(ES256, other.as_bytes(), Some("0123456789abcdef"), &fresh)),
         ("no kid", sign_token(ES256, pem, None, &fresh)),
@@ -429,7 +458,7 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
         ("HS256 keyed with the public key", sign_token(HS256, public_pem.as_bytes(), Some(kid), &fresh)),
         ("HS256 keyed with the private key", sign_token(HS256, pem, Some(kid), &fresh)),
         ("wrong issuer", sign_token(ES256, pem, Some(kid), &quay)),
-        ("an account that does not exist", sign_token(ES256, pem, Some(kid), &token_claims("ghost", now(), 300, &pull))),
+        ("an account that does not exist", sign_token(ES256, pem, Some(kid), &claims("ghost", now(), 300))),
         ("a real token with more access written in", parts.join(".")),
         ("a real token cut short", real[..real.len() - 10].to_string()),
         ("two parts", real.rsplit_once('.').unwrap().0.to_string()),

@@ -381,6 +381,62 @@ async fn non_admins_get_403_and_anonymous_callers_401() {
 }
 
 #[tokio::test]
+async fn organizations_and_namespaces_answer_alike_whether_they_exist_or_not() {
+    let s = TestServer::start().await;
+    s.create_org("acme").await;
+    s.create_team("acme", "builders", "creator").await;
+    s.create_robot("acme", "bot").await;
+    s.create_user("carol").await;
+    let outsider = Api::new(&s, &s.create_user("outsider").await);
+    let team = Some(json!({"role": "member"}));
+    #[rustfmt::skip]
+    let probes = [
+        ("GET", "/organization/NS", None),
+        ("DELETE", "/organization/NS", None),
+        ("GET", "/organization/NS/members", None),
+        ("PUT", "/organization/NS/team/builders", team),
+        ("DELETE", "/organization/NS/team/builders", None),
+        ("GET", "/organization/NS/team/builders/members", None),
+        ("PUT", "/organization/NS/team/builders/members/outsider", None),
+        ("DELETE", "/organization/NS/team/builders/members/outsider", None),
+        ("GET", "/organization/NS/robots", None),
+        ("PUT", "/organization/NS/robots/mine", None),
+        ("GET", "/organization/NS/robots/bot", None),
+        ("DELETE", "/organization/NS/robots/bot", None),
+        ("POST", "/organization/NS/robots/bot/regenerate", None),
+        ("POST", "/repository", Some(json!({"namespace": "NS", "repository": "app"}))),
+    ];
+    // An organization, a user's namespace and a name nobody has: the same 403 for each.
+    for (method, path, body) in probes {
+        let mut replies = Vec::new();
+        for ns in ["acme", "carol", "nosuch"] {
+            let body = body.as_ref().map(|b| b.to_string().replace("NS", ns));
+            let body = body.map(|b| serde_json::from_str(&b).unwrap());
+            replies.push(outsider.call(method, &path.replace("NS", ns), body).await);
+        }
+        let [real, user, missing] = <[ApiReply; 3]>::try_from(replies).unwrap();
+        assert_api_error(&real, 403, &format!("{method} {path} on acme"));
+        assert_eq!(
+            (real.status, &real.body),
+            (missing.status, &missing.body),
+            "{method} {path}"
+        );
+        assert_eq!(
+            (user.status, &user.body),
+            (missing.status, &missing.body),
+            "{method} {path}"
+        );
+    }
+    // Those who could act (a superuser) learn that it is missing.
+    let admin = Api::new(&s, &s.client);
+    assert_api_error(
+        &admin.get("/organization/nosuch/robots").await,
+        404,
+        "superuser",
+    );
+}
+
+#[tokio::test]
 async fn private_repositories_probed_anonymously_answer_like_missing_ones() {
     let s = TestServer::start().await;
     s.create_org("acme").await;

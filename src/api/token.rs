@@ -101,8 +101,9 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     );
-    let origin = Origin::of(&state, &parts.headers);
-    let service = param("service").unwrap_or(&origin.host).to_string();
+    // Tokens are for this registry only, whatever `service` the request names: /v2 accepts
+    // only tokens whose audience is the service its challenges name.
+    let service = Origin::of(&state, &parts.headers).host;
     match state
         .auth
         .issue_token(identity.as_ref(), &service, &scopes)

@@ -5,7 +5,9 @@
 //! issued by the token endpoint. The decision itself ([`Auth::live_actions`]) follows Quay's
 //! model: superusers and namespace admins may do everything, others what their direct and team
 //! grants allow, anyone may pull a public repository, and push may create a repository where
-//! the caller may create.
+//! the caller may create. Management actions (accounts, teams, robots, permissions, repository
+//! settings) are decided by [`Auth::is_namespace_admin`], [`Auth::is_repo_admin`] and
+//! [`Auth::is_superuser`], which robots never pass: robots get content rights only.
 
 pub mod limiter;
 pub mod scope;
@@ -292,11 +294,13 @@ impl Auth {
         }
     }
 
-    /// Resolves an `Authorization` header value.
+    /// Resolves an `Authorization` header value; a registry token must be for `service`, the
+    /// service this registry names in its `WWW-Authenticate` challenges.
     pub async fn credential(
         &self,
         authorization: Option<&str>,
         client: Option<IpAddr>,
+        service: &str,
     ) -> Result<Credential, AuthError> {
         let Some(value) = authorization else {
             return Ok(Credential::Anonymous);
@@ -316,7 +320,7 @@ impl Auth {
             Authorization::RegistryToken(token) => {
                 let claims = self
                     .keys
-                    .verify(token)
+                    .verify(token, service)
                     .map_err(|e| AuthError::BadToken(e.to_string()))?;
                 let identity = if claims.sub.is_empty() {
                     None
@@ -481,12 +485,16 @@ impl Auth {
         })
     }
 
-    /// Whether `who` administers `repo`: superuser, namespace admin, or an admin grant.
+    /// Whether `who` administers `repo` (its visibility, permissions and deletion): a superuser,
+    /// a namespace admin, or a user with an admin grant. Never a robot.
     pub async fn is_repo_admin(
         &self,
         who: &Identity,
         repo: &RepoName,
     ) -> Result<bool, MetadataError> {
+        if !may_administer(who) {
+            return Ok(false);
+        }
         if who.superuser
             || self
                 .accounts
@@ -499,12 +507,16 @@ impl Auth {
         Ok(self.accounts.granted_role(who.id, repo).await? == Some(Role::Admin))
     }
 
-    /// Whether `who` administers the namespace (its user, an organization admin, a superuser).
+    /// Whether `who` administers the namespace (its user, an organization admin, a superuser):
+    /// its teams, members, robots and repositories. Never a robot.
     pub async fn is_namespace_admin(
         &self,
         who: &Identity,
         namespace: &str,
     ) -> Result<bool, MetadataError> {
+        if !may_administer(who) {
+            return Ok(false);
+        }
         Ok(who.superuser
             || self
                 .accounts
@@ -513,7 +525,59 @@ impl Auth {
                 .admin)
     }
 
-    /// Whether `who` may create repositories in `namespace`.
+    /// Whether `name` is listed in `SUPER_USERS`, so an account of that name would be a
+    /// superuser: such a name is taken only by a superuser's explicit act (the CLI, the
+    /// superuser API, a superuser creating an organization), never by registration, a robot
+    /// or an organization someone else creates.
+    pub fn is_reserved_for_superuser(&self, name: &str) -> bool {
+        self.settings().super_users.iter().any(|s| s == name)
+    }
+
+    /// The `SUPER_USERS` names no account has. Whoever is first given such a name becomes a
+    /// superuser, so they are worth a warning at start and on every config reload.
+    pub async fn missing_super_users(&self) -> Result<Vec<String>, MetadataError> {
+        let mut missing = Vec::new();
+        for name in &self.settings().super_users {
+            if self.accounts.account(name).await?.is_none() {
+                missing.push(name.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Logs one warning per [`Auth::missing_super_users`] name.
+    pub async fn warn_about_missing_super_users(&self) {
+        match self.missing_super_users().await {
+            Ok(missing) => {
+                for name in missing {
+                    tracing::warn!(
+                        "SUPER_USERS names {name:?}, which no account has: berth refuses to let anyone register it; create it with `berth user create` or remove it from SUPER_USERS"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the SUPER_USERS accounts"),
+        }
+    }
+
+    /// Whether `who` acts as a superuser in the management API and the dashboard: managing
+    /// users and every namespace. A robot named in `SUPER_USERS` keeps a superuser's content
+    /// rights on /v2 and nothing more.
+    pub fn is_superuser(&self, who: &Identity) -> bool {
+        who.superuser && may_administer(who)
+    }
+
+    /// Whether `who` may create a repository in `namespace` through the management API, which
+    /// also sets its visibility: as [`Auth::may_create_in`], but never a robot (robots create
+    /// repositories by pushing, with the configured visibility).
+    pub async fn may_create_configured_in(
+        &self,
+        who: &Identity,
+        namespace: &str,
+    ) -> Result<bool, MetadataError> {
+        Ok(may_administer(who) && self.may_create_in(who, namespace).await?)
+    }
+
+    /// Whether `who` may create repositories in `namespace` (a push creates them).
     pub async fn may_create_in(
         &self,
         who: &Identity,
@@ -566,8 +630,14 @@ impl Auth {
             Err(e) => return Err(e),
         }
         if !rights.admin && !who.superuser {
+            // A robot gets what it can use: content rights, which an admin grant would not add to.
+            let role = if may_administer(who) {
+                Role::Admin
+            } else {
+                Role::Write
+            };
             self.accounts
-                .set_permission(repo, &Grantee::Account(who.name.clone()), Role::Admin)
+                .set_permission(repo, &Grantee::Account(who.name.clone()), role)
                 .await?;
         }
         Ok(PushTarget::Created)
@@ -602,6 +672,10 @@ impl Auth {
         }
         let token = secret::random_token("");
         let name = format!("{namespace}+{short}");
+        // A robot named in SUPER_USERS would have a superuser's content rights everywhere.
+        if self.is_reserved_for_superuser(&name) {
+            return Err(RobotError::Exists(name));
+        }
         match self
             .accounts
             .create_robot(namespace, short, &secret::token_hash(&token))
@@ -612,6 +686,13 @@ impl Auth {
             Err(e) => Err(RobotError::Metadata(e)),
         }
     }
+}
+
+/// Whether `who` may administer anything: accounts, teams, robots, permissions, repository
+/// settings. Robots get content rights only (pull, push, delete), whatever team they are in or
+/// role they are granted, so a leaked CI token never takes over an organization.
+fn may_administer(who: &Identity) -> bool {
+    who.kind != AccountKind::Robot
 }
 
 /// Whether `short` may name a robot: 1 to 64 lowercase letters, digits and `_`.

@@ -17,12 +17,18 @@ use crate::metadata::MetadataError;
 /// The `iss` of every berth token.
 pub const ISSUER: &str = "berth";
 
+/// How far apart the clocks of the issuing and the verifying replica may be: a token is
+/// accepted this long before its `nbf` and after its `exp`.
+pub const CLOCK_LEEWAY_SECS: u64 = 30;
+
 /// A token's claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     /// The account name; empty for anonymous tokens.
     pub sub: String,
+    /// The service the token is for: this registry's `SERVER_HOSTNAME`, else the host clients
+    /// reach it at.
     pub aud: String,
     pub exp: u64,
     pub nbf: u64,
@@ -100,8 +106,8 @@ impl TokenKeys {
         })
     }
 
-    /// Signs a token for `subject` (empty for anonymous) with `access`, valid for `lifetime`
-    /// seconds. Returns the token and its issue time.
+    /// Signs a token for `subject` (empty for anonymous) and `audience` (the service it is
+    /// for) with `access`, valid for `lifetime` seconds. Returns the token and its issue time.
     pub fn issue(
         &self,
         subject: &str,
@@ -127,8 +133,10 @@ impl TokenKeys {
         (token, now)
     }
 
-    /// Verifies signature, algorithm (ES256 only), issuer and lifetime.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Verifies signature, algorithm (ES256 only), issuer, audience (`audience`, the service
+    /// of this registry) and lifetime: a token is refused before its `nbf` and after its `exp`,
+    /// with [`CLOCK_LEEWAY_SECS`] of leeway for clocks of replicas that disagree.
+    pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
         if token.len() > 16 * 1024 {
             return Err(TokenError::Malformed);
         }
@@ -136,9 +144,11 @@ impl TokenKeys {
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.decoding.get(&kid).ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_required_spec_claims(&["iss", "aud", "exp", "nbf"]);
         validation.set_issuer(&[ISSUER]);
-        validation.validate_aud = false;
-        validation.leeway = 30;
+        validation.set_audience(&[audience]);
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY_SECS;
         Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
     }
 }

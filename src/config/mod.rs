@@ -10,7 +10,7 @@ mod watch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("config file is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("config file must be a YAML mapping of keys to values")]
     NotAMapping,
     #[error("config key {key}: expected {expected}")]
@@ -228,7 +228,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Parses config text.
 pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
-    let value: Value = serde_yaml::from_str(text)?;
+    let value: Value = serde_norway::from_str(text)?;
     let map = match value {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
@@ -474,6 +474,83 @@ mod tests {
         let mut dropped = parse("").unwrap().settings;
         assert_eq!(keep_database(&mut dropped, &running), Some(None));
         assert_eq!(dropped.database, running);
+    }
+
+    /// A Quay `config.yaml` as Quay's documentation writes one, with the YAML forms such files
+    /// use (block and flow lists, nested mappings, anchors and merge keys, `True`), reads as it
+    /// did with the original `serde_yaml`.
+    #[test]
+    fn a_quay_config_file_reads_as_before() {
+        let text = "\
+AUTHENTICATION_TYPE: Database
+BUILDLOGS_REDIS: &redis
+    host: quay-server.example.com
+    password: strongpassword
+    port: 6379
+USER_EVENTS_REDIS:
+    <<: *redis
+    port: 6380
+DISTRIBUTED_STORAGE_CONFIG:
+    default:
+        - LocalStorage
+        - storage_path: /datastorage/registry
+DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: []
+DISTRIBUTED_STORAGE_PREFERENCE:
+    - default
+FEATURE_USER_CREATION: True
+FEATURE_HELM_OCI_SUPPORT: false
+ALLOWED_OCI_ARTIFACT_TYPES:
+  application/vnd.oci.image.config.v1+json: [application/vnd.dev.cosign.simplesigning.v1+json]
+  application/vnd.cncf.helm.config.v1+json:
+  - application/tar+gzip
+SERVER_HOSTNAME: 'quay-server.example.com:8443'
+PREFERRED_URL_SCHEME: \"https\"
+SUPER_USERS:
+    - quayadmin
+TAG_EXPIRATION_OPTIONS: [0s, 1d, 1w, 2w, 4w]
+DEFAULT_TAG_EXPIRATION: 2w
+TOKEN_LIFETIME_SECONDS: 7200
+MANIFEST_MAX_BYTES: 0x800000
+";
+        let l = parse(text).unwrap();
+        let s = &l.settings;
+        assert!(s.user_creation && !s.policy.helm_oci_support);
+        assert_eq!(s.auth.super_users, vec!["quayadmin".to_string()]);
+        assert_eq!(s.auth.token_lifetime_secs, 7200);
+        assert_eq!(s.manifest_max_bytes, 8 << 20, "hexadecimal integers");
+        assert_eq!(
+            s.server_hostname.as_deref(),
+            Some("quay-server.example.com:8443")
+        );
+        assert_eq!(s.preferred_url_scheme.as_deref(), Some("https"));
+        assert_eq!(s.gc.tag_expiration, Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            s.storage,
+            StorageSettings::Local(Some("/datastorage/registry".into()))
+        );
+        let types = s.policy.allowed_artifact_types.as_ref().unwrap();
+        assert_eq!(
+            types["application/vnd.cncf.helm.config.v1+json"],
+            vec!["application/tar+gzip".to_string()]
+        );
+        let mut unused: Vec<&str> = l
+            .warnings
+            .iter()
+            .filter_map(|w| w.strip_prefix("config key "))
+            .filter_map(|w| w.split(' ').next())
+            .collect();
+        unused.sort_unstable();
+        assert_eq!(
+            unused,
+            [
+                "BUILDLOGS_REDIS",
+                "TAG_EXPIRATION_OPTIONS",
+                "USER_EVENTS_REDIS"
+            ]
+        );
+        // YAML 1.1 spellings that YAML 1.2 reads as strings stay type errors naming the key.
+        let e = parse("FEATURE_USER_CREATION: yes").unwrap_err().to_string();
+        assert!(e.contains("FEATURE_USER_CREATION"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::ConfigError;
 

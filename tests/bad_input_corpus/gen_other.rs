@@ -23,7 +23,14 @@ fn junk_authorizations(g: &mut Gen) -> Vec<(&'static str, Vec<u8>, bool)> {
     let (kid, pem) = g.f.signing_key.clone();
     let now = berth::auth::token::now_secs();
     let all = json!([repo_access("seed/repo", &["pull", "push", "delete"])]);
-    let fresh = token_claims("admin", now, 300, &all);
+    // Each forgery differs from a token berth would accept in the one way its label says.
+    let service = g.f.addr.clone();
+    let claims = |sub: &str, iat: u64, lifetime: u64| {
+        let mut c = token_claims(sub, iat, lifetime, &all);
+        c["aud"] = json!(service);
+        c
+    };
+    let fresh = claims("admin", now, 300);
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .expect("key")
         .serialize_pem();
@@ -106,7 +113,7 @@ fn junk_authorizations(g: &mut Gen) -> Vec<(&'static str, Vec<u8>, bool)> {
                 ES256,
                 pem.as_bytes(),
                 Some(&kid),
-                &token_claims("admin", now - 7200, 3600, &all),
+                &claims("admin", now - 7200, 3600),
             )),
             false,
         ),
@@ -121,7 +128,7 @@ fn junk_authorizations(g: &mut Gen) -> Vec<(&'static str, Vec<u8>, bool)> {
                 ES256,
                 pem.as_bytes(),
                 Some(&kid),
-                &token_claims("ghost", now, 300, &all),
+                &claims("ghost", now, 300),
             )),
             false,
         ),

@@ -15,12 +15,15 @@ use oci::RepoName;
 
 use super::input::{mode, Input};
 
+/// The service the fixture's tokens are issued for and verified against.
+const SERVICE: &str = "berth";
+
 struct Fixture {
     keys: TokenKeys,
     /// Tokens of the genuine key; every one verifies.
     genuine: Vec<String>,
-    /// Tokens no verifier of `keys` may accept: from an unknown key, and from another key
-    /// that claims the genuine key's id.
+    /// Tokens no verifier of `keys` may accept: from an unknown key, from another key that
+    /// claims the genuine key's id, and from the genuine key for another service.
     foreign: Vec<String>,
 }
 
@@ -40,20 +43,31 @@ fn fixture() -> &'static Fixture {
         }];
         // Long-lived, so the committed seeds keep verifying whenever the tests run.
         let lifetime = 20 * 365 * 24 * 3600;
-        let issue = |k: &TokenKeys, sub: &str| k.issue(sub, "berth", access.clone(), lifetime).0;
+        let issue = |k: &TokenKeys, sub: &str| k.issue(sub, SERVICE, access.clone(), lifetime).0;
+        let elsewhere = keys.issue("alice", "elsewhere", access.clone(), lifetime).0;
         let f = Fixture {
             genuine: vec![issue(&keys, "alice"), issue(&keys, "")],
-            foreign: vec![issue(&unknown, "alice"), issue(&impostor, "alice")],
+            foreign: vec![
+                issue(&unknown, "alice"),
+                issue(&impostor, "alice"),
+                elsewhere,
+            ],
             keys,
         };
         for (token, sub) in f.genuine.iter().zip(["alice", ""]) {
-            let claims = f.keys.verify(token).expect("a genuine token verifies");
+            let claims = f
+                .keys
+                .verify(token, SERVICE)
+                .expect("a genuine token verifies");
             assert_eq!(claims.iss, berth::auth::token::ISSUER);
             assert_eq!(claims.sub, sub);
             assert_eq!(claims.access, access);
         }
         for token in &f.foreign {
-            assert!(f.keys.verify(token).is_err(), "a foreign token is refused");
+            assert!(
+                f.keys.verify(token, SERVICE).is_err(),
+                "a foreign token is refused"
+            );
         }
         f
     })
@@ -78,14 +92,14 @@ pub fn check(data: &[u8]) {
 /// A token must be refused unless it is exactly a genuine one.
 fn verify_only_genuine(f: &Fixture, token: &str) {
     let genuine = f.genuine.iter().any(|g| g == token);
-    assert_eq!(f.keys.verify(token).is_ok(), genuine, "{token:?}");
+    assert_eq!(f.keys.verify(token, SERVICE).is_ok(), genuine, "{token:?}");
     if genuine {
         return;
     }
     // Nor may it pass as a bearer credential in any spelling of the header.
     for header in [format!("Bearer {token}"), format!("bearer  {token} ")] {
         if let Some(Authorization::RegistryToken(t)) = parse_authorization(&header) {
-            assert!(f.keys.verify(t).is_err() || f.genuine.iter().any(|g| g == t));
+            assert!(f.keys.verify(t, SERVICE).is_err() || f.genuine.iter().any(|g| g == t));
         }
     }
 }

@@ -127,7 +127,8 @@ impl FromRequestParts<AppState> for ApiCaller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
-        match state.auth.credential(value, client).await {
+        let service = super::challenge::Origin::of(state, &parts.headers).host;
+        match state.auth.credential(value, client, &service).await {
             Ok(Credential::Anonymous) => Ok(ApiCaller(None)),
             Ok(Credential::Account(identity)) => Ok(ApiCaller(Some(identity))),
             Ok(Credential::Token { .. }) => Err(ManageError::Unauthorized(

@@ -34,19 +34,20 @@ async fn organization(state: &AppState, org: &str) -> Result<Account, ManageErro
     }
 }
 
-/// The caller, if it administers `org`.
+/// The caller, if it administers `org`. A caller who may not gets the same 403 whether the
+/// organization exists or not, so probing tells nothing; only those who could act on it (a
+/// superuser) learn that it is missing.
 async fn org_admin<'a>(
     state: &AppState,
     caller: &'a ApiCaller,
     org: &str,
 ) -> Result<&'a Identity, ManageError> {
     let who = caller.required()?;
-    organization(state, org).await?;
-    if state.auth.is_namespace_admin(who, org).await? {
-        Ok(who)
-    } else {
-        Err(ManageError::Forbidden)
+    if !state.auth.is_namespace_admin(who, org).await? {
+        return Err(ManageError::Forbidden);
     }
+    organization(state, org).await?;
+    Ok(who)
 }
 
 #[derive(Deserialize)]
@@ -68,15 +69,20 @@ pub async fn create(
     }
     valid_namespace(&body.name)?;
     let _ = body.email;
+    let taken =
+        || ManageError::Conflict(format!("a user or organization named {} exists", body.name));
+    // A name in SUPER_USERS stays free for the superuser it is meant for (only a superuser
+    // may take it), and is answered like a name that is taken.
+    if state.auth.is_reserved_for_superuser(&body.name) && !state.auth.is_superuser(who) {
+        return Err(taken());
+    }
     state
         .auth
         .accounts()
         .create_organization(&body.name, &who.name)
         .await
         .map_err(|e| match e {
-            MetadataError::Conflict => {
-                ManageError::Conflict(format!("a user or organization named {} exists", body.name))
-            }
+            MetadataError::Conflict => taken(),
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, Json(json!("Created"))).into_response())
@@ -89,16 +95,15 @@ pub async fn get(
     ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Value>, ManageError> {
     let who = caller.required()?;
-    organization(&state, &org).await?;
     let accounts = state.auth.accounts();
     let is_admin = state.auth.is_namespace_admin(who, &org).await?;
     let members = accounts.organization_members(&org).await?;
     let is_member = is_admin || members.iter().any(|m| m.id == who.id);
+    // Members see it; everyone else gets the same 403 whether it exists or not.
     if !is_member {
-        return Err(ManageError::NotFound(format!(
-            "organization {org} not found"
-        )));
+        return Err(ManageError::Forbidden);
     }
+    organization(&state, &org).await?;
     let mut teams = serde_json::Map::new();
     for t in accounts.list_teams(&org).await? {
         let count = accounts.team_members(&org, &t.name).await?.len();

@@ -103,14 +103,20 @@ pub async fn create(
         }
     };
     let accounts = state.auth.accounts();
+    // A caller who may not create there gets the same 403 whether the namespace exists or
+    // not; only one who could (a superuser) learns that it is missing.
+    if !state
+        .auth
+        .may_create_configured_in(who, repo.namespace())
+        .await?
+    {
+        return Err(ManageError::Forbidden);
+    }
     if accounts.account(repo.namespace()).await?.is_none() {
         return Err(ManageError::NotFound(format!(
             "namespace {} does not exist",
             repo.namespace()
         )));
-    }
-    if !state.auth.may_create_in(who, repo.namespace()).await? {
-        return Err(ManageError::Forbidden);
     }
     accounts
         .create_repository(&repo, public, body.description.as_deref().unwrap_or(""))

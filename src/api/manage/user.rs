@@ -42,7 +42,7 @@ pub async fn me(
         "username": who.name,
         "kind": who.kind.as_str(),
         "email": account.email,
-        "super_user": who.superuser,
+        "super_user": state.auth.is_superuser(who),
         "organizations": orgs,
     })))
 }
@@ -70,12 +70,14 @@ async fn make_user(state: &AppState, body: &NewUser, password: &str) -> Result<(
         .create_user(&body.username, &hash, body.email.as_deref(), false)
         .await
         .map_err(|e| match e {
-            MetadataError::Conflict => {
-                ManageError::Conflict(format!("the name {} is taken", body.username))
-            }
+            MetadataError::Conflict => name_taken(&body.username),
             other => other.into(),
         })?;
     Ok(())
+}
+
+fn name_taken(name: &str) -> ManageError {
+    ManageError::Conflict(format!("the name {name} is taken"))
 }
 
 /// `POST /api/v1/user/`: self-registration, only with `FEATURE_USER_CREATION: true`.
@@ -90,6 +92,11 @@ pub async fn register(
         .password
         .clone()
         .ok_or_else(|| ManageError::BadRequest("password is required".into()))?;
+    // A name in SUPER_USERS would make its registrant a superuser: it is answered exactly
+    // like a name that is taken.
+    if state.auth.is_reserved_for_superuser(&body.username) {
+        return Err(name_taken(&body.username));
+    }
     make_user(&state, &body, &password).await?;
     Ok((StatusCode::CREATED, Json(json!("Created"))).into_response())
 }
@@ -99,7 +106,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     caller: ApiCaller,
 ) -> Result<Json<Value>, ManageError> {
-    if !caller.required()?.superuser {
+    if !state.auth.is_superuser(caller.required()?) {
         return Err(ManageError::Forbidden);
     }
     let users: Vec<Value> = state
@@ -120,7 +127,7 @@ pub async fn create_user(
     caller: ApiCaller,
     JsonBody(body): JsonBody<NewUser>,
 ) -> Result<Response, ManageError> {
-    if !caller.required()?.superuser {
+    if !state.auth.is_superuser(caller.required()?) {
         return Err(ManageError::Forbidden);
     }
     let (password, generated) = match &body.password {

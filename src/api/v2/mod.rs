@@ -99,7 +99,11 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let credential = match state.auth.credential(authorization, client).await {
+    let credential = match state
+        .auth
+        .credential(authorization, client, &origin.host)
+        .await
+    {
         Ok(c) => c,
         Err(AuthError::TooManyAttempts) => {
             return ApiError::new(

@@ -35,8 +35,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`. A database file or
+    /// journal other accounts may read (as an older berth left them) is made private first.
     pub async fn open(path: &Path) -> Result<Self, MetadataError> {
+        restrict_database_files(path).map_err(backend)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -88,6 +90,32 @@ impl SqliteStore {
             result => result.map_err(backend),
         }
     }
+}
+
+/// Takes group and other permissions away from the database at `path`, its journals and its
+/// change counter, where they exist: they hold password hashes and the token signing key.
+fn restrict_database_files(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_path_buf(), path.with_extension("db-changes")];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for file in files {
+            let mode = match std::fs::metadata(&file) {
+                Ok(meta) => meta.permissions().mode(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & !0o077))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 const ENSURE_REPO: &str =
