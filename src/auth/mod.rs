@@ -16,12 +16,15 @@ pub mod token;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use oci::RepoName;
+use oci::{Digest, RepoName};
 
-use crate::metadata::accounts::{Account, AccountKind, AccountStore, Grantee, Role};
+use crate::metadata::accounts::{
+    Account, AccountKind, AccountStore, Grantee, Reader, RepositoryInfo, RepositoryQuery, Role,
+};
 use crate::metadata::MetadataError;
 use limiter::LoginLimiter;
 use scope::{AccessEntry, Actions, Scope};
@@ -129,6 +132,9 @@ pub struct Auth {
     /// duration: unbounded, 128 clients logging in together took 2.5 GiB. One per core keeps
     /// memory flat and costs no throughput, since the checks are CPU-bound.
     password_checks: tokio::sync::Semaphore,
+    /// How many times [`Auth::live_actions`] decided, a cost measure: a listing must not
+    /// decide once per repository it skips.
+    live_decisions: AtomicU64,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -155,6 +161,7 @@ impl Auth {
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            live_decisions: AtomicU64::new(0),
         })
     }
 
@@ -341,6 +348,7 @@ impl Auth {
         who: Option<&Identity>,
         repo: &RepoName,
     ) -> Result<Actions, MetadataError> {
+        self.live_decisions.fetch_add(1, Ordering::Relaxed);
         let info = self.accounts.repository_info(repo).await?;
         let public = info.as_ref().is_some_and(|i| i.public);
         let Some(who) = who else {
@@ -434,6 +442,58 @@ impl Auth {
                 }))
             }
         }
+    }
+
+    /// How many decisions [`Auth::live_actions`] has taken since start (for tests and
+    /// diagnostics: listings are decided by the database and take none).
+    pub fn live_decisions(&self) -> u64 {
+        self.live_decisions.load(Ordering::Relaxed)
+    }
+
+    /// The reader whose listings show what `who` may pull: the pull rule of
+    /// [`Auth::live_actions`] (anonymous callers pull public repositories, superusers every
+    /// one, accounts also those of namespaces they administer and those granted to them),
+    /// which the metadata store applies in SQL. `tests/visibility.rs` checks that the two
+    /// agree for every kind of principal.
+    pub fn reader(who: Option<&Identity>) -> Reader {
+        match who {
+            None => Reader::Anonymous,
+            Some(i) if i.superuser => Reader::Superuser,
+            Some(i) => Reader::Account(i.id),
+        }
+    }
+
+    /// Repositories `who` may pull, in byte order of their names, after `after` and at most
+    /// `limit`, optionally of one namespace: one query, whatever the number of repositories
+    /// the caller may not see.
+    pub async fn readable_repositories(
+        &self,
+        who: Option<&Identity>,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryInfo>, MetadataError> {
+        let query = RepositoryQuery {
+            reader: Self::reader(who),
+            namespace,
+            after,
+            limit,
+        };
+        self.accounts.readable_repositories(&query).await
+    }
+
+    /// Up to `limit` repositories holding `digest` that `who` may pull: where a mount that
+    /// names no source may look, so its answer and its timing tell nothing about
+    /// repositories the caller cannot read.
+    pub async fn readable_repositories_with_blob(
+        &self,
+        who: Option<&Identity>,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        self.accounts
+            .readable_repositories_with_blob(Self::reader(who), digest, limit)
+            .await
     }
 
     /// Whether the credential may list the catalog entry `repo`.

@@ -2,7 +2,7 @@
 //! facts, as a role trait beside [`super::MetadataStore`].
 
 use async_trait::async_trait;
-use oci::RepoName;
+use oci::{Digest, RepoName};
 
 use super::MetadataError;
 
@@ -142,6 +142,44 @@ pub struct RepositoryInfo {
     pub name: RepoName,
     pub public: bool,
     pub description: String,
+}
+
+/// Whose rights a repository listing follows. Listings return exactly the repositories
+/// [`crate::auth::Auth::live_actions`] lets the reader pull, decided by the database in the
+/// same query that lists them, so a listing reads only what it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// No account: public repositories.
+    Anonymous,
+    /// An account: public repositories, every repository of a namespace it administers (its
+    /// own user namespace, an organization through an admin team), and those granted to it
+    /// with any role, directly or through a team.
+    Account(i64),
+    /// A superuser: every repository.
+    Superuser,
+}
+
+impl Reader {
+    /// The two values the backends' readability condition binds: whether every repository
+    /// is readable (0 or 1), and the account whose grants count (none for anonymous).
+    pub(crate) fn bindings(self) -> (i64, Option<i64>) {
+        match self {
+            Reader::Anonymous => (0, None),
+            Reader::Account(id) => (0, Some(id)),
+            Reader::Superuser => (1, None),
+        }
+    }
+}
+
+/// Which repositories [`AccountStore::readable_repositories`] lists.
+#[derive(Debug, Clone, Copy)]
+pub struct RepositoryQuery<'a> {
+    pub reader: Reader,
+    /// Only repositories of this namespace (`ns` itself and names under `ns/`).
+    pub namespace: Option<&'a str>,
+    /// Only names after this one (keyset pagination).
+    pub after: Option<&'a str>,
+    pub limit: u32,
 }
 
 /// A repository as the dashboard lists it.
@@ -286,12 +324,30 @@ pub trait AccountStore: Send + Sync + 'static {
         repo: &RepoName,
     ) -> Result<Option<RepositoryInfo>, MetadataError>;
 
-    /// Repositories by name, optionally of one namespace and only names containing `filter`.
+    /// Repositories `reader` may pull (see [`Reader`]), by name, optionally of one namespace
+    /// and only names containing `filter`.
     async fn repository_summaries(
         &self,
+        reader: Reader,
         namespace: Option<&str>,
         filter: Option<&str>,
     ) -> Result<Vec<RepositorySummary>, MetadataError>;
+
+    /// Repositories the query's reader may pull (see [`Reader`]), in byte order of their
+    /// names, at most `limit`: one query that reads only what it returns.
+    async fn readable_repositories(
+        &self,
+        query: &RepositoryQuery<'_>,
+    ) -> Result<Vec<RepositoryInfo>, MetadataError>;
+
+    /// Up to `limit` repositories holding `digest` that `reader` may pull (see [`Reader`]),
+    /// by name: the candidate sources of a mount that names none.
+    async fn readable_repositories_with_blob(
+        &self,
+        reader: Reader,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError>;
 
     /// Creates a repository (private unless `public`). `Conflict` if it exists.
     async fn create_repository(

@@ -269,13 +269,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The size of a durable blob, whichever repositories link it.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
 
-    /// Up to `limit` repositories that may read `digest` (candidates for an automatic mount).
-    async fn repositories_with_blob(
-        &self,
-        digest: &Digest,
-        limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError>;
-
     // ---- uploads ----
 
     /// Records a new upload session. Creates the repository if needed.

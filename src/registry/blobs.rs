@@ -94,9 +94,4 @@ impl Registry {
             None => Ok(false),
         }
     }
-
-    /// Repositories that may read `digest`: candidate sources for a mount without `from`.
-    pub async fn mount_candidates(&self, digest: &Digest) -> Result<Vec<RepoName>, RegistryError> {
-        Ok(self.meta.repositories_with_blob(digest, 100).await?)
-    }
 }

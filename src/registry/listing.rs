@@ -44,24 +44,6 @@ impl Registry {
         Ok(Page { items, next_after })
     }
 
-    /// Repository names after `last`, at most `n`, keeping those `visible` accepts.
-    pub async fn catalog(
-        &self,
-        n: Option<u32>,
-        last: Option<&str>,
-    ) -> Result<Page<RepoName>, RegistryError> {
-        let limit = self.page_size(n);
-        if limit == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next_after: None,
-            });
-        }
-        let mut items = self.meta.list_repositories(last, limit + 1).await?;
-        let next_after = paginate(&mut items, limit, |r| r.as_str().to_string());
-        Ok(Page { items, next_after })
-    }
-
     /// Tags of `repo` with their manifests' facts (for the management API and dashboard).
     pub async fn tag_details(
         &self,

@@ -12,10 +12,11 @@ mod error;
 pub mod facts;
 mod listing;
 mod manifests;
+mod slots;
 mod uploads;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 pub use blobs::BlobBody;
 pub use error::RegistryError;
@@ -27,6 +28,7 @@ use crate::config::Settings;
 use crate::metadata::MetadataStore;
 use crate::policy::ArtifactPolicy;
 use crate::storage::{BlobStore, UploadId};
+use slots::{UploadSlot, UploadSlots};
 
 /// Limits and switches the registry operations obey.
 #[derive(Debug, Clone)]
@@ -66,16 +68,8 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     live: RwLock<Arc<Live>>,
-    /// Per-upload lock and cached hash state. The lock serializes requests on one upload
-    /// session; the cached hasher saves re-reading the data at each chunk. Losing this map
-    /// (restart) only costs a re-hash of the bytes received so far.
-    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadSlot>>>>,
-}
-
-#[derive(Default)]
-struct UploadSlot {
-    /// Hash of the first `.0` bytes of the upload.
-    hashed: Option<(u64, oci::Hasher)>,
+    /// Serializes the requests on one upload session, holding only the sessions in use.
+    slots: UploadSlots,
 }
 
 impl Registry {
@@ -89,7 +83,7 @@ impl Registry {
             meta,
             blobs,
             live: RwLock::new(Arc::new(Live::from_settings(settings))),
-            uploads: Mutex::new(HashMap::new()),
+            slots: UploadSlots::default(),
         }
     }
 
@@ -113,16 +107,10 @@ impl Registry {
         self.live().policy.clone()
     }
 
-    fn upload_slot(&self, id: &UploadId) -> Arc<tokio::sync::Mutex<UploadSlot>> {
-        let mut map = self.uploads.lock().expect("upload map lock poisoned");
-        map.entry(id.clone()).or_default().clone()
-    }
-
-    fn forget_upload_slot(&self, id: &UploadId) {
-        self.uploads
-            .lock()
-            .expect("upload map lock poisoned")
-            .remove(id);
+    /// How many upload sessions requests are working on in this process right now (each
+    /// has an in-memory lock while, and only while, a request uses it).
+    pub fn upload_slots_in_use(&self) -> usize {
+        self.slots.len()
     }
 
     /// Reconciles storage with metadata after a restart: upload data without a session is

@@ -118,8 +118,8 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadState, RegistryError> {
-        let slot = self.upload_slot(id);
-        let mut slot = slot.lock().await;
+        let hold = self.slots.hold(id);
+        let mut slot = hold.lock().await;
         let mut record = self.session(repo, id).await?;
         self.append_locked(&mut slot, &mut record, range, content_length, body)
             .await?;
@@ -223,8 +223,8 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<ChunkRange>, Option<u64>, ByteStream)>,
     ) -> Result<(), RegistryError> {
-        let slot_handle = self.upload_slot(id);
-        let mut slot = slot_handle.lock().await;
+        let hold = self.slots.hold(id);
+        let mut slot = hold.lock().await;
         let mut record = self.session(repo, id).await?;
         if let Some((range, content_length, body)) = last_chunk {
             self.append_locked(&mut slot, &mut record, range, content_length, body)
@@ -257,8 +257,6 @@ impl Registry {
         self.blobs
             .delete_upload(id, record.progress.clone())
             .await?;
-        drop(slot);
-        self.forget_upload_slot(id);
         outcome
     }
 
@@ -308,19 +306,17 @@ impl Registry {
             };
             let _ = self.meta.delete_upload(&upload.id).await;
             let _ = self.blobs.delete_upload(&upload.id, progress).await;
-            self.forget_upload_slot(&upload.id);
         }
         result
     }
 
     /// Cancels an upload and discards its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<(), RegistryError> {
-        let slot_handle = self.upload_slot(id);
-        let _slot = slot_handle.lock().await;
+        let hold = self.slots.hold(id);
+        let _slot = hold.lock().await;
         let record = self.session(repo, id).await?;
         self.meta.delete_upload(id).await?;
         self.blobs.delete_upload(id, record.progress).await?;
-        self.forget_upload_slot(id);
         Ok(())
     }
 }

@@ -14,26 +14,19 @@ use crate::app::AppState;
 use crate::metadata::accounts::{AccountKind, RepositorySummary};
 
 /// Repositories the visitor may pull, optionally of one namespace and matching `filter`.
-/// Visibility goes through the registry's own authorization rules.
+/// The database selects them by the registry's own pull rule (see `Auth::reader`).
 pub(super) async fn visible(
     state: &AppState,
     viewer: &Viewer,
     namespace: Option<&str>,
     filter: Option<&str>,
 ) -> Result<Vec<RepositorySummary>, PageError> {
-    let all = state
+    let reader = crate::auth::Auth::reader(viewer.identity.as_ref());
+    Ok(state
         .auth
         .accounts()
-        .repository_summaries(namespace, filter)
-        .await?;
-    let credential = viewer.credential();
-    let mut shown = Vec::with_capacity(all.len());
-    for repo in all {
-        if state.auth.may_see(&credential, &repo.name).await? {
-            shown.push(repo);
-        }
-    }
-    Ok(shown)
+        .repository_summaries(reader, namespace, filter)
+        .await?)
 }
 
 /// The repositories table.

@@ -59,6 +59,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     data: DataDir,
     settings: Settings,
+    /// The running server's state, for tests that look inside it (dropped at shutdown).
+    state: Option<berth::app::AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -134,8 +136,9 @@ impl TestServer {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
+        let served = state.clone();
         let task = tokio::spawn(async move {
-            berth::serve(listener, state, async move {
+            berth::serve(listener, served, async move {
                 let _ = stopped.await;
             })
             .await
@@ -146,6 +149,7 @@ impl TestServer {
             client: authed_client(ADMIN_USER, ADMIN_PASSWORD),
             data,
             settings,
+            state: Some(state),
             stop: Some(stop),
             task: Some(task),
         }
@@ -165,6 +169,7 @@ impl TestServer {
 
     /// Stops the server and waits for in-flight requests to finish.
     pub async fn shutdown(&mut self) {
+        self.state = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -186,6 +191,11 @@ impl TestServer {
     /// The settings the server runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The running server's state (its registry, auth service and settings).
+    pub fn state(&self) -> &berth::app::AppState {
+        self.state.as_ref().expect("the server is running")
     }
 
     /// A garbage collector over this server's stores, as another replica (or `berth gc`)

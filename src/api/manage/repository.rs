@@ -30,43 +30,22 @@ pub struct ListQuery {
     public: Option<bool>,
 }
 
-/// `GET /api/v1/repository?namespace=`: repositories the caller may read.
+/// `GET /api/v1/repository?namespace=`: repositories the caller may read, which the database
+/// selects (see `Auth::reader`).
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ManageError> {
-    let credential = match &caller.0 {
-        Some(i) => crate::auth::Credential::Account(i.clone()),
-        None => crate::auth::Credential::Anonymous,
-    };
-    let accounts = state.auth.accounts();
-    let mut repos = Vec::new();
-    let mut last: Option<String> = q.namespace.as_ref().map(|ns| format!("{ns}/"));
-    loop {
-        let page = state.registry.catalog(Some(1000), last.as_deref()).await?;
-        let mut done = page.next_after.is_none();
-        for name in &page.items {
-            last = Some(name.to_string());
-            if let Some(ns) = &q.namespace {
-                if name.namespace() != ns {
-                    done = done || name.as_str() > ns.as_str();
-                    continue;
-                }
-            }
-            if !state.auth.may_see(&credential, name).await? {
-                continue;
-            }
-            if let Some(info) = accounts.repository_info(name).await? {
-                if q.public.is_none_or(|p| p == info.public) {
-                    repos.push(repo_json(&info));
-                }
-            }
-        }
-        if done || page.items.is_empty() {
-            break;
-        }
-    }
+    let readable = state
+        .auth
+        .readable_repositories(caller.0.as_ref(), q.namespace.as_deref(), None, u32::MAX)
+        .await?;
+    let repos: Vec<Value> = readable
+        .iter()
+        .filter(|info| q.public.is_none_or(|p| p == info.public))
+        .map(repo_json)
+        .collect();
     Ok(Json(json!({ "repositories": repos })))
 }
 

@@ -81,42 +81,35 @@ pub async fn tags(
     ))
 }
 
-/// The catalog lists only repositories the caller may pull from; pages are filled from
-/// further down the list so a caller sees full pages of what it may read.
+/// The catalog lists only repositories the caller may pull. The database applies that rule
+/// while it pages (see `Auth::reader`), so a page costs one query over what it returns,
+/// however many repositories the caller may not see.
 pub async fn catalog(
     state: &AppState,
     caller: &Caller,
     req: &V2Request,
 ) -> Result<Response, ApiError> {
     let max = state.registry.options().max_page_size;
-    let want = page_size(req)?.unwrap_or(max).min(max) as usize;
-    let mut names: Vec<RepoName> = Vec::new();
-    let mut last = req.query("last").map(str::to_string);
-    'pages: loop {
-        if want == 0 {
-            break;
-        }
-        let page = state.registry.catalog(Some(max), last.as_deref()).await?;
-        for repo in page.items {
-            last = Some(repo.to_string());
-            if state
-                .auth
-                .may_see(&caller.credential, &repo)
-                .await
-                .map_err(ApiError::internal)?
-            {
-                names.push(repo);
-                if names.len() > want {
-                    break 'pages;
-                }
-            }
-        }
-        if page.next_after.is_none() {
-            break;
-        }
-    }
-    let more = names.len() > want;
-    names.truncate(want);
+    let want = page_size(req)?.unwrap_or(max).min(max);
+    let mut names: Vec<RepoName> = if want == 0 {
+        Vec::new()
+    } else {
+        state
+            .auth
+            .readable_repositories(
+                caller.credential.identity(),
+                None,
+                req.query("last"),
+                want + 1,
+            )
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|info| info.name)
+            .collect()
+    };
+    let more = names.len() > want as usize;
+    names.truncate(want as usize);
     let link = more.then(|| {
         let last = names.last().map(|r| r.to_string()).unwrap_or_default();
         format!("/v2/_catalog?n={want}&last={}", encode(&last))

@@ -94,9 +94,14 @@ pub async fn start(
     Ok(upload_reply(StatusCode::ACCEPTED, repo, &upload))
 }
 
-/// Mounts `digest` into `repo` from `from`, or with no `from` from any repository holding it,
+/// How many repositories holding the digest a mount without `from` tries.
+const MOUNT_CANDIDATES: u32 = 8;
+
+/// Mounts `digest` into `repo` from `from`, or with no `from` from a repository holding it,
 /// but only from a repository the caller may pull from: a mount must never let a caller read
-/// a blob it could not read before.
+/// a blob it could not read before. Without `from`, the database is asked only for
+/// repositories the caller may read, so neither the answer nor its timing says whether the
+/// digest sits in a repository the caller cannot see.
 async fn mount_readable(
     state: &AppState,
     caller: &Caller,
@@ -106,7 +111,11 @@ async fn mount_readable(
 ) -> Result<bool, ApiError> {
     let candidates = match from {
         Some(f) => vec![f],
-        None => state.registry.mount_candidates(digest).await?,
+        None => state
+            .auth
+            .readable_repositories_with_blob(caller.credential.identity(), digest, MOUNT_CANDIDATES)
+            .await
+            .map_err(ApiError::internal)?,
     };
     for source in candidates {
         let readable = state

@@ -1,14 +1,14 @@
 //! `AccountStore` on PostgreSQL.
 
 use async_trait::async_trait;
-use oci::RepoName;
+use oci::{Digest, RepoName};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::PostgresStore;
+use super::{has_nul, ordering_bound, PostgresStore};
 use crate::metadata::accounts::{
-    Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission,
-    RepositoryInfo, RepositorySummary, Role, Session, Team, TeamRole,
+    Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
+    RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
 };
 use crate::metadata::MetadataError;
 use crate::metadata::{backend, now_millis, stored};
@@ -22,6 +22,35 @@ macro_rules! select_accounts {
             $tail
         )
     };
+}
+
+/// Whether repository `r` may be pulled by the reader bound as `$1` (1: every repository) and
+/// `$2` (the account, NULL for anonymous): the pull rule of `Auth::live_actions` (public, a
+/// namespace the account administers, or any role granted directly or through a team).
+/// `tests/visibility.rs` checks that both agree.
+macro_rules! readable_by_reader {
+    () => {
+        "($1 = 1 OR r.public = 1
+          OR r.id IN (SELECT p.repository_id FROM repository_permissions p
+                      WHERE p.account_id = $2
+                         OR p.team_id IN (SELECT tm.team_id FROM team_members tm
+                                          WHERE tm.account_id = $2))
+          OR split_part(r.name, '/', 1)
+             IN (SELECT ns.name FROM accounts ns WHERE ns.kind = 'user' AND ns.id = $2
+                 UNION ALL
+                 SELECT o.name FROM accounts o
+                   JOIN teams t ON t.org_id = o.id AND t.role = 'admin'
+                   JOIN team_members tm ON tm.team_id = t.id
+                 WHERE o.kind = 'organization' AND tm.account_id = $2))"
+    };
+}
+
+fn repository_row(r: &PgRow) -> Result<RepositoryInfo, MetadataError> {
+    Ok(RepositoryInfo {
+        name: stored(r.get::<&str, _>(0))?,
+        public: r.get::<i64, _>(1) != 0,
+        description: r.get(2),
+    })
 }
 
 fn account(row: &PgRow) -> Result<Account, MetadataError> {
@@ -499,28 +528,30 @@ impl AccountStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| {
-            Ok(RepositoryInfo {
-                name: stored(r.get::<&str, _>(0))?,
-                public: r.get::<i64, _>(1) != 0,
-                description: r.get(2),
-            })
-        })
-        .transpose()
+        row.as_ref().map(repository_row).transpose()
     }
 
     async fn repository_summaries(
         &self,
+        reader: Reader,
         namespace: Option<&str>,
         filter: Option<&str>,
     ) -> Result<Vec<RepositorySummary>, MetadataError> {
-        let rows = sqlx::query(
+        if namespace.is_some_and(has_nul) || filter.is_some_and(has_nul) {
+            return Ok(Vec::new());
+        }
+        let (everything, account) = reader.bindings();
+        let rows = sqlx::query(concat!(
             "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
              FROM repositories r LEFT JOIN tags t ON t.repository_id = r.id
-             WHERE ($1::text IS NULL OR substr(r.name, 1, length($1) + 1) = $1 || '/')
-               AND ($2::text IS NULL OR strpos(r.name, $2) > 0)
-             GROUP BY r.id ORDER BY r.name",
-        )
+             WHERE ($3::text IS NULL OR substr(r.name, 1, length($3) + 1) = $3 || '/')
+               AND ($4::text IS NULL OR strpos(r.name, $4) > 0)
+               AND ",
+            readable_by_reader!(),
+            " GROUP BY r.id ORDER BY r.name"
+        ))
+        .bind(everything)
+        .bind(account)
         .bind(namespace)
         .bind(filter)
         .fetch_all(&self.pool)
@@ -537,6 +568,59 @@ impl AccountStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn readable_repositories(
+        &self,
+        query: &RepositoryQuery<'_>,
+    ) -> Result<Vec<RepositoryInfo>, MetadataError> {
+        if query.namespace.is_some_and(has_nul) {
+            return Ok(Vec::new());
+        }
+        let (everything, account) = query.reader.bindings();
+        // A namespace's names are the namespace itself and those from `ns/` up to `ns0`
+        // (`0` follows `/` in byte order).
+        let rows = sqlx::query(concat!(
+            "SELECT r.name, r.public, r.description FROM repositories r
+             WHERE r.name > $3
+               AND ($4::text IS NULL OR r.name = $4
+                    OR (r.name > ($4 || '/') AND r.name < ($4 || '0')))
+               AND ",
+            readable_by_reader!(),
+            " ORDER BY r.name LIMIT $5"
+        ))
+        .bind(everything)
+        .bind(account)
+        .bind(ordering_bound(query.after.unwrap_or("")))
+        .bind(query.namespace)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(repository_row).collect()
+    }
+
+    async fn readable_repositories_with_blob(
+        &self,
+        reader: Reader,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let (everything, account) = reader.bindings();
+        let rows = sqlx::query(concat!(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $3 AND ",
+            readable_by_reader!(),
+            " ORDER BY r.name LIMIT $4"
+        ))
+        .bind(everything)
+        .bind(account)
+        .bind(digest.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
     async fn create_repository(

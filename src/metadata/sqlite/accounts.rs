@@ -1,14 +1,14 @@
 //! `AccountStore` on SQLite.
 
 use async_trait::async_trait;
-use oci::RepoName;
+use oci::{Digest, RepoName};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{backend, now_millis, stored, SqliteStore};
 use crate::metadata::accounts::{
-    Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission,
-    RepositoryInfo, RepositorySummary, Role, Session, Team, TeamRole,
+    Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
+    RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
 };
 use crate::metadata::MetadataError;
 
@@ -21,6 +21,36 @@ macro_rules! select_accounts {
             $tail
         )
     };
+}
+
+/// Whether repository `r` may be pulled by the reader bound as `?1` (1: every repository) and
+/// `?2` (the account, NULL for anonymous): the pull rule of `Auth::live_actions` (public, a
+/// namespace the account administers, or any role granted directly or through a team).
+/// `tests/visibility.rs` checks that both agree.
+macro_rules! readable_by_reader {
+    () => {
+        "(?1 = 1 OR r.public = 1
+          OR r.id IN (SELECT p.repository_id FROM repository_permissions p
+                      WHERE p.account_id = ?2
+                         OR p.team_id IN (SELECT tm.team_id FROM team_members tm
+                                          WHERE tm.account_id = ?2))
+          OR (CASE WHEN instr(r.name, '/') > 0 THEN substr(r.name, 1, instr(r.name, '/') - 1)
+                   ELSE r.name END)
+             IN (SELECT ns.name FROM accounts ns WHERE ns.kind = 'user' AND ns.id = ?2
+                 UNION ALL
+                 SELECT o.name FROM accounts o
+                   JOIN teams t ON t.org_id = o.id AND t.role = 'admin'
+                   JOIN team_members tm ON tm.team_id = t.id
+                 WHERE o.kind = 'organization' AND tm.account_id = ?2))"
+    };
+}
+
+fn repository_row(r: &SqliteRow) -> Result<RepositoryInfo, MetadataError> {
+    Ok(RepositoryInfo {
+        name: stored(r.get::<&str, _>(0))?,
+        public: r.get::<i64, _>(1) != 0,
+        description: r.get(2),
+    })
 }
 
 fn account(row: &SqliteRow) -> Result<Account, MetadataError> {
@@ -493,28 +523,27 @@ impl AccountStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(backend)?;
-        row.map(|r| {
-            Ok(RepositoryInfo {
-                name: stored(r.get::<&str, _>(0))?,
-                public: r.get::<i64, _>(1) != 0,
-                description: r.get(2),
-            })
-        })
-        .transpose()
+        row.as_ref().map(repository_row).transpose()
     }
 
     async fn repository_summaries(
         &self,
+        reader: Reader,
         namespace: Option<&str>,
         filter: Option<&str>,
     ) -> Result<Vec<RepositorySummary>, MetadataError> {
-        let rows = sqlx::query(
+        let (everything, account) = reader.bindings();
+        let rows = sqlx::query(concat!(
             "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
              FROM repositories r LEFT JOIN tags t ON t.repository_id = r.id
-             WHERE (?1 IS NULL OR substr(r.name, 1, length(?1) + 1) = ?1 || '/')
-               AND (?2 IS NULL OR instr(r.name, ?2) > 0)
-             GROUP BY r.id ORDER BY r.name",
-        )
+             WHERE (?3 IS NULL OR substr(r.name, 1, length(?3) + 1) = ?3 || '/')
+               AND (?4 IS NULL OR instr(r.name, ?4) > 0)
+               AND ",
+            readable_by_reader!(),
+            " GROUP BY r.id ORDER BY r.name"
+        ))
+        .bind(everything)
+        .bind(account)
         .bind(namespace)
         .bind(filter)
         .fetch_all(&self.reader)
@@ -531,6 +560,55 @@ impl AccountStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn readable_repositories(
+        &self,
+        query: &RepositoryQuery<'_>,
+    ) -> Result<Vec<RepositoryInfo>, MetadataError> {
+        let (everything, account) = query.reader.bindings();
+        // A namespace's names are the namespace itself and those from `ns/` up to `ns0`
+        // (`0` follows `/` in byte order).
+        let rows = sqlx::query(concat!(
+            "SELECT r.name, r.public, r.description FROM repositories r
+             WHERE r.name > ?3
+               AND (?4 IS NULL OR r.name = ?4 OR (r.name > (?4 || '/') AND r.name < (?4 || '0')))
+               AND ",
+            readable_by_reader!(),
+            " ORDER BY r.name LIMIT ?5"
+        ))
+        .bind(everything)
+        .bind(account)
+        .bind(query.after.unwrap_or(""))
+        .bind(query.namespace)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(repository_row).collect()
+    }
+
+    async fn readable_repositories_with_blob(
+        &self,
+        reader: Reader,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepoName>, MetadataError> {
+        let (everything, account) = reader.bindings();
+        let rows = sqlx::query(concat!(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = ?3 AND ",
+            readable_by_reader!(),
+            " ORDER BY r.name LIMIT ?4"
+        ))
+        .bind(everything)
+        .bind(account)
+        .bind(digest.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
     async fn create_repository(

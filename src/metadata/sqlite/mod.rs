@@ -284,23 +284,6 @@ impl MetadataStore for SqliteStore {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
-    async fn repositories_with_blob(
-        &self,
-        digest: &Digest,
-        limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-             WHERE rb.digest = ?1 ORDER BY r.name LIMIT ?2",
-        )
-        .bind(digest.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
-    }
-
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
         let now = now_millis();
         let mut tx = self.begin().await?;
