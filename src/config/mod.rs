@@ -4,6 +4,7 @@
 //! not use); a known key with a value of the wrong type is an error naming the key.
 
 mod database;
+mod limits;
 mod storage;
 mod watch;
 
@@ -18,6 +19,7 @@ use crate::auth::AuthSettings;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
+pub use limits::Limits;
 pub use storage::{keep_storage, S3Credentials, S3Settings, StorageSettings};
 pub use watch::watch;
 
@@ -57,6 +59,10 @@ pub struct Settings {
     /// it is reading (an upload chunk, a manifest, a form) before it gives up on the request,
     /// so a stalled client cannot hold an upload session or a connection forever.
     pub body_idle_timeout: Duration,
+    /// What one client may make berth hold: open upload sessions per account and per
+    /// repository, the largest blob, tags per manifest push (`MAX_UPLOADS_PER_ACCOUNT`,
+    /// `MAX_UPLOADS_PER_REPOSITORY`, `MAXIMUM_LAYER_SIZE`, `MAX_TAGS_PER_REQUEST`).
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -74,6 +80,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             proxy_storage: false,
             body_idle_timeout: Duration::from_secs(60),
+            limits: Limits::default(),
         }
     }
 }
@@ -218,6 +225,10 @@ const KNOWN_KEYS: &[&str] = &[
     "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS",
     "FEATURE_PROXY_STORAGE",
     "BODY_IDLE_TIMEOUT_SECONDS",
+    "MAX_UPLOADS_PER_ACCOUNT",
+    "MAX_UPLOADS_PER_REPOSITORY",
+    "MAXIMUM_LAYER_SIZE",
+    "MAX_TAGS_PER_REQUEST",
 ];
 
 /// Parses config text.
@@ -299,6 +310,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(n) = integer(&map, "BODY_IDLE_TIMEOUT_SECONDS", 1, 86_400)? {
         settings.body_idle_timeout = Duration::from_secs(n);
     }
+    settings.limits = limits::parse(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
