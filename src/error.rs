@@ -145,6 +145,18 @@ impl From<RegistryError> for ApiError {
                     .with_detail(json!({ "limit": limit }))
             }
             RegistryError::SizeInvalid(_) => ApiError::new(ErrorCode::SizeInvalid, message),
+            RegistryError::BlobTooLarge { limit } => {
+                ApiError::new(ErrorCode::BlobTooLarge, message)
+                    .with_detail(json!({ "limit": limit }))
+            }
+            RegistryError::TooManyUploads { limit, per } => {
+                ApiError::new(ErrorCode::TooManyRequests, message)
+                    .with_detail(json!({ "limit": limit, "per": per }))
+            }
+            RegistryError::TooManyTags { limit } => {
+                ApiError::new(ErrorCode::ManifestInvalid, message)
+                    .with_detail(json!({ "limit": limit }))
+            }
             RegistryError::StorageFull => ApiError::new(ErrorCode::StorageFull, message),
             RegistryError::Body(_) => ApiError::new(ErrorCode::BlobUploadInvalid, message),
             RegistryError::Storage(e) => ApiError::internal(e),

@@ -101,9 +101,9 @@ async fn concurrent_creates_and_links_do_not_fail() {
                     0 => store.ensure_repository(&r).await,
                     1 => store.link_blob(&r, &digest(round), 7).await,
                     2 => store.link_blob(&r, &digest(round + 100 + i), 7).await,
-                    _ => {
-                        store
-                            .create_upload(&berth::metadata::UploadRecord {
+                    _ => store
+                        .create_upload(
+                            &berth::metadata::UploadRecord {
                                 id: berth::storage::UploadId::generate(),
                                 repository: r.clone(),
                                 algorithm: oci::Algorithm::Sha256,
@@ -112,9 +112,15 @@ async fn concurrent_creates_and_links_do_not_fail() {
                                 hash_state: None,
                                 progress: None,
                                 updated_at: 0,
-                            })
-                            .await
-                    }
+                            },
+                            "account:1",
+                            berth::metadata::UploadQuota {
+                                per_owner: 1000,
+                                per_repository: 1000,
+                            },
+                        )
+                        .await
+                        .map(|admitted| admitted.expect("under the quota")),
                 }
             })
         });

@@ -4,6 +4,7 @@
 //! not use); a known key with a value of the wrong type is an error naming the key.
 
 mod database;
+mod limits;
 mod storage;
 mod watch;
 
@@ -18,6 +19,7 @@ use crate::auth::AuthSettings;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
+pub use limits::Limits;
 pub use storage::{keep_storage, S3Credentials, S3Settings, StorageSettings};
 pub use watch::watch;
 
@@ -61,6 +63,10 @@ pub struct Settings {
     /// berth builds at once; more visitors wait up to 3 s for a turn, then get a 503 with
     /// `Retry-After`. Bounds the memory anonymous visitors can make berth use.
     pub dashboard_max_concurrent_renders: usize,
+    /// What one client may make berth hold: open upload sessions per account and per
+    /// repository, the largest blob, tags per manifest push (`MAX_UPLOADS_PER_ACCOUNT`,
+    /// `MAX_UPLOADS_PER_REPOSITORY`, `MAXIMUM_LAYER_SIZE`, `MAX_TAGS_PER_REQUEST`).
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -79,6 +85,7 @@ impl Default for Settings {
             proxy_storage: false,
             body_idle_timeout: Duration::from_secs(60),
             dashboard_max_concurrent_renders: 8,
+            limits: Limits::default(),
         }
     }
 }
@@ -224,6 +231,10 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_PROXY_STORAGE",
     "BODY_IDLE_TIMEOUT_SECONDS",
     "DASHBOARD_MAX_CONCURRENT_RENDERS",
+    "MAX_UPLOADS_PER_ACCOUNT",
+    "MAX_UPLOADS_PER_REPOSITORY",
+    "MAXIMUM_LAYER_SIZE",
+    "MAX_TAGS_PER_REQUEST",
 ];
 
 /// Parses config text.
@@ -308,6 +319,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(n) = integer(&map, "DASHBOARD_MAX_CONCURRENT_RENDERS", 1, 1024)? {
         settings.dashboard_max_concurrent_renders = n as usize;
     }
+    settings.limits = limits::parse(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {

@@ -105,6 +105,38 @@ pub struct UploadRecord {
     pub updated_at: i64,
 }
 
+/// Caps on the upload sessions open at once, checked as a session opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadQuota {
+    /// Sessions one owner (account or client address) may have open.
+    pub per_owner: u32,
+    /// Sessions one repository may have open.
+    pub per_repository: u32,
+}
+
+impl UploadQuota {
+    /// Which cap a new session would break, given the sessions the owner and the repository
+    /// have open.
+    pub(crate) fn exceeded(self, owner_open: i64, repository_open: i64) -> Option<QuotaExceeded> {
+        if owner_open >= i64::from(self.per_owner) {
+            Some(QuotaExceeded::Owner)
+        } else if repository_open >= i64::from(self.per_repository) {
+            Some(QuotaExceeded::Repository)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which cap kept an upload session from opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    /// The owner has as many sessions open as it may.
+    Owner,
+    /// The repository has as many sessions open as it may.
+    Repository,
+}
+
 /// A manifest about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewManifest {
@@ -271,8 +303,17 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     // ---- uploads ----
 
-    /// Records a new upload session. Creates the repository if needed.
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError>;
+    /// Records a new upload session opened by `owner` (a key naming who opened it: an
+    /// account or a client address), creating the repository if needed, unless `owner` or
+    /// the repository already has as many sessions open as `quota` allows. Sessions are
+    /// counted in the database under a lock, so the caps hold for all replicas together;
+    /// a session that ends (finished, cancelled, expired) frees its place.
+    async fn create_upload(
+        &self,
+        upload: &UploadRecord,
+        owner: &str,
+        quota: UploadQuota,
+    ) -> Result<Result<(), QuotaExceeded>, MetadataError>;
 
     /// The upload session, if it exists.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;

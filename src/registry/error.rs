@@ -36,6 +36,12 @@ pub enum RegistryError {
     ManifestTooLarge { limit: usize },
     #[error("{0}")]
     SizeInvalid(String),
+    #[error("blob is larger than the limit of {limit} bytes")]
+    BlobTooLarge { limit: u64 },
+    #[error("too many upload sessions open (limit {limit} per {per}); finish or cancel some, or wait for abandoned ones to expire")]
+    TooManyUploads { limit: u32, per: &'static str },
+    #[error("too many tags in one push (limit {limit})")]
+    TooManyTags { limit: u32 },
     #[error("storage is full")]
     StorageFull,
     #[error("reading the request body failed")]

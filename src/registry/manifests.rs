@@ -3,7 +3,7 @@
 use oci::media_type::{EMPTY_JSON_DIGEST, OCI_EMPTY};
 use oci::{Algorithm, Digest, ManifestError, ParsedManifest, Reference, RepoName, Tag};
 
-use super::{facts, Registry, RegistryError};
+use super::{facts, Registry, RegistryError, Uploader};
 use crate::metadata::{ManifestKey, MetadataError, NewManifest, StoredManifest};
 use crate::storage::ByteStream;
 
@@ -156,7 +156,8 @@ impl Registry {
         let body: ByteStream = Box::pin(futures::stream::once(async {
             Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))
         }));
-        self.push_blob(repo, &digest, Some(2), body).await
+        self.push_blob(repo, &digest, Some(2), body, Uploader::Registry)
+            .await
     }
 
     /// Resolves a tag or digest to a stored manifest.

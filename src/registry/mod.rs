@@ -22,7 +22,7 @@ pub use blobs::BlobBody;
 pub use error::RegistryError;
 pub use listing::{Page, ReferrersPage};
 pub use manifests::PushedManifest;
-pub use uploads::{ChunkRange, UploadState};
+pub use uploads::{ChunkRange, UploadState, Uploader};
 
 use crate::config::Settings;
 use crate::metadata::MetadataStore;
@@ -41,6 +41,8 @@ pub struct RegistryOptions {
     pub tag_expiration: std::time::Duration,
     /// Stream blob bytes through berth even when the store can sign a URL for them.
     pub proxy_storage: bool,
+    /// Open upload sessions, blob size and tags per push.
+    pub limits: crate::config::Limits,
 }
 
 /// The settings that a config reload replaces, swapped as one value.
@@ -57,6 +59,7 @@ impl Live {
                 max_page_size: settings.list_max_page_size,
                 tag_expiration: settings.gc.tag_expiration,
                 proxy_storage: settings.proxy_storage,
+                limits: settings.limits,
             },
             policy: Arc::new(ArtifactPolicy::new(settings.policy.clone())),
         }

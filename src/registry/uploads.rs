@@ -1,12 +1,74 @@
 //! Blob uploads: monolithic, streamed and chunked, resumable across restarts.
 
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 use oci::{Algorithm, Digest, Hasher, RepoName};
 
 use super::{Registry, RegistryError, UploadSlot};
-use std::time::{Duration, Instant};
-
-use crate::metadata::{MetadataError, UploadRecord};
+use crate::metadata::{MetadataError, QuotaExceeded, UploadQuota, UploadRecord};
 use crate::storage::{rehash_upload, ByteStream, StorageError, UploadId};
+
+/// Who opens an upload session, for the limit on sessions open per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploader {
+    /// A signed-in account (user or robot), by id.
+    Account(i64),
+    /// A client without an account (an open registry), by its address when known.
+    Client(Option<IpAddr>),
+    /// berth itself, supplying a blob whose content the spec fixes.
+    Registry,
+}
+
+impl Uploader {
+    /// The key its sessions are counted under. An IPv6 client counts by its /64 network,
+    /// the block one host is usually given, so it cannot dodge the limit by changing
+    /// addresses inside it.
+    fn key(self) -> String {
+        match self {
+            Uploader::Account(id) => format!("account:{id}"),
+            Uploader::Client(Some(IpAddr::V4(ip))) => format!("address:{ip}"),
+            Uploader::Client(Some(IpAddr::V6(ip))) => match ip.to_ipv4_mapped() {
+                Some(v4) => format!("address:{v4}"),
+                None => {
+                    let network = u128::from(ip) & !((1u128 << 64) - 1);
+                    format!("address:{}/64", std::net::Ipv6Addr::from(network))
+                }
+            },
+            Uploader::Client(None) => "address:unknown".to_string(),
+            Uploader::Registry => "registry".to_string(),
+        }
+    }
+}
+
+/// The body error that stops a blob at the configured size limit (`MAXIMUM_LAYER_SIZE`).
+#[derive(Debug, thiserror::Error)]
+#[error("the blob is larger than the registry accepts")]
+struct OverSizeLimit;
+
+/// `body`, failing with [`OverSizeLimit`] as soon as it carries more than `allowed` bytes, so
+/// no byte past the limit is written.
+fn capped(body: ByteStream, allowed: u64) -> ByteStream {
+    let mut seen: u64 = 0;
+    Box::pin(body.map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > allowed {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                OverSizeLimit,
+            ))
+        } else {
+            Ok(chunk)
+        }
+    }))
+}
+
+/// Whether a body failed because it went past the size limit.
+fn over_size_limit(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OverSizeLimit>())
+}
 
 /// Where an upload session stands.
 #[derive(Debug, Clone)]
@@ -55,13 +117,16 @@ impl ChunkRange {
 const BLOB_DELETION_WAIT: Duration = Duration::from_secs(30);
 
 impl Registry {
-    /// Opens an upload session in `repo` whose digest will be computed with `algorithm`.
+    /// Opens an upload session in `repo` for `uploader`, whose digest will be computed with
+    /// `algorithm`; refused while the uploader or the repository has as many sessions open
+    /// as the limits allow.
     pub async fn start_upload(
         &self,
         repo: &RepoName,
         algorithm: Algorithm,
+        uploader: Uploader,
     ) -> Result<UploadState, RegistryError> {
-        self.open_session(repo, algorithm, true).await
+        self.open_session(repo, algorithm, true, uploader).await
     }
 
     async fn open_session(
@@ -69,7 +134,13 @@ impl Registry {
         repo: &RepoName,
         algorithm: Algorithm,
         resumable: bool,
+        uploader: Uploader,
     ) -> Result<UploadState, RegistryError> {
+        let limits = self.options().limits;
+        let quota = UploadQuota {
+            per_owner: limits.uploads_per_account,
+            per_repository: limits.uploads_per_repository,
+        };
         let id = UploadId::generate();
         self.blobs.create_upload(&id).await?;
         let record = UploadRecord {
@@ -82,11 +153,27 @@ impl Registry {
             progress: None,
             updated_at: 0,
         };
-        if let Err(e) = self.meta.create_upload(&record).await {
-            let _ = self.blobs.delete_upload(&id, None).await;
-            return Err(e.into());
-        }
-        Ok(UploadState { id, length: 0 })
+        let refusal = match self
+            .meta
+            .create_upload(&record, &uploader.key(), quota)
+            .await
+        {
+            Ok(Ok(())) => return Ok(UploadState { id, length: 0 }),
+            Ok(Err(QuotaExceeded::Owner)) => RegistryError::TooManyUploads {
+                limit: quota.per_owner,
+                per: match uploader {
+                    Uploader::Account(_) | Uploader::Registry => "account",
+                    Uploader::Client(_) => "client address",
+                },
+            },
+            Ok(Err(QuotaExceeded::Repository)) => RegistryError::TooManyUploads {
+                limit: quota.per_repository,
+                per: "repository",
+            },
+            Err(e) => e.into(),
+        };
+        let _ = self.blobs.delete_upload(&id, None).await;
+        Err(refusal)
     }
 
     async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadRecord, RegistryError> {
@@ -149,11 +236,31 @@ impl Registry {
             }
         }
         let expected_len = range.map(ChunkRange::length).or(content_length);
+        // Announced sizes are refused before a byte is read; the bytes that actually arrive
+        // are counted as they stream.
+        let limit = self.options().limits.max_blob_bytes;
+        let allowed = limit.saturating_sub(offset);
+        if expected_len.is_some_and(|n| n > allowed) {
+            return Err(RegistryError::BlobTooLarge { limit });
+        }
         let hasher = self.hasher_at(slot, record, record.algorithm).await?;
-        let appended = self
+        let appended = match self
             .blobs
-            .append_upload(&record.id, offset, record.progress.clone(), hasher, body)
-            .await?;
+            .append_upload(
+                &record.id,
+                offset,
+                record.progress.clone(),
+                hasher,
+                capped(body, allowed),
+            )
+            .await
+            .map_err(RegistryError::from)
+        {
+            Err(RegistryError::Body(e)) if over_size_limit(&e) => {
+                return Err(RegistryError::BlobTooLarge { limit })
+            }
+            other => other?,
+        };
         let received = appended.len - offset;
         if expected_len.is_some_and(|n| n != received) {
             self.blobs.truncate_upload(&record.id, offset).await?;
@@ -230,7 +337,10 @@ impl Registry {
             self.append_locked(&mut slot, &mut record, range, content_length, body)
                 .await?;
         }
+        let limit = self.options().limits.max_blob_bytes;
         let outcome = match self.hasher_at(&mut slot, &record, digest.algorithm()).await {
+            // A session that grew under a higher limit, before a config reload lowered it.
+            Ok(_) if record.length > limit => Err(RegistryError::BlobTooLarge { limit }),
             Ok(hasher) => {
                 let actual = hasher.finish();
                 if &actual != digest {
@@ -285,15 +395,22 @@ impl Registry {
         }
     }
 
-    /// Pushes a whole blob in one request (`POST ?digest=`).
+    /// Pushes a whole blob in one request (`POST ?digest=`) for `uploader`.
     pub async fn push_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         content_length: Option<u64>,
         body: ByteStream,
+        uploader: Uploader,
     ) -> Result<(), RegistryError> {
-        let upload = self.open_session(repo, digest.algorithm(), false).await?;
+        let limit = self.options().limits.max_blob_bytes;
+        if content_length.is_some_and(|n| n > limit) {
+            return Err(RegistryError::BlobTooLarge { limit });
+        }
+        let upload = self
+            .open_session(repo, digest.algorithm(), false, uploader)
+            .await?;
         let result = self
             .finish_upload(repo, &upload.id, digest, Some((None, content_length, body)))
             .await;
@@ -323,7 +440,24 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::ChunkRange;
+    use super::{ChunkRange, Uploader};
+
+    #[test]
+    fn sessions_count_per_account_and_per_client_network() {
+        let key = |u: Uploader| u.key();
+        assert_eq!(key(Uploader::Account(42)), "account:42");
+        let v4 = "192.0.2.7".parse().ok();
+        assert_eq!(key(Uploader::Client(v4)), "address:192.0.2.7");
+        let mapped = "::ffff:192.0.2.7".parse().ok();
+        assert_eq!(key(Uploader::Client(mapped)), "address:192.0.2.7");
+        let a = key(Uploader::Client("2001:db8:1:2:aaaa::1".parse().ok()));
+        let b = key(Uploader::Client("2001:db8:1:2:bbbb::9".parse().ok()));
+        let other = key(Uploader::Client("2001:db8:1:3::1".parse().ok()));
+        assert_eq!(a, "address:2001:db8:1:2::/64");
+        assert_eq!(a, b, "one /64 is one client");
+        assert_ne!(a, other);
+        assert_eq!(key(Uploader::Client(None)), "address:unknown");
+    }
 
     #[test]
     fn parses_content_range_forms() {

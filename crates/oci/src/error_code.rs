@@ -28,6 +28,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Not a spec code: the manifest is over the configured size limit (413).
     ManifestTooLarge,
+    /// Not a spec code: the blob is over the configured size limit (413, sent as the spec's
+    /// `SIZE_INVALID`, as for a manifest).
+    BlobTooLarge,
     /// Not a spec code: a `Range`/`Content-Range` that cannot be satisfied (416).
     RangeInvalid,
     /// Not a spec code: an unexpected server-side failure (500).
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::StorageFull => "UNKNOWN",
             ErrorCode::MethodNotAllowed => "UNSUPPORTED",
             ErrorCode::ManifestTooLarge => "SIZE_INVALID",
+            ErrorCode::BlobTooLarge => "SIZE_INVALID",
             ErrorCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
             ErrorCode::Internal => "UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -84,7 +88,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Denied => 403,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::ManifestTooLarge => 413,
+            ErrorCode::ManifestTooLarge | ErrorCode::BlobTooLarge => 413,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,

@@ -41,6 +41,10 @@ pub async fn put(
     if req.content_length()?.is_some_and(|n| n > limit as u64) {
         return Err(RegistryError::ManifestTooLarge { limit }.into());
     }
+    let tag_limit = registry.options().limits.tags_per_request;
+    if req.query_all("tag").count() > tag_limit as usize {
+        return Err(RegistryError::TooManyTags { limit: tag_limit }.into());
+    }
     let extra_tags = req
         .query_all("tag")
         .map(|t| {

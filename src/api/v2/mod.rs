@@ -78,6 +78,19 @@ pub fn body_stream(body: Body) -> ByteStream {
 /// Who is calling, as far as handlers need to know.
 pub struct Caller {
     pub credential: Credential,
+    /// The client's address, when known.
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl Caller {
+    /// Who upload sessions opened by this request count against: the account, or for a
+    /// client without one (an open registry) its address.
+    pub fn uploader(&self) -> crate::registry::Uploader {
+        match self.credential.identity() {
+            Some(identity) => crate::registry::Uploader::Account(identity.id),
+            None => crate::registry::Uploader::Client(self.client),
+        }
+    }
 }
 
 /// Entry point of every /v2 request.
@@ -161,7 +174,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         headers,
         query,
     };
-    let caller = Caller { credential };
+    let caller = Caller { credential, client };
     match handle(&state, &caller, endpoint, req, body).await {
         Ok(r) => r,
         Err(e) => {

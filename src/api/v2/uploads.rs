@@ -82,7 +82,13 @@ pub async fn start(
         let digest = parse_digest(d)?;
         let content_length = req.content_length()?;
         registry
-            .push_blob(repo, &digest, content_length, body_stream(body))
+            .push_blob(
+                repo,
+                &digest,
+                content_length,
+                body_stream(body),
+                caller.uploader(),
+            )
             .await?;
         return Ok(blob_created(repo, &digest));
     }
@@ -90,7 +96,9 @@ pub async fn start(
         None => Algorithm::Sha256,
         Some(a) => a.parse::<Algorithm>().map_err(digest_error)?,
     };
-    let upload = registry.start_upload(repo, algorithm).await?;
+    let upload = registry
+        .start_upload(repo, algorithm, caller.uploader())
+        .await?;
     Ok(upload_reply(StatusCode::ACCEPTED, repo, &upload))
 }
 

@@ -19,8 +19,8 @@ use sqlx::{PgPool, Row};
 
 use super::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
-    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagHistoryEntry, TagQuery,
-    UploadRecord,
+    MetadataStore, NewManifest, QuotaExceeded, Referrer, StoredManifest, TagDetail,
+    TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -79,6 +79,19 @@ impl PostgresStore {
 
 const ENSURE_REPO: &str =
     "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
+
+/// The advisory-lock class under which upload sessions of one owner open ("uplo").
+const UPLOAD_OWNER_LOCK_CLASS: i32 = 0x7570_6c6f;
+/// The advisory-lock class under which upload sessions of one repository open ("uplr").
+const UPLOAD_REPOSITORY_LOCK_CLASS: i32 = 0x7570_6c72;
+
+/// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
+/// replica and every build.
+fn lock_key(name: &str) -> i32 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    i32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
+}
 
 #[async_trait]
 impl MetadataStore for PostgresStore {
@@ -243,7 +256,12 @@ impl MetadataStore for PostgresStore {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
+    async fn create_upload(
+        &self,
+        upload: &UploadRecord,
+        owner: &str,
+        quota: UploadQuota,
+    ) -> Result<Result<(), QuotaExceeded>, MetadataError> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         sqlx::query(ENSURE_REPO)
@@ -252,9 +270,37 @@ impl MetadataStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // Sessions opening for the same owner or repository on any replica wait here until
+        // this one has counted and inserted. Always the owner first, then the repository, so
+        // two openings never wait for each other in a circle.
+        for (class, key) in [
+            (UPLOAD_OWNER_LOCK_CLASS, owner),
+            (UPLOAD_REPOSITORY_LOCK_CLASS, upload.repository.as_str()),
+        ] {
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(class)
+                .bind(lock_key(key))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let open = sqlx::query(
+            "SELECT (SELECT count(*) FROM uploads WHERE owner = $1),
+                    (SELECT count(*) FROM uploads
+                     WHERE repository_id = (SELECT id FROM repositories WHERE name = $2))",
+        )
+        .bind(owner)
+        .bind(upload.repository.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(exceeded) = quota.exceeded(open.get(0), open.get(1)) {
+            // Rolled back on drop, with the repository it may have created.
+            return Ok(Err(exceeded));
+        }
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable)
-             SELECT $1, id, $3, $4, $5, $5, $6 FROM repositories WHERE name = $2",
+            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable, owner)
+             SELECT $1, id, $3, $4, $5, $5, $6, $7 FROM repositories WHERE name = $2",
         )
         .bind(upload.id.as_str())
         .bind(upload.repository.as_str())
@@ -262,10 +308,12 @@ impl MetadataStore for PostgresStore {
         .bind(upload.length as i64)
         .bind(now)
         .bind(i64::from(upload.resumable))
+        .bind(owner)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(Ok(()))
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {

@@ -16,8 +16,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
-    MetadataStore, NewManifest, Referrer, StoredManifest, TagDetail, TagHistoryEntry, TagQuery,
-    UploadRecord,
+    MetadataStore, NewManifest, QuotaExceeded, Referrer, StoredManifest, TagDetail,
+    TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -284,8 +284,15 @@ impl MetadataStore for SqliteStore {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetadataError> {
+    async fn create_upload(
+        &self,
+        upload: &UploadRecord,
+        owner: &str,
+        quota: UploadQuota,
+    ) -> Result<Result<(), QuotaExceeded>, MetadataError> {
         let now = now_millis();
+        // BEGIN IMMEDIATE holds the database's write lock from here: no other session can
+        // open between the count and the insert, in this process or another.
         let mut tx = self.begin().await?;
         sqlx::query(ENSURE_REPO)
             .bind(upload.repository.as_str())
@@ -293,9 +300,23 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        let open = sqlx::query(
+            "SELECT (SELECT count(*) FROM uploads WHERE owner = ?1),
+                    (SELECT count(*) FROM uploads
+                     WHERE repository_id = (SELECT id FROM repositories WHERE name = ?2))",
+        )
+        .bind(owner)
+        .bind(upload.repository.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(exceeded) = quota.exceeded(open.get(0), open.get(1)) {
+            // Rolled back on drop, with the repository it may have created.
+            return Ok(Err(exceeded));
+        }
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable)
-             SELECT ?1, id, ?3, ?4, ?5, ?5, ?6 FROM repositories WHERE name = ?2",
+            "INSERT INTO uploads (id, repository_id, algorithm, length, created_at, updated_at, resumable, owner)
+             SELECT ?1, id, ?3, ?4, ?5, ?5, ?6, ?7 FROM repositories WHERE name = ?2",
         )
         .bind(upload.id.as_str())
         .bind(upload.repository.as_str())
@@ -303,10 +324,12 @@ impl MetadataStore for SqliteStore {
         .bind(upload.length as i64)
         .bind(now)
         .bind(i64::from(upload.resumable))
+        .bind(owner)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(Ok(()))
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
