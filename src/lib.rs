@@ -13,6 +13,7 @@ pub mod gc;
 pub mod metadata;
 pub mod policy;
 pub mod registry;
+pub mod server;
 pub mod storage;
 pub mod tls;
 pub mod ui;
@@ -229,52 +230,24 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (up to the state's `shutdown_grace`).
+/// (up to the state's `shutdown_grace`). Connections are bounded as [`server`] describes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = state.shutdown_grace;
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    };
-    let service = app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(async move { server.await });
-    tokio::select! {
-        result = server => result.map_err(std::io::Error::other)?,
-        () = async {
-            let _ = signalled_rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("requests still running after the shutdown grace period; exiting");
-            Ok(())
-        }
-    }
+    server::run(listener, state, None, shutdown).await
 }
 
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish (up to the state's `shutdown_grace`).
+/// requests finish (up to the state's `shutdown_grace`). The TLS handshake happens in each
+/// connection's task, under the same deadline as a request head.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     mut state: AppState,
-    tls: axum_server::tls_rustls::RustlsConfig,
+    tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.tls = true;
-    let grace = state.shutdown_grace;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(grace));
-    });
-    let service = app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-        .handle(handle)
-        .serve(service)
-        .await
+    server::run(listener, state, Some(tls), shutdown).await
 }

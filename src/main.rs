@@ -254,9 +254,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let tls = match &tls_files {
-        Some((cert, key)) => Some(berth::tls::load(cert, key).await?),
+        Some((cert, key)) => Some(berth::tls::load(cert, key)?),
         None => None,
     };
+    // Connections are bounded by file descriptors: take what the hard limit allows.
+    berth::server::raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

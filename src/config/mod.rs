@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::auth::AuthSettings;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
+use crate::server::ConnectionSettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
 pub use limits::Limits;
 pub use storage::{keep_storage, S3Credentials, S3Settings, StorageSettings};
@@ -67,6 +68,9 @@ pub struct Settings {
     /// repository, the largest blob, tags per manifest push (`MAX_UPLOADS_PER_ACCOUNT`,
     /// `MAX_UPLOADS_PER_REPOSITORY`, `MAXIMUM_LAYER_SIZE`, `MAX_TAGS_PER_REQUEST`).
     pub limits: Limits,
+    /// How berth holds connections (`HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`,
+    /// `MAX_CONNECTIONS_PER_CLIENT`), so slow or greedy clients cannot exhaust it.
+    pub connections: ConnectionSettings,
 }
 
 impl Default for Settings {
@@ -86,6 +90,7 @@ impl Default for Settings {
             body_idle_timeout: Duration::from_secs(60),
             dashboard_max_concurrent_renders: 8,
             limits: Limits::default(),
+            connections: ConnectionSettings::default(),
         }
     }
 }
@@ -235,6 +240,9 @@ const KNOWN_KEYS: &[&str] = &[
     "MAX_UPLOADS_PER_REPOSITORY",
     "MAXIMUM_LAYER_SIZE",
     "MAX_TAGS_PER_REQUEST",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_CLIENT",
 ];
 
 /// Parses config text.
@@ -320,6 +328,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
         settings.dashboard_max_concurrent_renders = n as usize;
     }
     settings.limits = limits::parse(&map)?;
+    settings.connections = connection_settings(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -355,6 +364,20 @@ fn gc_settings(map: &Mapping) -> Result<GcSettings, ConfigError> {
         })?;
     }
     Ok(gc)
+}
+
+fn connection_settings(map: &Mapping) -> Result<ConnectionSettings, ConfigError> {
+    let mut connections = ConnectionSettings::default();
+    if let Some(n) = integer(map, "HEADER_READ_TIMEOUT_SECONDS", 1, 3600)? {
+        connections.header_read_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = integer(map, "MAX_CONNECTIONS", 1, 1_000_000)? {
+        connections.max_connections = Some(n as usize);
+    }
+    if let Some(n) = integer(map, "MAX_CONNECTIONS_PER_CLIENT", 1, 1_000_000)? {
+        connections.max_connections_per_client = Some(n as usize);
+    }
+    Ok(connections)
 }
 
 /// Keeps the database berth started with in `reloaded` settings: `DB_URI` applies at start
@@ -602,6 +625,39 @@ MANIFEST_MAX_BYTES: 0x800000
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("BODY_IDLE_TIMEOUT_SECONDS"), "{e}");
+        }
+    }
+
+    #[test]
+    fn connection_keys() {
+        let defaults = Settings::default().connections;
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(20));
+        assert_eq!(
+            defaults.max_connections, None,
+            "derived from the open-file limit"
+        );
+        assert_eq!(defaults.max_connections_per_client, None);
+        let l = parse(
+            "HEADER_READ_TIMEOUT_SECONDS: 5\nMAX_CONNECTIONS: 1000\nMAX_CONNECTIONS_PER_CLIENT: 10\n",
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let c = l.settings.connections;
+        assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, Some(1000));
+        assert_eq!(c.max_connections_per_client, Some(10));
+        for bad in [
+            "HEADER_READ_TIMEOUT_SECONDS: 0",
+            "HEADER_READ_TIMEOUT_SECONDS: 3601",
+            "HEADER_READ_TIMEOUT_SECONDS: soon",
+            "MAX_CONNECTIONS: 0",
+            "MAX_CONNECTIONS: -1",
+            "MAX_CONNECTIONS: many",
+            "MAX_CONNECTIONS_PER_CLIENT: 0",
+            "MAX_CONNECTIONS_PER_CLIENT: 1.5",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }
     }
 }

@@ -303,14 +303,24 @@ impl ProcessServer {
         config: Option<PathBuf>,
         extra: &[&str],
     ) -> ProcessServer {
-        Self::spawn_logging(data_dir, config, extra, "info").await
+        Self::spawn_logging(data_dir, config, extra, "info", None).await
+    }
+
+    /// Spawns `berth serve` with the config file `config`, allowed `open_files` file
+    /// descriptors (soft and hard limit), for tests of how berth copes with few of them.
+    pub async fn spawn_with_open_file_limit(
+        data_dir: &Path,
+        config: Option<PathBuf>,
+        open_files: u64,
+    ) -> ProcessServer {
+        Self::spawn_logging(data_dir, config, &[], "info", Some(open_files)).await
     }
 
     /// Spawns `berth serve` that also logs each request it starts to handle (the line
     /// [`REQUEST_STARTED`]), for tests that must know a request reached a handler.
     pub async fn spawn_logging_requests(data_dir: &Path, extra: &[&str]) -> ProcessServer {
         let config = test_config_file_for(data_dir);
-        Self::spawn_logging(data_dir, config, extra, "info,tower_http=debug").await
+        Self::spawn_logging(data_dir, config, extra, "info,tower_http=debug", None).await
     }
 
     async fn spawn_logging(
@@ -318,8 +328,26 @@ impl ProcessServer {
         config: Option<PathBuf>,
         extra: &[&str],
         log_filter: &str,
+        open_files: Option<u64>,
     ) -> ProcessServer {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+        if let Some(limit) = open_files {
+            // SAFETY: between fork and exec the child only calls setrlimit, which is
+            // async-signal-safe, and touches no memory shared with the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         if let Some(uri) = test_database_for(data_dir).await {
             command.env(berth::config::DB_URI_ENV, uri);
         }
