@@ -1,7 +1,7 @@
 //! Limits on what one client may make berth hold: open upload sessions, blob sizes and tags
 //! per manifest push.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::{integer, ConfigError};
 
