@@ -15,6 +15,7 @@ use serde_yaml::{Mapping, Value};
 use std::time::Duration;
 
 use crate::auth::AuthSettings;
+use crate::client::TrustedProxies;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
@@ -57,6 +58,10 @@ pub struct Settings {
     /// it is reading (an upload chunk, a manifest, a form) before it gives up on the request,
     /// so a stalled client cannot hold an upload session or a connection forever.
     pub body_idle_timeout: Duration,
+    /// `TRUSTED_PROXIES`: addresses and networks of reverse proxies whose `X-Forwarded-For`,
+    /// `Forwarded` and `X-Forwarded-Proto` headers name the client (see [`crate::client`]).
+    /// Empty by default: the client is the socket peer and those headers are ignored.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             proxy_storage: false,
             body_idle_timeout: Duration::from_secs(60),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -218,6 +224,7 @@ const KNOWN_KEYS: &[&str] = &[
     "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS",
     "FEATURE_PROXY_STORAGE",
     "BODY_IDLE_TIMEOUT_SECONDS",
+    "TRUSTED_PROXIES",
 ];
 
 /// Parses config text.
@@ -298,6 +305,13 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     if let Some(n) = integer(&map, "BODY_IDLE_TIMEOUT_SECONDS", 1, 86_400)? {
         settings.body_idle_timeout = Duration::from_secs(n);
+    }
+    if let Some(list) = string_list(&map, "TRUSTED_PROXIES")? {
+        settings.trusted_proxies =
+            TrustedProxies::parse(&list).map_err(|message| ConfigError::Invalid {
+                key: "TRUSTED_PROXIES".into(),
+                message,
+            })?;
     }
     let mut warnings: Vec<String> = map
         .keys()
@@ -491,5 +505,35 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("BODY_IDLE_TIMEOUT_SECONDS"), "{e}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        assert!(Settings::default().trusted_proxies.is_empty());
+        let l = parse("TRUSTED_PROXIES: [10.0.0.0/8, 192.0.2.7, \"fd00::/8\"]").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let p = &l.settings.trusted_proxies;
+        for ip in ["10.9.8.7", "192.0.2.7", "fd00::1"] {
+            assert!(p.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!p.contains("192.0.2.8".parse().unwrap()));
+        assert!(parse("TRUSTED_PROXIES: []")
+            .unwrap()
+            .settings
+            .trusted_proxies
+            .is_empty());
+        for bad in [
+            "TRUSTED_PROXIES: 10.0.0.1",
+            "TRUSTED_PROXIES: [10.0.0.0/40]",
+            "TRUSTED_PROXIES: [lb.example]",
+            "TRUSTED_PROXIES: [1]",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("TRUSTED_PROXIES"), "{bad}: {e}");
+        }
+        let e = parse("TRUSTED_PROXIES: [lb.example]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lb.example"), "{e}");
     }
 }
