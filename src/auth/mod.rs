@@ -131,6 +131,8 @@ pub struct Auth {
     /// duration: unbounded, 128 clients logging in together took 2.5 GiB. One per core keeps
     /// memory flat and costs no throughput, since the checks are CPU-bound.
     password_checks: tokio::sync::Semaphore,
+    /// Signs the dashboard's flash cookie.
+    cookie_key: secret::MacKey,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -148,7 +150,9 @@ impl Auth {
         settings: AuthSettings,
     ) -> anyhow::Result<Auth> {
         let keys = TokenKeys::load(accounts.as_ref()).await?;
+        let cookie_key = keys.mac_key("dashboard cookies");
         Ok(Auth {
+            cookie_key,
             accounts,
             keys,
             settings: RwLock::new(Arc::new(settings)),
@@ -158,6 +162,11 @@ impl Auth {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
         })
+    }
+
+    /// The key that signs the dashboard's cookies (the flash message).
+    pub fn cookie_key(&self) -> &secret::MacKey {
+        &self.cookie_key
     }
 
     /// The account store.
