@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::any;
@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api;
 use crate::auth::Auth;
+use crate::client::Client;
 use crate::config::Settings;
 use crate::gc::Collector;
 use crate::registry::Registry;
@@ -61,6 +62,12 @@ impl AppState {
             .read()
             .expect("settings lock poisoned")
             .clone()
+    }
+
+    /// The client of a request (its address and forwarded scheme), read through the
+    /// `TRUSTED_PROXIES` in force.
+    pub fn client(&self, extensions: &Extensions, headers: &HeaderMap) -> Client {
+        Client::of(extensions, headers, &self.settings().trusted_proxies)
     }
 
     /// Applies reloaded settings everywhere they are used. The storage location applies at

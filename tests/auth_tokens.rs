@@ -598,7 +598,8 @@ async fn robots_stay_in_their_namespace() {
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_are_refused_even_with_the_right_password() {
+async fn failed_logins_never_refuse_the_right_password() {
+    // How guessing is slowed down is tested in login_throttle.rs; here, what it must not do.
     let s = TestServer::start_with(auth_settings(|a| a.login_failures_per_minute = 3)).await;
     s.create_org("team").await;
     s.create_repo("team/open", true).await;
@@ -610,21 +611,20 @@ async fn repeated_failed_logins_are_refused_even_with_the_right_password() {
     for _ in 0..3 {
         let r = token_request(&s.base, Some(("victim", "guess")), &[]).await;
         assert_eq!(r.status(), 401);
+        assert_eq!(error_code(r).await, "UNAUTHORIZED");
     }
-    // The right password, even one verified (and remembered) before, is refused for a while.
+    // The right password, verified moments ago, goes on working on every surface, even from
+    // the address the guesses came from.
     let r = token_request(&s.base, Some(("victim", &right)), &[]).await;
-    assert_eq!(r.status(), 429);
-    assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
+    assert_eq!(r.status(), 200);
     let victim = authed_client("victim", &right);
-    let r = exec(victim.get(s.url("/v2/"))).await;
-    assert_error(r, 429, "TOOMANYREQUESTS").await;
+    assert_eq!(exec(victim.get(s.url("/v2/"))).await.status(), 200);
     let r = api_call(&victim, "GET", &s.url("/api/v1/user/"), None).await;
-    assert_eq!(r.status, 429);
-    assert!(r.body["error_message"].is_string());
-    // The failures also count against the client address, so rotating names does not help.
+    assert_eq!(r.status, 200);
+    // Another account from the same address is not held back by victim's failures.
     let bystander = password_of("bystander");
     let r = token_request(&s.base, Some(("bystander", &bystander)), &[]).await;
-    assert_eq!(r.status(), 429);
+    assert_eq!(r.status(), 200);
     // Anonymous access needs no login and goes on.
     let r = token_request(&s.base, None, &["repository:team/open:pull"]).await;
     assert_eq!(r.status(), 200);

@@ -4,10 +4,8 @@
 //! (anonymous) and get a signed token for the scopes they may have; scopes they may not have
 //! are dropped rather than refused, as distribution and Quay do.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oci::ErrorCode;
@@ -36,10 +34,7 @@ fn auth_error(e: AuthError) -> Response {
 
 /// Serves the token endpoint.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = state.client(request.extensions(), request.headers()).addr;
     let (parts, body) = request.into_parts();
     let mut params: Vec<(String, String)> = parts
         .uri

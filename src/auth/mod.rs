@@ -28,6 +28,7 @@ use crate::metadata::accounts::{
 use crate::metadata::MetadataError;
 use limiter::LoginLimiter;
 use scope::{AccessEntry, Actions, Scope};
+use secret::secrets_equal;
 use token::{Claims, TokenKeys};
 
 /// Auth settings from the config file (Quay's keys where Quay has one).
@@ -37,7 +38,10 @@ pub struct AuthSettings {
     pub super_users: Vec<String>,
     /// `TOKEN_LIFETIME_SECONDS`: lifetime of registry tokens (default one hour).
     pub token_lifetime_secs: u64,
-    /// `LOGIN_FAILURES_PER_MINUTE`: failed logins allowed per user and per client address.
+    /// `LOGIN_FAILURES_PER_MINUTE`: failed logins for one account from one client address
+    /// (five times as many for an address over all accounts) that go through at once, and the
+    /// rate per minute they are slowed to beyond that (see [`limiter`]). Failures never make
+    /// berth refuse a right password from another address.
     pub login_failures_per_minute: u32,
     /// `CREATE_PRIVATE_REPO_ON_PUSH`: repositories created by a push are private.
     pub create_private_repo_on_push: bool,
@@ -135,6 +139,8 @@ pub struct Auth {
     /// How many times [`Auth::live_actions`] decided, a cost measure: a listing must not
     /// decide once per repository it skips.
     live_decisions: AtomicU64,
+    /// Signs the dashboard's flash cookie.
+    cookie_key: secret::MacKey,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -152,7 +158,9 @@ impl Auth {
         settings: AuthSettings,
     ) -> anyhow::Result<Auth> {
         let keys = TokenKeys::load(accounts.as_ref()).await?;
+        let cookie_key = keys.mac_key("dashboard cookies");
         Ok(Auth {
+            cookie_key,
             accounts,
             keys,
             settings: RwLock::new(Arc::new(settings)),
@@ -163,6 +171,11 @@ impl Auth {
             ),
             live_decisions: AtomicU64::new(0),
         })
+    }
+
+    /// The key that signs the dashboard's cookies (the flash message).
+    pub fn cookie_key(&self) -> &secret::MacKey {
+        &self.cookie_key
     }
 
     /// The account store.
@@ -203,21 +216,26 @@ impl Auth {
         }
     }
 
-    /// Checks a username and password (or robot token), with rate limiting per user and
-    /// per client address.
+    /// Checks a username and password (or a robot's token).
+    ///
+    /// A robot's right token, and a user password verified in the last
+    /// [`BASIC_CACHE_TTL`], pass at once: tokens are 256 random bits and cannot be guessed,
+    /// and a remembered password was right moments ago. Every other login goes through the
+    /// [`limiter`] (which slows guessing down; see its rule) and costs one argon2 check,
+    /// whether the name is a user, a robot, an organization or nobody, so a failure takes as
+    /// long as any other and does not tell which names exist.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<Identity, AuthError> {
-        let user_key = format!("u:{username}");
-        let ip_key = client.map(|ip| format!("ip:{ip}")).unwrap_or_default();
-        let keys = [user_key.as_str(), ip_key.as_str()];
-        let limit = self.settings().login_failures_per_minute;
-        if self.limiter.blocked(&keys, limit) {
-            return Err(AuthError::TooManyAttempts);
-        }
+        let plausible = username.len() <= 256 && password.len() <= 1024;
+        let account = if plausible {
+            self.accounts.account(username).await?
+        } else {
+            None
+        };
         let cache_key: [u8; 32] = {
             use sha2::Digest;
             sha2::Sha256::new()
@@ -227,27 +245,59 @@ impl Auth {
                 .finalize()
                 .into()
         };
-        // A remembered user password is trusted only while the account still has the same
-        // password hash; robots are never remembered (their check is one indexed lookup).
-        let remembered = self
-            .basic_cache
-            .lock()
-            .expect("cache lock poisoned")
-            .get(&cache_key)
-            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
-            .map(|(phc, _)| phc.clone());
-        if let Some(phc) = remembered {
-            if let Some(account) = self.accounts.account(username).await? {
-                if account.kind == AccountKind::User
-                    && account.password_hash.as_deref() == Some(phc.as_str())
-                {
-                    return Ok(self.identity(&account));
+        match &account {
+            Some(a) if a.kind == AccountKind::User => {
+                // Trusted only while the account still has the password hash it was checked
+                // against.
+                let remembered = self
+                    .basic_cache
+                    .lock()
+                    .expect("cache lock poisoned")
+                    .get(&cache_key)
+                    .is_some_and(|(phc, at)| {
+                        at.elapsed() < BASIC_CACHE_TTL
+                            && a.password_hash.as_deref() == Some(phc.as_str())
+                    });
+                if remembered {
+                    self.limiter.forgive(username, client);
+                    return Ok(self.identity(a));
                 }
             }
+            Some(a) if a.kind == AccountKind::Robot => {
+                let found = self
+                    .accounts
+                    .robot_by_token(&secret::token_hash(password))
+                    .await?;
+                if found.is_some_and(|r| secrets_equal(r.name.as_bytes(), a.name.as_bytes())) {
+                    self.limiter.forgive(username, client);
+                    return Ok(self.identity(a));
+                }
+            }
+            _ => {}
         }
-        match self.verify_secret(username, password).await? {
+        let limit = self.settings().login_failures_per_minute;
+        let attempt = self
+            .limiter
+            .admit(username, client, limit)
+            .await
+            .map_err(|_| AuthError::TooManyAttempts)?;
+        let verified = match account {
+            Some(a) if a.kind == AccountKind::User => {
+                let phc = a.password_hash.clone();
+                self.check_password(password, phc).await.then_some(a)
+            }
+            // Unknown names, robots with a wrong token, organizations: the same work as a
+            // wrong password, for the same time.
+            _ if plausible => {
+                self.check_password(password, None).await;
+                None
+            }
+            _ => None,
+        };
+        match verified {
             Some(account) => {
-                if let (AccountKind::User, Some(phc)) = (account.kind, &account.password_hash) {
+                attempt.succeeded();
+                if let Some(phc) = &account.password_hash {
                     let mut cache = self.basic_cache.lock().expect("cache lock poisoned");
                     if cache.len() > 10_000 {
                         cache.clear();
@@ -257,48 +307,26 @@ impl Auth {
                 Ok(self.identity(&account))
             }
             None => {
-                self.limiter.record_failure(&keys);
+                attempt.failed();
                 Err(AuthError::BadCredentials)
             }
         }
     }
 
-    async fn verify_secret(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<Account>, AuthError> {
-        if username.len() > 256 || password.len() > 1024 {
-            return Ok(None);
-        }
-        let account = self.accounts.account(username).await?;
-        match account {
-            Some(a) if a.kind == AccountKind::User => {
-                let phc = a.password_hash.clone().unwrap_or_default();
-                let password = password.to_string();
-                let _turn = self.password_checks.acquire().await;
-                let ok =
-                    tokio::task::spawn_blocking(move || secret::verify_password(&password, &phc))
-                        .await
-                        .unwrap_or(false);
-                Ok(ok.then_some(a))
+    /// One argon2 check of `password` against `phc`, or against nothing (a user without a
+    /// password, or no user: for the time it takes), at most one per core at a time.
+    async fn check_password(&self, password: &str, phc: Option<String>) -> bool {
+        let password = password.to_string();
+        let _turn = self.password_checks.acquire().await;
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => secret::verify_password(&password, &phc),
+            None => {
+                secret::verify_against_nothing(&password);
+                false
             }
-            Some(a) if a.kind == AccountKind::Robot => {
-                let found = self
-                    .accounts
-                    .robot_by_token(&secret::token_hash(password))
-                    .await?;
-                Ok(found.filter(|r| secret::secrets_equal(r.name.as_bytes(), a.name.as_bytes())))
-            }
-            _ => {
-                let password = password.to_string();
-                let _turn = self.password_checks.acquire().await;
-                let _ =
-                    tokio::task::spawn_blocking(move || secret::verify_against_nothing(&password))
-                        .await;
-                Ok(None)
-            }
-        }
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Resolves an `Authorization` header value; a registry token must be for `service`, the

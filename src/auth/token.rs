@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::scope::AccessEntry;
+use super::secret::MacKey;
 use crate::metadata::accounts::AccountStore;
 use crate::metadata::MetadataError;
 
@@ -53,6 +54,8 @@ pub struct TokenKeys {
     kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
+    /// Derived from the newest private key, so every replica derives the same MAC keys.
+    mac_root: MacKey,
 }
 
 fn key_id(public_pem: &str) -> String {
@@ -103,7 +106,14 @@ impl TokenKeys {
             encoding: EncodingKey::from_ec_pem(pem.as_bytes())?,
             kid,
             decoding,
+            mac_root: MacKey::derive(pem.as_bytes(), "berth MAC keys"),
         })
+    }
+
+    /// A MAC key for `purpose` (say, signing a cookie), the same on every replica and kept as
+    /// secret as the signing key it comes from.
+    pub fn mac_key(&self, purpose: &str) -> MacKey {
+        self.mac_root.sub_key(purpose)
     }
 
     /// Signs a token for `subject` (empty for anonymous) and `audience` (the service it is

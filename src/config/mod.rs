@@ -16,6 +16,7 @@ use serde_norway::{Mapping, Value};
 use std::time::Duration;
 
 use crate::auth::AuthSettings;
+use crate::client::TrustedProxies;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
 use crate::server::ConnectionSettings;
@@ -71,6 +72,10 @@ pub struct Settings {
     /// How berth holds connections (`HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`,
     /// `MAX_CONNECTIONS_PER_CLIENT`), so slow or greedy clients cannot exhaust it.
     pub connections: ConnectionSettings,
+    /// `TRUSTED_PROXIES`: addresses and networks of reverse proxies whose `X-Forwarded-For`,
+    /// `Forwarded` and `X-Forwarded-Proto` headers name the client (see [`crate::client`]).
+    /// Empty by default: the client is the socket peer and those headers are ignored.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Settings {
@@ -91,6 +96,7 @@ impl Default for Settings {
             dashboard_max_concurrent_renders: 8,
             limits: Limits::default(),
             connections: ConnectionSettings::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -243,6 +249,7 @@ const KNOWN_KEYS: &[&str] = &[
     "HEADER_READ_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_CLIENT",
+    "TRUSTED_PROXIES",
 ];
 
 /// Parses config text.
@@ -329,6 +336,13 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     settings.limits = limits::parse(&map)?;
     settings.connections = connection_settings(&map)?;
+    if let Some(list) = string_list(&map, "TRUSTED_PROXIES")? {
+        settings.trusted_proxies =
+            TrustedProxies::parse(&list).map_err(|message| ConfigError::Invalid {
+                key: "TRUSTED_PROXIES".into(),
+                message,
+            })?;
+    }
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -659,5 +673,35 @@ MANIFEST_MAX_BYTES: 0x800000
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        assert!(Settings::default().trusted_proxies.is_empty());
+        let l = parse("TRUSTED_PROXIES: [10.0.0.0/8, 192.0.2.7, \"fd00::/8\"]").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let p = &l.settings.trusted_proxies;
+        for ip in ["10.9.8.7", "192.0.2.7", "fd00::1"] {
+            assert!(p.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!p.contains("192.0.2.8".parse().unwrap()));
+        assert!(parse("TRUSTED_PROXIES: []")
+            .unwrap()
+            .settings
+            .trusted_proxies
+            .is_empty());
+        for bad in [
+            "TRUSTED_PROXIES: 10.0.0.1",
+            "TRUSTED_PROXIES: [10.0.0.0/40]",
+            "TRUSTED_PROXIES: [lb.example]",
+            "TRUSTED_PROXIES: [1]",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("TRUSTED_PROXIES"), "{bad}: {e}");
+        }
+        let e = parse("TRUSTED_PROXIES: [lb.example]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lb.example"), "{e}");
     }
 }

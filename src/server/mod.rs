@@ -35,9 +35,10 @@ use limits::{Connections, Refusal};
 /// Whether connections from `ip` skip `MAX_CONNECTIONS_PER_CLIENT`: a trusted reverse proxy or
 /// load balancer carries many clients' connections from one address (they still count toward
 /// `MAX_CONNECTIONS`).
-fn exempt_from_client_cap(_settings: &Settings, _ip: IpAddr) -> bool {
-    // TODO(#14): true for the networks in TRUSTED_PROXIES.
-    false
+fn exempt_from_client_cap(settings: &Settings, ip: IpAddr) -> bool {
+    // A trusted reverse proxy carries many clients on its connections; they are counted in
+    // MAX_CONNECTIONS only.
+    settings.trusted_proxies.contains(ip)
 }
 
 /// Serves `state` on `listener` (over TLS when `tls` is given) until `shutdown` resolves. Then

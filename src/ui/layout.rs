@@ -81,13 +81,6 @@ pub fn page(viewer: &Viewer, title: &str, main: Markup) -> Response {
                     @if let Some(flash) = &viewer.flash {
                         div class={ "flash " (if flash.level == "error" { "error" } else { "success" }) } role="status" {
                             p { (flash.text) }
-                            @if let Some(secret) = &flash.secret {
-                                div.secret-box {
-                                    code.robot-token { (secret) }
-                                    button.copy type="button" data-copy=(secret) { "Copy" }
-                                }
-                                p.hint { "This token is shown only once: berth keeps only a hash of it." }
-                            }
                         }
                     }
                     (main)

@@ -165,7 +165,25 @@ pub async fn user(
     Ok(page(&viewer, &user.name, body))
 }
 
-/// `POST /organization/{name}` and `POST /user/{name}`: create a robot account.
+/// The answer to creating a robot: its token, on this page and nowhere else (berth keeps only
+/// a hash of it, and a cookie is no place for a secret).
+fn robot_created(viewer: &Viewer, back: &str, robot: &str, token: &str) -> Response {
+    let body = html! {
+        div.flash.success role="status" {
+            p { "Created robot account " code { (robot) } ". Log in with it as: username " code { (robot) } ", password the token below." }
+            div.secret-box {
+                code.robot-token { (token) }
+                button.copy type="button" data-copy=(token) { "Copy" }
+            }
+            p.hint { "This token is shown only once: berth keeps only a hash of it." }
+        }
+        p { a href=(back) { "Back to " (back.rsplit('/').next().unwrap_or(back)) } }
+    };
+    page(viewer, "Robot account created", body)
+}
+
+/// `POST /organization/{name}` and `POST /user/{name}`: create a robot account. The token is
+/// shown on the page that answers (no redirect); errors go back to the namespace page.
 pub async fn act(
     State(state): State<AppState>,
     mut viewer: Viewer,
@@ -200,12 +218,7 @@ pub async fn act(
             {
                 Ok((robot, token)) => {
                     tracing::info!(robot = %robot, by = %who.name, "robot account created");
-                    Flash {
-                        secret: Some(token),
-                        ..Flash::success(format!(
-                            "Created robot account {robot}. Log in with it as: username {robot}, password the token below."
-                        ))
-                    }
+                    return Ok(robot_created(&viewer, &back, &robot, &token));
                 }
                 Err(RobotError::Metadata(e)) => return Err(e.into()),
                 Err(e) => Flash::error(e.to_string()),

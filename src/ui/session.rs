@@ -5,11 +5,17 @@
 //! can serve any request and signing out ends the session everywhere. Signed-in forms carry
 //! the session's CSRF token; the sign-in form, which has no session yet, carries a token that
 //! must equal the `berth_csrf` cookie (double submit). Both are checked in constant time.
+//!
+//! The flash message is signed (HMAC-SHA256 with a key derived from the token signing key, so
+//! every replica accepts it); one that does not verify is ignored. It never holds a secret:
+//! what is shown once, like a new robot's token, is on the page that answers the form.
+//! Cookies are `Secure` when the visitor reached berth over HTTPS: berth serves TLS, the
+//! config says `PREFERRED_URL_SCHEME: https`, or a trusted proxy forwarded an HTTPS request.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::Engine;
@@ -18,23 +24,27 @@ use serde::{Deserialize, Serialize};
 
 use super::PageError;
 use crate::app::AppState;
-use crate::auth::{secret, Credential, Identity};
+use crate::auth::secret::{self, MacKey};
+use crate::auth::{Credential, Identity};
 
 pub const SESSION_COOKIE: &str = "berth_session";
 const CSRF_COOKIE: &str = "berth_csrf";
 const FLASH_COOKIE: &str = "berth_flash";
+/// What the flash cookie's MAC covers besides the message, so no other signed value passes
+/// for a flash.
+const FLASH_PURPOSE: &[u8] = b"berth_flash v1";
+/// How long a flash message waits for the page it is meant for.
+const FLASH_LIFETIME_SECS: u64 = 120;
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME_SECS: i64 = 12 * 3600;
 
-/// A message shown once on the page a form redirects to.
+/// A message shown once on the page a form redirects to. It travels in a cookie, so it must
+/// never carry a secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Flash {
     /// `success` or `error`.
     pub level: String,
     pub text: String,
-    /// A secret to show this once (a new robot's token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
 }
 
 impl Flash {
@@ -42,7 +52,6 @@ impl Flash {
         Flash {
             level: "success".into(),
             text: text.into(),
-            secret: None,
         }
     }
 
@@ -50,8 +59,34 @@ impl Flash {
         Flash {
             level: "error".into(),
             text: text.into(),
-            secret: None,
         }
+    }
+
+    /// The cookie value: the message (URL-safe base64), when it expires (Unix seconds) and
+    /// the MAC of both (URL-safe base64), joined by dots.
+    fn seal(&self, key: &MacKey, now_secs: u64) -> String {
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let expires = (now_secs + FLASH_LIFETIME_SECS).to_string();
+        let tag = key.sign(&[FLASH_PURPOSE, expires.as_bytes(), &json]);
+        format!("{}.{expires}.{}", b64.encode(&json), b64.encode(tag))
+    }
+
+    /// The message in a cookie value, if its MAC verifies and it has not expired.
+    fn open(value: &str, key: &MacKey, now_secs: u64) -> Option<Flash> {
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = value.split('.');
+        let (json, expires, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let (json, tag) = (b64.decode(json).ok()?, b64.decode(tag).ok()?);
+        if !key.verify(&[FLASH_PURPOSE, expires.as_bytes(), &json], &tag)
+            || expires.parse::<u64>().ok()? < now_secs
+        {
+            return None;
+        }
+        serde_json::from_slice(&json).ok()
     }
 }
 
@@ -74,6 +109,8 @@ pub struct Viewer {
     pub request_host: String,
     /// Whether cookies must be `Secure`.
     pub secure: bool,
+    /// Signs the flash cookie.
+    cookie_key: MacKey,
 }
 
 fn now_millis() -> i64 {
@@ -149,9 +186,8 @@ impl Viewer {
 
     /// Leaves a message for the next page this visitor sees.
     pub fn leave_flash(&mut self, flash: &Flash) {
-        let json = serde_json::to_vec(flash).unwrap_or_default();
-        let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-        let cookie = self.cookie(FLASH_COOKIE, value, 120);
+        let value = flash.seal(&self.cookie_key, crate::auth::token::now_secs());
+        let cookie = self.cookie(FLASH_COOKIE, value, FLASH_LIFETIME_SECS as i64);
         self.set_cookies.push(cookie);
     }
 
@@ -190,10 +226,11 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let client = state.client(&parts.extensions, &parts.headers);
+        let settings = state.settings();
+        let secure = state.tls
+            || settings.preferred_url_scheme.as_deref() == Some("https")
+            || client.forwarded_https == Some(true);
         let request_host = parts
             .headers
             .get(header::HOST)
@@ -206,8 +243,7 @@ impl FromRequestParts<AppState> for Viewer {
             })
             .unwrap_or("localhost")
             .to_string();
-        let host = state
-            .settings()
+        let host = settings
             .server_hostname
             .clone()
             .unwrap_or_else(|| request_host.clone());
@@ -215,12 +251,13 @@ impl FromRequestParts<AppState> for Viewer {
             identity: None,
             csrf: String::new(),
             session_hash: None,
-            client,
+            client: client.addr,
             flash: None,
             set_cookies: Vec::new(),
             host,
             request_host,
-            secure: state.tls,
+            secure,
+            cookie_key: state.auth.cookie_key().clone(),
         };
         let mut anonymous_csrf = None;
         for c in cookies(&parts.headers) {
@@ -239,10 +276,8 @@ impl FromRequestParts<AppState> for Viewer {
                     anonymous_csrf = Some(c.value().to_string())
                 }
                 FLASH_COOKIE => {
-                    viewer.flash = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(c.value())
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let now = crate::auth::token::now_secs();
+                    viewer.flash = Flash::open(c.value(), &viewer.cookie_key, now);
                     let clear = viewer.cookie(FLASH_COOKIE, String::new(), 0);
                     viewer.set_cookies.push(clear);
                 }
@@ -261,5 +296,31 @@ impl FromRequestParts<AppState> for Viewer {
             };
         }
         Ok(viewer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flashes_are_signed_and_expire() {
+        let key = MacKey::derive(b"signing key", "dashboard cookies");
+        let flash = Flash::success("Saved.");
+        let sealed = flash.seal(&key, 1000);
+        assert_eq!(Flash::open(&sealed, &key, 1000), Some(flash.clone()));
+        assert_eq!(Flash::open(&sealed, &key, 1120), Some(flash.clone()));
+        assert_eq!(Flash::open(&sealed, &key, 1121), None, "expired");
+        let other = MacKey::derive(b"another key", "dashboard cookies");
+        assert_eq!(Flash::open(&sealed, &other, 1000), None);
+        let (message, rest) = sealed.split_once('.').unwrap();
+        let (_, tag) = rest.split_once('.').unwrap();
+        let later = format!("{message}.999999.{tag}");
+        assert_eq!(Flash::open(&later, &key, 1000), None, "expiry is signed");
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let unsigned = b64.encode(serde_json::to_vec(&Flash::error("forged")).unwrap());
+        for bad in [unsigned.as_str(), "", "..", "a.b.c", &format!("{sealed}.x")] {
+            assert_eq!(Flash::open(bad, &key, 1000), None, "{bad}");
+        }
     }
 }

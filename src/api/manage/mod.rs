@@ -9,9 +9,7 @@ mod organization;
 mod repository;
 mod user;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,10 +117,7 @@ impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ManageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ManageError> {
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let client = state.client(&parts.extensions, &parts.headers).addr;
         let value = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -11,10 +11,8 @@ pub mod range;
 pub mod route;
 mod uploads;
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
@@ -95,10 +93,7 @@ impl Caller {
 
 /// Entry point of every /v2 request.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = state.client(request.extensions(), request.headers()).addr;
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
