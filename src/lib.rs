@@ -74,10 +74,27 @@ pub fn restrict_new_files() {
     }
 }
 
+/// What berth keeps in a data directory: the metadata database and its companions, the blob
+/// store's areas, the self-signed TLS pair and the initial password.
+const DATA_DIR_ENTRIES: &[&str] = &[
+    "metadata.db",
+    "metadata.db-wal",
+    "metadata.db-shm",
+    "metadata.db-journal",
+    "metadata.db-changes",
+    "blobs",
+    "uploads",
+    "quarantine",
+    tls::SELF_SIGNED_DIR,
+    INITIAL_ADMIN_PASSWORD_FILE,
+];
+
 /// Creates the data directory, or, when it exists and other accounts may enter or read it
 /// (an older berth kept the mode it found, and wrote files with the umask's 0644), makes it and
-/// everything in it private to its owner and says so. That walk happens once: afterwards the
-/// directory is 0700 and new files are private. A directory berth cannot restrict is reported.
+/// what berth keeps in it private to its owner and says so. That walk happens once: afterwards
+/// the directory is 0700 and new files are private. Entries berth does not know are left as
+/// they are (the directory's mode keeps others out of them). A directory berth cannot restrict
+/// is reported.
 pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -90,9 +107,19 @@ pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
             .mode();
         if mode & 0o077 != 0 {
             let dir = data_dir.display();
-            match restrict_tree(data_dir) {
+            let restricted =
+                std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode & 0o7700))
+                    .and_then(|()| {
+                        DATA_DIR_ENTRIES.iter().try_for_each(|name| {
+                            match restrict_tree(&data_dir.join(name)) {
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                                other => other,
+                            }
+                        })
+                    });
+            match restricted {
                 Ok(()) => tracing::warn!(
-                    "the data directory {dir} was open to other accounts (mode {:o}); berth made it and everything in it private to its owner",
+                    "the data directory {dir} was open to other accounts (mode {:o}); berth made it and what it keeps there private to its owner",
                     mode & 0o777
                 ),
                 Err(e) => tracing::warn!(

@@ -12,11 +12,18 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// Every entry under `dir` (and `dir` itself) that the group or others may use, with its mode.
+/// A file of the operator's in the data directory, which berth leaves as it is.
+const NOT_BERTHS: &str = "operator-notes.txt";
+
+/// Every entry under `dir` (and `dir` itself) that the group or others may use, with its mode;
+/// [`NOT_BERTHS`] aside.
 fn open_to_others(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
+        if path.ends_with(NOT_BERTHS) {
+            continue;
+        }
         let meta = std::fs::symlink_metadata(&path).expect("stat");
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -62,6 +69,8 @@ async fn everything_under_the_data_directory_is_private_whatever_the_umask() {
     let data = root.path().join("data");
     std::fs::create_dir(&data).expect("data dir");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let notes = data.join(NOT_BERTHS);
+    std::fs::write(&notes, "not berth's").expect("write notes");
 
     // An existing 0755 directory, started with umask 022.
     let p = ProcessServer::spawn(&data).await;
@@ -89,4 +98,11 @@ async fn everything_under_the_data_directory_is_private_whatever_the_umask() {
     write_some(&p, "v3").await;
     assert_eq!(open_to_others(&data), []);
     assert_eq!(p.log.count("open to other accounts"), 0);
+    // Only what berth keeps there was changed; the directory's mode covers the rest.
+    let mode = std::fs::metadata(&notes)
+        .expect("notes")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
 }

@@ -16,8 +16,10 @@ fn register(s: &TestServer, name: &str) -> impl std::future::Future<Output = Api
 
 #[tokio::test]
 async fn names_in_super_users_are_given_out_only_by_a_superuser() {
-    let mut settings = Settings::default();
-    settings.user_creation = true;
+    let mut settings = Settings {
+        user_creation: true,
+        ..Settings::default()
+    };
     settings.auth.super_users = vec!["admin".into(), "ops".into(), "acme+root".into()];
     let s = TestServer::start_with(settings).await;
     s.create_user("dev").await;
