@@ -75,6 +75,9 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "supply chain: licences, bans, sources and advisories (cargo deny)"
+bash scripts/supply-chain.sh
+
 step "build: the workspace, its tests and its binaries, once"
 cargo build --locked --workspace --all-targets
 
