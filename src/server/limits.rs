@@ -36,7 +36,7 @@ impl Default for ConnectionSettings {
 /// The most connections berth holds by default, when the open-file limit allows it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// The most connections one client holds by default, when the total allows it.
-pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 2048;
 
 /// The limits in force for the next connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,9 @@ impl Limits {
     /// Fills in the defaults the settings leave open. Each connection costs a file descriptor,
     /// and its request may open a blob file or a database connection too: by default
     /// connections get half of `open_file_limit` (at most [`DEFAULT_MAX_CONNECTIONS`]), and one
-    /// client a quarter of the total (at most [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`]), so a
-    /// single address cannot take every slot.
+    /// client half of the total (at most [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`]), so a single
+    /// address cannot take every slot while a busy one (a CI fleet behind NAT, a node pulling
+    /// many layers) is not cut off.
     pub fn resolve(settings: &ConnectionSettings, open_file_limit: Option<u64>) -> Limits {
         let max_connections = settings.max_connections.unwrap_or_else(|| {
             open_file_limit.map_or(DEFAULT_MAX_CONNECTIONS, |files| {
@@ -62,7 +63,7 @@ impl Limits {
         });
         let max_connections_per_client = settings
             .max_connections_per_client
-            .unwrap_or((max_connections / 4).clamp(1, DEFAULT_MAX_CONNECTIONS_PER_CLIENT));
+            .unwrap_or((max_connections / 2).clamp(1, DEFAULT_MAX_CONNECTIONS_PER_CLIENT));
         Limits {
             header_read_timeout: settings.header_read_timeout,
             max_connections,
@@ -171,12 +172,12 @@ mod tests {
         let settings = ConnectionSettings::default();
         let at = |files| Limits::resolve(&settings, files);
         assert_eq!(at(None).max_connections, 4096);
-        assert_eq!(at(None).max_connections_per_client, 256);
+        assert_eq!(at(None).max_connections_per_client, 2048);
         assert_eq!(at(Some(1 << 20)).max_connections, 4096);
         assert_eq!(at(Some(1024)).max_connections, 512);
-        assert_eq!(at(Some(1024)).max_connections_per_client, 128);
+        assert_eq!(at(Some(1024)).max_connections_per_client, 256);
         assert_eq!(at(Some(256)).max_connections, 128);
-        assert_eq!(at(Some(256)).max_connections_per_client, 32);
+        assert_eq!(at(Some(256)).max_connections_per_client, 64);
         assert_eq!(at(Some(2)).max_connections, 1);
         assert_eq!(at(Some(2)).max_connections_per_client, 1);
         assert_eq!(at(None).header_read_timeout, Duration::from_secs(20));
