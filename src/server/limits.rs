@@ -192,7 +192,7 @@ mod tests {
         };
         let limits = Limits::resolve(&settings, Some(256));
         assert_eq!(limits.max_connections, 100);
-        assert_eq!(limits.max_connections_per_client, 25);
+        assert_eq!(limits.max_connections_per_client, 50);
         let settings = ConnectionSettings {
             max_connections_per_client: Some(1000),
             ..settings
