@@ -301,9 +301,11 @@ async fn failures_take_as_long_for_robots_users_and_unknown_names() {
     }
     let (user, robot, unknown) = (median(user), median(robot), median(unknown));
     eprintln!("median failed login: user {user:?}, robot {robot:?}, unknown name {unknown:?}");
-    assert!(robot * 2 >= user, "robot {robot:?} vs user {user:?}");
-    assert!(unknown * 2 >= user, "unknown {unknown:?} vs user {user:?}");
-    assert!(user * 2 >= robot.min(unknown), "user {user:?}");
+    // Every failure pays one argon2 check; a robot failure without it was 13 times faster.
+    // A factor of 3 tells the two apart while other tests load the machine.
+    assert!(robot * 3 >= user, "robot {robot:?} vs user {user:?}");
+    assert!(unknown * 3 >= user, "unknown {unknown:?} vs user {user:?}");
+    assert!(user * 3 >= robot.min(unknown), "user {user:?}");
 }
 
 /// Resident memory of this process, from `/proc/self/status`.
