@@ -481,7 +481,7 @@ impl Auth {
     /// The reader whose listings show what `who` may pull: the pull rule of
     /// [`Auth::live_actions`] (anonymous callers pull public repositories, superusers every
     /// one, accounts also those of namespaces they administer and those granted to them),
-    /// which the metadata store applies in SQL. `tests/visibility.rs` checks that the two
+    /// which the metadata store applies in SQL. `tests/integration/visibility.rs` checks that the two
     /// agree for every kind of principal.
     pub fn reader(who: Option<&Identity>) -> Reader {
         match who {

@@ -2,7 +2,7 @@
 //! violated.
 //!
 //! The fuzz targets (`fuzz/fuzz_targets/`) call these with libFuzzer's inputs. berth's test
-//! `tests/fuzz_seeds.rs` includes this module and calls them with the committed seeds
+//! `tests/integration/fuzz_seeds.rs` includes this module and calls them with the committed seeds
 //! (`fuzz/seeds/<target>/`) and minimized crash inputs (`fuzz/regressions/<target>/`), so the
 //! properties also run in the normal test suite, without cargo-fuzz.
 //!

@@ -1,0 +1,44 @@
+//! berth's integration tests, one module per concern, linked into a single test binary: one
+//! link instead of one per file keeps the build small and fast, and cargo-nextest still runs
+//! every test in its own process. Each module drives the real server over HTTP (`common`
+//! starts it in-process or as a child process on an ephemeral port).
+
+mod common;
+
+mod auth_matrix;
+mod auth_tokens;
+mod bad_input;
+mod bad_input_corpus;
+mod blobs;
+mod cookies;
+mod crash;
+mod dashboard;
+mod data_permissions;
+mod deleted_repositories;
+mod fsck;
+mod full_disk;
+mod fuzz_seeds;
+mod gc;
+mod gc_race;
+mod listing;
+mod login_throttle;
+mod manage_api;
+mod manifests;
+mod memory;
+mod oci_client;
+mod policy;
+mod postgres;
+mod read_cache;
+mod replicas;
+mod reserved_names;
+mod robot_rights;
+mod s3_storage;
+mod shutdown;
+mod slow_clients;
+mod smoke;
+mod storage_conformance;
+mod storage_memory;
+mod upload_limits;
+mod upload_races;
+mod uploads;
+mod visibility;

@@ -1,0 +1,156 @@
+//! Two berth processes sharing one database and one blob store, as replicas behind a load
+//! balancer: a push through one pulls through the other, a chunked upload started on one is
+//! finished on the other, a token one issues the other accepts, and a policy change to the
+//! config file is applied by both. In the suite's second pass they share PostgreSQL + Garage.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Both replicas advertise the load balancer's name, so tokens name the same service.
+const HOSTNAME: &str = "registry.test";
+
+async fn token_from(base: &str, password: &str, scope: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v2/auth"))
+        .query(&[("service", HOSTNAME), ("scope", scope)])
+        .header("authorization", basic("admin", password))
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("token JSON");
+    body["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn two_replicas_serve_as_one_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = test_storage_for(dir.path())
+        .map(|s| storage_config_yaml(&s))
+        .unwrap_or_default();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("{storage}SERVER_HOSTNAME: {HOSTNAME}\n")).unwrap();
+    let a = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
+    let b = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
+    let password = std::fs::read_to_string(dir.path().join(berth::INITIAL_ADMIN_PASSWORD_FILE))
+        .unwrap()
+        .trim()
+        .to_string();
+    let repo = "replicas/app";
+
+    // A token issued by A works on B.
+    let token = token_from(&a.base, &password, &format!("repository:{repo}:pull,push")).await;
+    let on_b = bearer_client(&token);
+    let r = on_b.get(format!("{}/v2/", b.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "B accepts A's token");
+    let on_a = bearer_client(&token);
+
+    // Push through A (one blob in one request, one chunked with its upload finished on B),
+    // then pull everything through B.
+    let config_blob = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let c = push_blob(&on_a, &a.base, repo, &config_blob).await;
+    let layer = sample(21, 3 * 1024 * 1024 + 17);
+    let digest = sha256(&layer);
+    let r = on_a
+        .post(format!("{}/v2/{repo}/blobs/uploads/", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = header(&r, "location").to_string();
+    let split = layer.len() / 3;
+    let r = patch_upload(
+        &on_a,
+        &a.base,
+        &location,
+        Some(&format!("0-{}", split - 1)),
+        &layer[..split],
+    )
+    .await;
+    assert_eq!(r.status(), 202, "first chunk on A");
+    let location = header(&r, "location").to_string();
+    let r = on_b
+        .get(format!("{}{location}", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "B sees the upload A began");
+    assert_eq!(header(&r, "range"), format!("0-{}", split - 1));
+    let r = on_b
+        .put(format!("{}{}", b.base, with_digest(&location, &digest)))
+        .header("content-type", "application/octet-stream")
+        .body(layer[split..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        201,
+        "B finishes A's upload: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let manifest = image_manifest((&c, config_blob.len()), &[(&digest, layer.len())]);
+    let r = put_manifest(&on_a, &a.base, repo, "v1", MANIFEST, &manifest).await;
+    assert_eq!(r.status(), 201);
+    let r = on_b
+        .get(format!("{}/v2/{repo}/manifests/v1", b.base))
+        .header("accept", MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), manifest);
+    assert_eq!(pull_blob(&on_b, &b.base, repo, &digest).await, layer);
+    assert_eq!(pull_blob(&on_b, &b.base, repo, &c).await, config_blob);
+
+    // A policy change in the shared config file reaches both replicas without a restart.
+    let artifact_type = "application/vnd.example.replicated.v1";
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                   "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+                    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                    "size": 2}],
+    }))
+    .unwrap();
+    for (server, client) in [(&a, &on_a), (&b, &on_b)] {
+        let r = put_manifest(client, &server.base, repo, "artifact", MANIFEST, &artifact).await;
+        assert_error(r, 400, "MANIFEST_INVALID").await;
+    }
+    let applied = |s: &ProcessServer| s.log.count("settings applied");
+    let before = (applied(&a), applied(&b));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "ALLOWED_OCI_ARTIFACT_TYPES:\n  {artifact_type}:\n  - application/vnd.oci.empty.v1+json\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    for (server, seen) in [(&a, before.0), (&b, before.1)] {
+        assert!(
+            server
+                .log
+                .wait_for("settings applied", seen + 1, Duration::from_secs(15))
+                .await,
+            "{} applied the new config",
+            server.base
+        );
+    }
+    for (server, client) in [(&a, &on_a), (&b, &on_b)] {
+        let r = put_manifest(client, &server.base, repo, "artifact", MANIFEST, &artifact).await;
+        assert_eq!(
+            r.status(),
+            201,
+            "{}: {}",
+            server.base,
+            r.text().await.unwrap_or_default()
+        );
+    }
+}
