@@ -29,8 +29,6 @@ use anyhow::Context;
 use app::AppState;
 use auth::Auth;
 use config::{DatabaseUri, Settings, StorageSettings};
-use metadata::postgres::PostgresStore;
-use metadata::sqlite::SqliteStore;
 use metadata::Store;
 use registry::Registry;
 use storage::fs::FsBlobStore;
@@ -199,12 +197,12 @@ pub async fn open_blob_store(
 pub async fn open_metadata(uri: &DatabaseUri) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match uri {
         DatabaseUri::Sqlite(path) => Arc::new(
-            SqliteStore::open(path)
+            metadata::sqlite::open(path)
                 .await
                 .with_context(|| format!("cannot open the metadata database {}", path.display()))?,
         ),
         DatabaseUri::Postgres(conninfo) => Arc::new(
-            PostgresStore::open(conninfo)
+            metadata::postgres::open(conninfo)
                 .await
                 .with_context(|| format!("cannot open the metadata database {}", uri.redacted()))?,
         ),

@@ -96,24 +96,24 @@ pub trait FsckStore: Send + Sync + 'static {
 pub(crate) const BLOB_TOTALS: &str =
     "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs";
 
-/// `?1` = after (a digest, or '' for the start), `?2` = limit.
+/// `$1` = after (a digest, or '' for the start), `$2` = limit.
 pub(crate) const BLOBS_AFTER: &str =
-    "SELECT digest, size FROM blobs WHERE digest > ?1 ORDER BY digest LIMIT ?2";
+    "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2";
 
-/// `?1` = after repository ('' for the start), `?2` = after digest, `?3` = limit.
+/// `$1` = after repository ('' for the start), `$2` = after digest, `$3` = limit.
 pub(crate) const MANIFESTS_AFTER: &str = "
 SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
 JOIN repositories r ON r.id = m.repository_id
 LEFT JOIN manifest_contents c ON c.digest = m.digest
-WHERE r.name > ?1 OR (r.name = ?1 AND m.digest > ?2)
+WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)
 ORDER BY r.name, m.digest
-LIMIT ?3";
+LIMIT $3";
 
-/// `?1` = repository, `?2` = manifest digest.
+/// `$1` = repository, `$2` = manifest digest.
 pub(crate) const RECORDED_REFERENCES: &str = "
 SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
 JOIN repositories r ON r.id = mr.repository_id
-WHERE r.name = ?1 AND mr.manifest_digest = ?2
+WHERE r.name = $1 AND mr.manifest_digest = $2
 ORDER BY mr.child_kind, mr.child_digest";
 
 pub(crate) const TAG_COUNT: &str = "SELECT count(*) FROM tags";
@@ -125,16 +125,16 @@ LEFT JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.mani
 WHERE m.digest IS NULL
 ORDER BY r.name, t.name";
 
-/// `?1` = digest: the repositories linking a blob.
+/// `$1` = digest: the repositories linking a blob.
 pub(crate) const LINKING_REPOSITORIES: &str = "
 SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-WHERE rb.digest = ?1 ORDER BY r.name";
+WHERE rb.digest = $1 ORDER BY r.name";
 
-/// The statements of step 3, each with `?1` = digest.
+/// The statements of step 3, each with `$1` = digest.
 pub(crate) const FORGET_BLOB: [&str; 3] = [
-    "DELETE FROM repository_blobs WHERE digest = ?1",
-    "DELETE FROM blobs WHERE digest = ?1",
-    "DELETE FROM blob_deletions WHERE digest = ?1",
+    "DELETE FROM repository_blobs WHERE digest = $1",
+    "DELETE FROM blobs WHERE digest = $1",
+    "DELETE FROM blob_deletions WHERE digest = $1",
 ];
 
 /// Sorts recorded `(kind, digest)` rows into [`RecordedReferences`].

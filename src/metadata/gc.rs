@@ -110,12 +110,7 @@ pub(crate) fn blob_lock_key(digest: &Digest) -> i32 {
     u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32
 }
 
-/// Rewrites SQLite's `?N` placeholders as PostgreSQL's `$N`, so one text serves both.
-pub(crate) fn postgres_placeholders(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
-/// The manifests nothing keeps alive; `?1` = created since, `?2` = history ended since.
+/// The manifests nothing keeps alive; `$1` = created since, `$2` = history ended since.
 /// Edges run from a manifest to what it keeps alive: an index to its children, a subject to
 /// its referrers.
 const LIVE_MANIFESTS: &str = "
@@ -129,9 +124,9 @@ WITH RECURSIVE edges(repository_id, parent, digest) AS (
 live(repository_id, digest) AS (
     SELECT repository_id, manifest_digest FROM tags
     UNION
-    SELECT repository_id, manifest_digest FROM tag_history WHERE ended_at >= ?2
+    SELECT repository_id, manifest_digest FROM tag_history WHERE ended_at >= $2
     UNION
-    SELECT repository_id, digest FROM manifests WHERE created_at >= ?1
+    SELECT repository_id, digest FROM manifests WHERE created_at >= $1
     UNION
     SELECT e.repository_id, e.digest FROM edges e
         JOIN live l ON e.repository_id = l.repository_id AND e.parent = l.digest
@@ -148,7 +143,7 @@ ORDER BY r.name, m.digest"
     )
 });
 
-/// `?3` = linked before.
+/// `$3` = linked before.
 pub(crate) static UNREACHABLE_BLOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{LIVE_MANIFESTS},
@@ -159,39 +154,39 @@ live_blobs(digest) AS (
 )
 SELECT b.digest, b.size FROM blobs b
 LEFT JOIN live_blobs lb ON lb.digest = b.digest
-WHERE b.linked_at < ?3 AND lb.digest IS NULL
+WHERE b.linked_at < $3 AND lb.digest IS NULL
 ORDER BY b.digest"
     )
 });
 
-/// Whether one manifest (`?1` repository id, `?2` digest) is still unreachable by the direct
-/// conditions a concurrent writer can change; `?3` = created since, `?4` = history ended since.
+/// Whether one manifest (`$1` repository id, `$2` digest) is still unreachable by the direct
+/// conditions a concurrent writer can change; `$3` = created since, `$4` = history ended since.
 pub(crate) const STILL_UNREACHABLE: &str = "
-SELECT 1 FROM manifests m WHERE m.repository_id = ?1 AND m.digest = ?2 AND m.created_at < ?3
-AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = ?1 AND t.manifest_digest = ?2)
+SELECT 1 FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 AND m.created_at < $3
+AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = $1 AND t.manifest_digest = $2)
 AND NOT EXISTS (SELECT 1 FROM tag_history h
-    WHERE h.repository_id = ?1 AND h.manifest_digest = ?2 AND h.ended_at >= ?4)
+    WHERE h.repository_id = $1 AND h.manifest_digest = $2 AND h.ended_at >= $4)
 AND NOT EXISTS (SELECT 1 FROM manifest_references mr JOIN manifests p
         ON p.repository_id = mr.repository_id AND p.digest = mr.manifest_digest
-    WHERE mr.repository_id = ?1 AND mr.child_kind = 'manifest' AND mr.child_digest = ?2
-    AND (p.created_at >= ?3
-         OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = ?1 AND t.manifest_digest = p.digest)))
+    WHERE mr.repository_id = $1 AND mr.child_kind = 'manifest' AND mr.child_digest = $2
+    AND (p.created_at >= $3
+         OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = $1 AND t.manifest_digest = p.digest)))
 AND NOT EXISTS (SELECT 1 FROM tags t
-    WHERE t.repository_id = ?1 AND m.subject_digest IS NOT NULL AND t.manifest_digest = m.subject_digest)";
+    WHERE t.repository_id = $1 AND m.subject_digest IS NOT NULL AND t.manifest_digest = m.subject_digest)";
 
-/// Whether a blob (`?1`) is still unreachable: no manifest references it and no link is newer
-/// than `?2`.
+/// Whether a blob (`$1`) is still unreachable: no manifest references it and no link is newer
+/// than `$2`.
 pub(crate) const BLOB_STILL_UNREACHABLE: &str = "
-SELECT 1 FROM blobs b WHERE b.digest = ?1 AND b.linked_at < ?2
+SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.linked_at < $2
 AND NOT EXISTS (SELECT 1 FROM manifest_references mr
-    WHERE mr.child_kind = 'blob' AND mr.child_digest = ?1)";
+    WHERE mr.child_kind = 'blob' AND mr.child_digest = $1)";
 
 pub(crate) const EXPIRE_HISTORY: &str = "
-DELETE FROM tag_history WHERE ended_at < ?1
+DELETE FROM tag_history WHERE ended_at < $1
 OR NOT EXISTS (SELECT 1 FROM manifests m
     WHERE m.repository_id = tag_history.repository_id AND m.digest = tag_history.manifest_digest)";
 
 pub(crate) const TAKE_LEASE: &str = "
-INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE leases.holder = excluded.holder OR leases.expires_at < ?4";
+WHERE leases.holder = excluded.holder OR leases.expires_at < $4";

@@ -1,14 +1,15 @@
 //! Metadata: repositories, which blobs each may read, manifests, tags, referrers and uploads.
 //!
-//! Facts live here; bytes live in the blob store. The traits are implemented by the embedded
-//! SQLite backend ([`sqlite::SqliteStore`]) and by the PostgreSQL backend
-//! ([`postgres::PostgresStore`]) that several replicas share; both behave the same. Every
-//! method that writes more than one row does so in one transaction.
+//! Facts live here; bytes live in the blob store. The traits are implemented once, on SQL
+//! ([`sql::SqlStore`]), for the embedded SQLite database ([`sqlite::open`]) and for the
+//! PostgreSQL database that several replicas share ([`postgres::open`]); both behave the same.
+//! Every method that writes more than one row does so in one transaction.
 
 pub mod accounts;
 pub mod fsck;
 pub mod gc;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,6 +46,12 @@ pub enum MetadataError {
     /// The database failed.
     #[error("database failure")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for MetadataError {
+    fn from(e: sqlx::Error) -> MetadataError {
+        backend(e)
+    }
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use berth::metadata::accounts::AccountStore;
-use berth::metadata::postgres::PostgresStore;
+use berth::metadata::postgres;
+use berth::metadata::sql::SqlStore;
 use berth::metadata::{MetadataError, MetadataStore};
 use common::*;
 use oci::{Digest, RepoName};
@@ -46,8 +47,8 @@ fn digest(n: u32) -> Digest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_database_see_each_others_writes() {
     let Some(db) = fresh().await else { return };
-    let a = PostgresStore::open(&db.uri).await.unwrap();
-    let b = PostgresStore::open(&db.uri).await.unwrap();
+    let a = postgres::open(&db.uri).await.unwrap();
+    let b = postgres::open(&db.uri).await.unwrap();
     let r = repo("shared/app");
     a.link_blob(&r, &digest(1), 10).await.unwrap();
     assert!(b.repository_exists(&r).await.unwrap());
@@ -73,9 +74,9 @@ async fn replicas_starting_at_once_migrate_once() {
     let Some(db) = fresh().await else { return };
     let opens = (0..6).map(|_| {
         let uri = db.uri.clone();
-        tokio::spawn(async move { PostgresStore::open(&uri).await })
+        tokio::spawn(async move { postgres::open(&uri).await })
     });
-    let stores: Vec<PostgresStore> = futures::future::join_all(opens)
+    let stores: Vec<SqlStore> = futures::future::join_all(opens)
         .await
         .into_iter()
         .map(|r| r.unwrap().expect("every replica opens"))
@@ -87,9 +88,9 @@ async fn replicas_starting_at_once_migrate_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_and_links_do_not_fail() {
     let Some(db) = fresh().await else { return };
-    let stores: Vec<Arc<PostgresStore>> = vec![
-        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
-        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
+    let stores: Vec<Arc<SqlStore>> = vec![
+        Arc::new(postgres::open(&db.uri).await.unwrap()),
+        Arc::new(postgres::open(&db.uri).await.unwrap()),
     ];
     for round in 0..5u32 {
         let r = repo(&format!("race/r{round}"));
@@ -140,8 +141,8 @@ async fn concurrent_creates_and_links_do_not_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_racing_for_the_first_signing_key_agree() {
     let Some(db) = fresh().await else { return };
-    let a = Arc::new(PostgresStore::open(&db.uri).await.unwrap());
-    let b = Arc::new(PostgresStore::open(&db.uri).await.unwrap());
+    let a = Arc::new(postgres::open(&db.uri).await.unwrap());
+    let b = Arc::new(postgres::open(&db.uri).await.unwrap());
     let tasks = (0..8).map(|i| {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tokio::spawn(async move {
@@ -163,8 +164,8 @@ async fn concurrent_manifest_pushes_moving_the_same_tags_all_succeed() {
     use berth::registry::facts::{ManifestFacts, ManifestKind};
     let Some(db) = fresh().await else { return };
     let stores = [
-        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
-        Arc::new(PostgresStore::open(&db.uri).await.unwrap()),
+        Arc::new(postgres::open(&db.uri).await.unwrap()),
+        Arc::new(postgres::open(&db.uri).await.unwrap()),
     ];
     let r = repo("race/tags");
     // A manifest's blobs are linked before it is stored (the registry checks, and the store

@@ -1,11 +1,11 @@
-//! `AccountStore` on PostgreSQL.
+//! [`AccountStore`] on SQL: accounts, organizations, teams, permissions, tokens and sessions.
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
-use sqlx::postgres::PgRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{has_nul, ordering_bound, PostgresStore};
+use super::{changed_one, has_nul, lock_class, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
@@ -25,9 +25,9 @@ macro_rules! select_accounts {
 }
 
 /// Whether repository `r` may be pulled by the reader bound as `$1` (1: every repository) and
-/// `$2` (the account, NULL for anonymous): the pull rule of `Auth::live_actions` (public, a
+/// `$2` (the account, NULL for anonymous); queries with it go through [`sql!`]: the pull rule of `Auth::live_actions` (public, a
 /// namespace the account administers, or any role granted directly or through a team).
-/// `tests/visibility.rs` checks that both agree.
+/// `tests/integration/visibility.rs` checks that both agree.
 macro_rules! readable_by_reader {
     () => {
         "($1 = 1 OR r.public = 1
@@ -35,7 +35,8 @@ macro_rules! readable_by_reader {
                       WHERE p.account_id = $2
                          OR p.team_id IN (SELECT tm.team_id FROM team_members tm
                                           WHERE tm.account_id = $2))
-          OR split_part(r.name, '/', 1)
+          OR (CASE WHEN instr(r.name, '/') > 0 THEN substr(r.name, 1, instr(r.name, '/') - 1)
+                   ELSE r.name END)
              IN (SELECT ns.name FROM accounts ns WHERE ns.kind = 'user' AND ns.id = $2
                  UNION ALL
                  SELECT o.name FROM accounts o
@@ -45,7 +46,7 @@ macro_rules! readable_by_reader {
     };
 }
 
-fn repository_row(r: &PgRow) -> Result<RepositoryInfo, MetadataError> {
+fn repository_row(r: &AnyRow) -> Result<RepositoryInfo, MetadataError> {
     Ok(RepositoryInfo {
         name: stored(r.get::<&str, _>(0))?,
         public: r.get::<i64, _>(1) != 0,
@@ -53,7 +54,7 @@ fn repository_row(r: &PgRow) -> Result<RepositoryInfo, MetadataError> {
     })
 }
 
-fn account(row: &PgRow) -> Result<Account, MetadataError> {
+fn account(row: &AnyRow) -> Result<Account, MetadataError> {
     let kind: &str = row.get(2);
     Ok(Account {
         id: row.get(0),
@@ -68,7 +69,7 @@ fn account(row: &PgRow) -> Result<Account, MetadataError> {
     })
 }
 
-fn team(row: &PgRow) -> Result<Team, MetadataError> {
+fn team(row: &AnyRow) -> Result<Team, MetadataError> {
     let role: &str = row.get(3);
     Ok(Team {
         id: row.get(0),
@@ -80,8 +81,8 @@ fn team(row: &PgRow) -> Result<Team, MetadataError> {
     })
 }
 
-/// The advisory lock key that serializes creating the first token signing key ("berthkey").
-const SIGNING_KEYS_LOCK: i64 = 0x6265_7274_686b_6579;
+/// The lock class that serializes creating the first token signing key.
+const SIGNING_KEYS_LOCK_CLASS: i32 = lock_class(b"skey");
 
 /// Maps a uniqueness violation to `Conflict`.
 fn conflict(e: sqlx::Error) -> MetadataError {
@@ -91,7 +92,7 @@ fn conflict(e: sqlx::Error) -> MetadataError {
     }
 }
 
-impl PostgresStore {
+impl SqlStore {
     async fn account_by(
         &self,
         sql: &'static str,
@@ -99,26 +100,24 @@ impl PostgresStore {
     ) -> Result<Option<Account>, MetadataError> {
         let row = sqlx::query(sql)
             .bind(value)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(account).transpose()
     }
 
     async fn required_id(&self, name: &str) -> Result<i64, MetadataError> {
         let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(|r| r.get(0)).ok_or(MetadataError::NotFound)
     }
 }
 
 #[async_trait]
-impl AccountStore for PostgresStore {
+impl AccountStore for SqlStore {
     async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
-        if super::has_nul(name) {
+        if has_nul(name) {
             return Ok(None);
         }
         self.account_by(select_accounts!("FROM accounts a WHERE a.name = $1"), name)
@@ -138,17 +137,15 @@ impl AccountStore for PostgresStore {
             "FROM accounts a WHERE a.kind = $1 ORDER BY a.name"
         ))
         .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(account).collect()
     }
 
     async fn count_users(&self) -> Result<u64, MetadataError> {
         let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_one(&self.reader)
+            .await?;
         Ok(row.get::<i64, _>(0) as u64)
     }
 
@@ -168,7 +165,7 @@ impl AccountStore for PostgresStore {
         .bind(email)
         .bind(i64::from(superuser))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict)?;
         self.account(name).await?.ok_or(MetadataError::NotFound)
@@ -179,14 +176,9 @@ impl AccountStore for PostgresStore {
             sqlx::query("UPDATE accounts SET password_hash = $2 WHERE name = $1 AND kind = 'user'")
                 .bind(name)
                 .bind(password_hash)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(MetadataError::NotFound)
-        }
+                .execute(&self.writer)
+                .await?;
+        changed_one(done, MetadataError::NotFound)
     }
 
     async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError> {
@@ -196,8 +188,7 @@ impl AccountStore for PostgresStore {
             sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
                 .bind(owner)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
+                .await?
                 .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
         let org_id: i64 = sqlx::query(
@@ -215,16 +206,14 @@ impl AccountStore for PostgresStore {
         )
         .bind(org_id)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?
+        .await?
         .get(0);
         sqlx::query("INSERT INTO team_members (team_id, account_id) VALUES ($1, $2)")
             .bind(team_id)
             .bind(owner_id)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+            .await?;
+        tx.commit().await?;
         self.account(name).await?.ok_or(MetadataError::NotFound)
     }
 
@@ -243,7 +232,7 @@ impl AccountStore for PostgresStore {
         .bind(token_hash)
         .bind(ns_id)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict)?;
         self.account(&name).await?.ok_or(MetadataError::NotFound)
@@ -254,14 +243,9 @@ impl AccountStore for PostgresStore {
             sqlx::query("UPDATE accounts SET token_hash = $2 WHERE name = $1 AND kind = 'robot'")
                 .bind(name)
                 .bind(token_hash)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(MetadataError::NotFound)
-        }
+                .execute(&self.writer)
+                .await?;
+        changed_one(done, MetadataError::NotFound)
     }
 
     async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError> {
@@ -271,13 +255,13 @@ impl AccountStore for PostgresStore {
              WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name",
         )
         .bind(namespace)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(account).collect()
     }
 
     async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(None);
         let mut tx = self.begin().await?;
         // A namespace's repositories go with it, so nobody who later takes the name inherits
         // them. Compared by prefix, not LIKE, since names may contain `_`.
@@ -290,18 +274,13 @@ impl AccountStore for PostgresStore {
                 (SELECT id FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/')",
             "DELETE FROM repositories WHERE substr(name, 1, length($1) + 1) = $1 || '/'",
         ] {
-            sqlx::query(sql)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(sql).bind(name).execute(&mut *tx).await?;
         }
         let done = sqlx::query("DELETE FROM accounts WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -315,9 +294,8 @@ impl AccountStore for PostgresStore {
         let org_id: i64 =
             sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
                 .bind(org)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?
+                .fetch_optional(&self.reader)
+                .await?
                 .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
         let row = sqlx::query(
@@ -330,9 +308,8 @@ impl AccountStore for PostgresStore {
         .bind(role.as_str())
         .bind(description)
         .bind(org)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_one(&self.writer)
+        .await?;
         team(&row)
     }
 
@@ -342,9 +319,8 @@ impl AccountStore for PostgresStore {
              WHERE o.name = $1 ORDER BY t.name",
         )
         .bind(org)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(team).collect()
     }
 
@@ -354,9 +330,8 @@ impl AccountStore for PostgresStore {
         )
         .bind(org)
         .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -371,9 +346,8 @@ impl AccountStore for PostgresStore {
              WHERE a.name = $1 AND a.kind = 'robot'",
         )
         .bind(member)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         if let Some(row) = robot_namespace {
             if row.get::<Option<&str>, _>(0) != Some(org) {
                 return Err(MetadataError::Refused(
@@ -391,9 +365,8 @@ impl AccountStore for PostgresStore {
         .bind(org)
         .bind(team_name)
         .bind(member)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -405,9 +378,8 @@ impl AccountStore for PostgresStore {
         .bind(org)
         .bind(team_name)
         .bind(member)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         exists.map(|_| ()).ok_or(MetadataError::NotFound)
     }
 
@@ -425,9 +397,8 @@ impl AccountStore for PostgresStore {
         .bind(org)
         .bind(team_name)
         .bind(member)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -441,9 +412,8 @@ impl AccountStore for PostgresStore {
         )
         .bind(org)
         .bind(team_name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(account).collect()
     }
 
@@ -455,9 +425,8 @@ impl AccountStore for PostgresStore {
              JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 ORDER BY a.name",
         )
         .bind(org)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(account).collect()
     }
 
@@ -468,16 +437,15 @@ impl AccountStore for PostgresStore {
     ) -> Result<NamespaceRights, MetadataError> {
         let row = sqlx::query(
             "SELECT ns.id, ns.kind,
-                (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)::BIGINT
+                (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)
                  FROM teams t JOIN team_members m ON m.team_id = t.id
                  WHERE t.org_id = ns.id AND m.account_id = $1)
              FROM accounts ns WHERE ns.name = $2",
         )
         .bind(account_id)
         .bind(namespace)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         let Some(row) = row else {
             return Ok(NamespaceRights::default());
         };
@@ -501,16 +469,15 @@ impl AccountStore for PostgresStore {
         repo: &RepoName,
     ) -> Result<Option<Role>, MetadataError> {
         let row = sqlx::query(
-            "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)::BIGINT
+            "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)
              FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
              WHERE r.name = $2 AND (p.account_id = $1
                 OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))",
         )
         .bind(account_id)
         .bind(repo.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_one(&self.reader)
+        .await?;
         Ok(match row.get::<Option<i64>, _>(0) {
             Some(3) => Some(Role::Admin),
             Some(2) => Some(Role::Write),
@@ -525,9 +492,8 @@ impl AccountStore for PostgresStore {
     ) -> Result<Option<RepositoryInfo>, MetadataError> {
         let row = sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
             .bind(repo.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(repository_row).transpose()
     }
 
@@ -541,22 +507,24 @@ impl AccountStore for PostgresStore {
             return Ok(Vec::new());
         }
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(concat!(
-            "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
+        let rows = sqlx::query(sql!(
+            self,
+            concat!(
+                "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
              FROM repositories r LEFT JOIN tags t ON t.repository_id = r.id
-             WHERE ($3::text IS NULL OR substr(r.name, 1, length($3) + 1) = $3 || '/')
-               AND ($4::text IS NULL OR strpos(r.name, $4) > 0)
+             WHERE ($3 IS NULL OR substr(r.name, 1, length($3) + 1) = $3 || '/')
+               AND ($4 IS NULL OR instr(r.name, $4) > 0)
                AND ",
-            readable_by_reader!(),
-            " GROUP BY r.id ORDER BY r.name"
+                readable_by_reader!(),
+                " GROUP BY r.id ORDER BY r.name"
+            )
         ))
         .bind(everything)
         .bind(account)
         .bind(namespace)
         .bind(filter)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(RepositorySummary {
@@ -580,23 +548,25 @@ impl AccountStore for PostgresStore {
         let (everything, account) = query.reader.bindings();
         // A namespace's names are the namespace itself and those from `ns/` up to `ns0`
         // (`0` follows `/` in byte order).
-        let rows = sqlx::query(concat!(
-            "SELECT r.name, r.public, r.description FROM repositories r
+        let rows = sqlx::query(sql!(
+            self,
+            concat!(
+                "SELECT r.name, r.public, r.description FROM repositories r
              WHERE r.name > $3
-               AND ($4::text IS NULL OR r.name = $4
+               AND ($4 IS NULL OR r.name = $4
                     OR (r.name > ($4 || '/') AND r.name < ($4 || '0')))
                AND ",
-            readable_by_reader!(),
-            " ORDER BY r.name LIMIT $5"
+                readable_by_reader!(),
+                " ORDER BY r.name LIMIT $5"
+            )
         ))
         .bind(everything)
         .bind(account)
         .bind(ordering_bound(query.after.unwrap_or("")))
         .bind(query.namespace)
         .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(repository_row).collect()
     }
 
@@ -607,19 +577,21 @@ impl AccountStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<RepoName>, MetadataError> {
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query(sql!(
+            self,
+            concat!(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
              WHERE rb.digest = $3 AND ",
             readable_by_reader!(),
             " ORDER BY r.name LIMIT $4"
+        )
         ))
         .bind(everything)
         .bind(account)
         .bind(digest.to_string())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
@@ -634,7 +606,7 @@ impl AccountStore for PostgresStore {
             .bind(now_millis())
             .bind(i64::from(public))
             .bind(description)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(conflict)?;
         Ok(())
@@ -648,9 +620,8 @@ impl AccountStore for PostgresStore {
         let done = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
             .bind(repo.as_str())
             .bind(description)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -658,13 +629,13 @@ impl AccountStore for PostgresStore {
         let done = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
             .bind(repo.as_str())
             .bind(i64::from(public))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
         // Tags and references first: their foreign keys point at manifests of this repository.
         for sql in [
@@ -672,18 +643,18 @@ impl AccountStore for PostgresStore {
             "DELETE FROM manifest_references WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)",
             "DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)",
         ] {
-            sqlx::query(sql).bind(repo.as_str()).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query(sql).bind(repo.as_str()).execute(&mut *tx).await?;
         }
         let done = sqlx::query("DELETE FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query(
             "DELETE FROM repositories WHERE name = $1
                AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
@@ -691,9 +662,8 @@ impl AccountStore for PostgresStore {
                AND NOT EXISTS (SELECT 1 FROM uploads WHERE repository_id = repositories.id)",
         )
         .bind(repo.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -704,15 +674,18 @@ impl AccountStore for PostgresStore {
         role: Role,
     ) -> Result<(), MetadataError> {
         let mut tx = self.begin().await?;
-        // The row lock serializes grants on one repository, as SQLite's single writer did, so
-        // two concurrent grants to one grantee replace each other instead of colliding.
-        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1 FOR UPDATE")
-            .bind(repo.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| r.get(0))
-            .ok_or(MetadataError::NotFound)?;
+        // The row lock serializes grants on one repository (SQLite's single writer does so by
+        // itself), so two concurrent grants to one grantee replace each other instead of
+        // colliding.
+        let repo_id: i64 = sqlx::query(sql!(
+            self,
+            "SELECT id FROM repositories WHERE name = $1 FOR UPDATE"
+        ))
+        .bind(repo.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get(0))
+        .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
                 let row = sqlx::query(
@@ -721,8 +694,7 @@ impl AccountStore for PostgresStore {
                 )
                 .bind(name)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
+                .await?
                 .ok_or(MetadataError::NotFound)?;
                 let (id, kind, namespace): (i64, &str, Option<&str>) =
                     (row.get(0), row.get(1), row.get(2));
@@ -740,8 +712,7 @@ impl AccountStore for PostgresStore {
                 .bind(repo.namespace())
                 .bind(name)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
+                .await?
                 .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
                 (None, Some(id))
@@ -755,16 +726,14 @@ impl AccountStore for PostgresStore {
         .bind(account_id)
         .bind(team_id)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         sqlx::query("INSERT INTO repository_permissions (repository_id, account_id, team_id, role) VALUES ($1, $2, $3, $4)")
             .bind(repo_id)
             .bind(account_id)
             .bind(team_id)
             .bind(role.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -791,9 +760,8 @@ impl AccountStore for PostgresStore {
             .bind(name)
             .bind(repo.namespace()),
         }
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -806,9 +774,8 @@ impl AccountStore for PostgresStore {
              WHERE r.name = $1 ORDER BY a.name NULLS FIRST, t.name NULLS FIRST",
         )
         .bind(repo.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 let role: &str = r.get(3);
@@ -851,7 +818,7 @@ impl AccountStore for PostgresStore {
         .bind(name)
         .bind(token_hash)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(conflict)?;
         Ok(ApiToken {
@@ -867,9 +834,8 @@ impl AccountStore for PostgresStore {
             "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(account).transpose()
     }
 
@@ -877,14 +843,11 @@ impl AccountStore for PostgresStore {
         &self,
         candidate: (&str, &str),
     ) -> Result<Vec<(String, String)>, MetadataError> {
-        // Replicas starting at once must agree on one first key: an advisory lock held for the
+        // Replicas starting at once must agree on one first key: a lock held for the
         // transaction makes "insert when there is none" atomic across connections.
         let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SIGNING_KEYS_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        self.lock(&mut tx, LockMode::Exclusive, SIGNING_KEYS_LOCK_CLASS, 0)
+            .await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, private_pem, created_at)
              SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
@@ -893,14 +856,12 @@ impl AccountStore for PostgresStore {
         .bind(candidate.1)
         .bind(now_millis())
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         let rows =
             sqlx::query("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+                .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -916,8 +877,7 @@ impl AccountStore for PostgresStore {
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         let done = sqlx::query(
             "INSERT INTO sessions (token_hash, account_id, csrf, created_at, expires_at)
              SELECT $1, id, $3, $4, $5 FROM accounts WHERE name = $2 AND kind = 'user'",
@@ -943,9 +903,8 @@ impl AccountStore for PostgresStore {
         ))
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|r| {
             Ok(Session {
                 account: account(&r)?,
@@ -959,9 +918,8 @@ impl AccountStore for PostgresStore {
     async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 }

@@ -1,26 +1,25 @@
-//! The integrity check's queries and repair steps on SQLite. The single writer connection
-//! serializes step 1 with every push's `link_blob`.
+//! [`FsckStore`] on SQL: the integrity check's queries and repair steps. Step 1 takes the
+//! per-digest lock exclusively, as a collector does, so it waits for a `link_blob` of the
+//! digest in flight and makes later ones see the pending deletion (on SQLite the one writer
+//! serializes them).
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
 use super::collection::mark_pending;
-use super::SqliteStore;
+use super::SqlStore;
 use crate::metadata::fsck::{
     sort_references, DanglingTag, FsckStore, ManifestRecord, RecordedReferences, BLOBS_AFTER,
     BLOB_TOTALS, DANGLING_TAGS, FORGET_BLOB, LINKING_REPOSITORIES, MANIFESTS_AFTER,
     RECORDED_REFERENCES, TAG_COUNT,
 };
-use crate::metadata::{backend, stored, MetadataError};
+use crate::metadata::{stored, MetadataError};
 
 #[async_trait]
-impl FsckStore for SqliteStore {
+impl FsckStore for SqlStore {
     async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {
-        let row = sqlx::query(BLOB_TOTALS)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(BLOB_TOTALS).fetch_one(&self.reader).await?;
         Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
     }
 
@@ -33,8 +32,7 @@ impl FsckStore for SqliteStore {
             .bind(after.map(Digest::to_string).unwrap_or_default())
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+            .await?;
         rows.iter()
             .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
             .collect()
@@ -53,8 +51,7 @@ impl FsckStore for SqliteStore {
             .bind(digest)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(ManifestRecord {
@@ -76,8 +73,7 @@ impl FsckStore for SqliteStore {
             .bind(repo.as_str())
             .bind(digest.to_string())
             .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+            .await?;
         let rows = rows
             .iter()
             .map(|r| Ok((r.get::<String, _>(0), stored(r.get::<&str, _>(1))?)))
@@ -86,18 +82,12 @@ impl FsckStore for SqliteStore {
     }
 
     async fn tag_count(&self) -> Result<u64, MetadataError> {
-        let row = sqlx::query(TAG_COUNT)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(TAG_COUNT).fetch_one(&self.reader).await?;
         Ok(row.get::<i64, _>(0) as u64)
     }
 
     async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError> {
-        let rows = sqlx::query(DANGLING_TAGS)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(DANGLING_TAGS).fetch_all(&self.reader).await?;
         rows.iter()
             .map(|r| {
                 Ok(DanglingTag {
@@ -110,19 +100,19 @@ impl FsckStore for SqliteStore {
     }
 
     async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
-        let digest = digest.to_string();
         let mut tx = self.begin().await?;
-        let Some(size) = sqlx::query("SELECT size FROM blobs WHERE digest = ?1")
+        self.lock_digest(&mut tx, digest).await?;
+        let digest = digest.to_string();
+        let Some(size) = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
+            .await?
             .map(|r| r.get::<i64, _>(0) as u64)
         else {
             return Ok(None);
         };
         mark_pending(&mut tx, &digest).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(Some(size))
     }
 
@@ -130,24 +120,23 @@ impl FsckStore for SqliteStore {
         &self,
         digest: &Digest,
     ) -> Result<Vec<RepoName>, MetadataError> {
-        let digest = digest.to_string();
         let mut tx = self.begin().await?;
+        self.lock_digest(&mut tx, digest).await?;
+        let digest = digest.to_string();
         let repos = sqlx::query(LINKING_REPOSITORIES)
             .bind(&digest)
             .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?
+            .await?
             .iter()
             .map(|r| stored(r.get::<&str, _>(0)))
             .collect::<Result<Vec<RepoName>, _>>()?;
-        for sql in FORGET_BLOB {
-            sqlx::query(sql)
+        for statement in FORGET_BLOB {
+            sqlx::query(statement)
                 .bind(&digest)
                 .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .await?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(repos)
     }
 }

@@ -1,51 +1,41 @@
-//! Garbage collection's queries and steps on PostgreSQL, shared by replicas. Re-checks run
-//! under locks a concurrent push also takes: the manifest row (`FOR UPDATE` here, `FOR SHARE`
-//! or a foreign-key check in a push) and a per-digest advisory lock (exclusive here, shared in
-//! `link_blob` and `put_manifest`).
+//! [`GcStore`] on SQL: garbage collection's queries and steps. Re-checks run under locks a
+//! concurrent push also takes: on PostgreSQL, the manifest row (`FOR UPDATE` here, `FOR SHARE`
+//! or a foreign-key check in a push) and a per-digest lock (exclusive here, shared in
+//! `link_blob` and `put_manifest`); on SQLite, the one writer serializes them.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::PostgresStore;
+use super::{json_list, sql, LockMode, SqlStore};
 use crate::metadata::gc::{
-    blob_lock_key, postgres_placeholders, GcStore, BLOB_LOCK_CLASS, BLOB_STILL_UNREACHABLE,
-    EXPIRE_HISTORY, STILL_UNREACHABLE, TAKE_LEASE, UNREACHABLE_BLOBS, UNREACHABLE_MANIFESTS,
+    blob_lock_key, GcStore, BLOB_LOCK_CLASS, BLOB_STILL_UNREACHABLE, EXPIRE_HISTORY,
+    STILL_UNREACHABLE, TAKE_LEASE, UNREACHABLE_BLOBS, UNREACHABLE_MANIFESTS,
 };
-use crate::metadata::{backend, now_millis, stored, MetadataError};
+use crate::metadata::{now_millis, stored, MetadataError};
 
-static PG_TAKE_LEASE: LazyLock<String> = LazyLock::new(|| postgres_placeholders(TAKE_LEASE));
-static PG_EXPIRE_HISTORY: LazyLock<String> =
-    LazyLock::new(|| postgres_placeholders(EXPIRE_HISTORY));
-static PG_UNREACHABLE_MANIFESTS: LazyLock<String> =
-    LazyLock::new(|| postgres_placeholders(&UNREACHABLE_MANIFESTS));
-static PG_UNREACHABLE_BLOBS: LazyLock<String> =
-    LazyLock::new(|| postgres_placeholders(&UNREACHABLE_BLOBS));
-static PG_STILL_UNREACHABLE: LazyLock<String> =
-    LazyLock::new(|| postgres_placeholders(STILL_UNREACHABLE));
-static PG_BLOB_STILL_UNREACHABLE: LazyLock<String> =
-    LazyLock::new(|| postgres_placeholders(BLOB_STILL_UNREACHABLE));
-
-/// Takes the exclusive per-digest lock for the rest of the transaction.
-pub(super) async fn lock_digest(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    digest: &Digest,
-) -> Result<(), MetadataError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind(BLOB_LOCK_CLASS)
-        .bind(blob_lock_key(digest))
-        .execute(&mut **tx)
+impl SqlStore {
+    /// Takes the exclusive per-digest lock for the rest of the transaction.
+    pub(super) async fn lock_digest(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        digest: &Digest,
+    ) -> Result<(), MetadataError> {
+        self.lock(
+            tx,
+            LockMode::Exclusive,
+            BLOB_LOCK_CLASS,
+            blob_lock_key(digest),
+        )
         .await
-        .map_err(backend)?;
-    Ok(())
+    }
 }
 
 pub(super) async fn mark_pending(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     digest: &str,
 ) -> Result<(), MetadataError> {
     sqlx::query(
@@ -55,13 +45,12 @@ pub(super) async fn mark_pending(
     .bind(digest)
     .bind(now_millis())
     .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
 #[async_trait]
-impl GcStore for PostgresStore {
+impl GcStore for SqlStore {
     async fn try_lease(
         &self,
         name: &str,
@@ -69,14 +58,13 @@ impl GcStore for PostgresStore {
         ttl: Duration,
     ) -> Result<bool, MetadataError> {
         let now = now_millis();
-        let done = sqlx::query(PG_TAKE_LEASE.as_str())
+        let done = sqlx::query(TAKE_LEASE)
             .bind(name)
             .bind(holder)
             .bind(now + ttl.as_millis() as i64)
             .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -84,18 +72,16 @@ impl GcStore for PostgresStore {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
     async fn expire_tag_history(&self, before: i64) -> Result<u64, MetadataError> {
-        let done = sqlx::query(PG_EXPIRE_HISTORY.as_str())
+        let done = sqlx::query(EXPIRE_HISTORY)
             .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -104,12 +90,11 @@ impl GcStore for PostgresStore {
         created_since: i64,
         history_since: i64,
     ) -> Result<Vec<(RepoName, Digest)>, MetadataError> {
-        let rows = sqlx::query(PG_UNREACHABLE_MANIFESTS.as_str())
+        let rows = sqlx::query(UNREACHABLE_MANIFESTS.as_str())
             .bind(created_since)
             .bind(history_since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|r| Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?)))
             .collect()
@@ -123,29 +108,29 @@ impl GcStore for PostgresStore {
         history_since: i64,
     ) -> Result<bool, MetadataError> {
         let digest = digest.to_string();
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
         // The row lock waits for a push that is tagging this manifest or naming it as a child
         // (they hold a share lock on it), and makes later ones wait for this transaction.
-        let Some(repo_id) = sqlx::query(
+        let Some(repo_id) = sqlx::query(sql!(
+            self,
             "SELECT m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
-             WHERE r.name = $1 AND m.digest = $2 FOR UPDATE OF m",
-        )
+             WHERE r.name = $1 AND m.digest = $2 FOR UPDATE OF m"
+        ))
         .bind(repo.as_str())
         .bind(&digest)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?
+        .await?
         .map(|r| r.get::<i64, _>(0)) else {
             return Ok(false);
         };
-        let still = sqlx::query(PG_STILL_UNREACHABLE.as_str())
+        let still = sqlx::query(STILL_UNREACHABLE)
             .bind(repo_id)
             .bind(&digest)
             .bind(created_since)
             .bind(history_since)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         if still.is_none() {
             return Ok(false);
         }
@@ -153,17 +138,15 @@ impl GcStore for PostgresStore {
             .bind(repo_id)
             .bind(&digest)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::query(
             "DELETE FROM manifest_contents WHERE digest = $1
              AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = $1)",
         )
         .bind(&digest)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        .await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -173,13 +156,12 @@ impl GcStore for PostgresStore {
         created_since: i64,
         history_since: i64,
     ) -> Result<Vec<(Digest, u64)>, MetadataError> {
-        let rows = sqlx::query(PG_UNREACHABLE_BLOBS.as_str())
+        let rows = sqlx::query(UNREACHABLE_BLOBS.as_str())
             .bind(created_since)
             .bind(history_since)
             .bind(linked_before)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
             .collect()
@@ -191,14 +173,13 @@ impl GcStore for PostgresStore {
         linked_before: i64,
     ) -> Result<bool, MetadataError> {
         let mut tx = self.begin().await?;
-        lock_digest(&mut tx, digest).await?;
+        self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();
-        let still = sqlx::query(PG_BLOB_STILL_UNREACHABLE.as_str())
+        let still = sqlx::query(BLOB_STILL_UNREACHABLE)
             .bind(&digest)
             .bind(linked_before)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         if still.is_none() {
             return Ok(false);
         }
@@ -206,48 +187,41 @@ impl GcStore for PostgresStore {
             "DELETE FROM repository_blobs WHERE digest = $1",
             "DELETE FROM blobs WHERE digest = $1",
         ] {
-            sqlx::query(sql)
-                .bind(&digest)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(sql).bind(&digest).execute(&mut *tx).await?;
         }
         mark_pending(&mut tx, &digest).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool, MetadataError> {
         let mut tx = self.begin().await?;
-        lock_digest(&mut tx, digest).await?;
+        self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();
         let known = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         if known.is_some() {
             return Ok(false);
         }
         mark_pending(&mut tx, &digest).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(true)
     }
 
     async fn end_blob_deletion(&self, digest: &Digest) -> Result<(), MetadataError> {
         sqlx::query("DELETE FROM blob_deletions WHERE digest = $1")
             .bind(digest.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
     async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>, MetadataError> {
         let rows = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1))))
             .collect()
@@ -256,12 +230,13 @@ impl GcStore for PostgresStore {
     async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>, MetadataError> {
         let mut known = HashSet::new();
         for batch in digests.chunks(1000) {
-            let list: Vec<String> = batch.iter().map(Digest::to_string).collect();
-            let rows = sqlx::query("SELECT digest FROM blobs WHERE digest = ANY($1)")
-                .bind(list)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+            let rows = sqlx::query(sql!(
+                self,
+                "SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each($1))"
+            ))
+            .bind(json_list(batch))
+            .fetch_all(&self.reader)
+            .await?;
             for r in &rows {
                 known.insert(stored(r.get::<&str, _>(0))?);
             }

@@ -1,116 +1,114 @@
-//! The shared metadata backend: one PostgreSQL database that several berth replicas use at
-//! once.
+//! [`MetadataStore`] on SQL: repositories, blobs, uploads, manifests, tags and referrers.
 //!
-//! Semantics match [`crate::metadata::sqlite::SqliteStore`] statement by statement. What SQLite
-//! got from serializing every writer is obtained here per statement: inserts that may race
-//! (a repository or blob link created by two pushes at once) use `ON CONFLICT DO NOTHING` and
-//! select again, a manifest's tags are written in name order so two pushes never deadlock,
-//! and the few read-then-write sequences (permission grants, the first token signing key)
-//! lock a row or take an advisory lock. Text columns compare bytewise (`COLLATE "C"`), as
-//! SQLite does, so listings and pagination order the same on both backends.
+//! What SQLite gets from serializing every writer is obtained on PostgreSQL per statement:
+//! inserts that may race (a repository or blob link created by two pushes at once) use
+//! `ON CONFLICT DO NOTHING` and select again, a manifest's tags are written in name order so
+//! two pushes never deadlock, and the read-then-write sequences take a lock
+//! ([`SqlStore::lock`]) or a row lock. Text columns compare bytewise on both (`COLLATE "C"` on
+//! PostgreSQL), so listings and pagination order the same.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use super::{
+    changed_one, has_nul, json_list, lock_class, lock_key, ordering_bound, sql, LockMode, SqlStore,
+};
+use crate::metadata::sqlite::cache;
+use crate::metadata::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
     MetadataStore, NewManifest, QuotaExceeded, Referrer, StoredManifest, TagDetail,
     TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
 
-mod accounts;
-mod collection;
-mod integrity;
-
-/// PostgreSQL text cannot hold NUL, and refuses a parameter that has one. No stored value
-/// has one either, so a value with NUL matches nothing.
-pub(super) fn has_nul(s: &str) -> bool {
-    s.contains('\0')
-}
-
-/// A pagination bound (`name > bound`) PostgreSQL accepts: cut at the first NUL. Since no
-/// stored name holds NUL, every name above the cut prefix is also above the original bound.
-pub(super) fn ordering_bound(s: &str) -> &str {
-    s.split('\0').next().unwrap_or_default()
-}
-
-/// Metadata in a PostgreSQL database.
-pub struct PostgresStore {
-    pub(super) pool: PgPool,
-}
-
-/// Connections each replica keeps open at most.
-const POOL_SIZE: u32 = 16;
-
-impl PostgresStore {
-    /// Connects to the database at `uri` (`postgresql://user:password@host:port/db`) and
-    /// applies pending migrations. Replicas starting at once are safe: the migrator holds a
-    /// PostgreSQL advisory lock while it checks and applies migrations.
-    pub async fn open(uri: &str) -> Result<Self, MetadataError> {
-        let options: PgConnectOptions = uri.parse().map_err(backend)?;
-        // Notices ("relation already exists, skipping" from the migrator) are not news, and
-        // the admin CLI's output must stay clean.
-        let options = options.options([("client_min_messages", "warning")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(backend)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(backend)?;
-        Ok(PostgresStore { pool })
-    }
-
-    pub(super) async fn begin(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, MetadataError> {
-        self.pool.begin().await.map_err(backend)
-    }
-}
-
 const ENSURE_REPO: &str =
     "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
 
-/// The advisory-lock class under which upload sessions of one owner open ("uplo").
-const UPLOAD_OWNER_LOCK_CLASS: i32 = 0x7570_6c6f;
-/// The advisory-lock class under which upload sessions of one repository open ("uplr").
-const UPLOAD_REPOSITORY_LOCK_CLASS: i32 = 0x7570_6c72;
+/// The lock class under which upload sessions of one owner open.
+const UPLOAD_OWNER_LOCK_CLASS: i32 = lock_class(b"uplo");
+/// The lock class under which upload sessions of one repository open.
+const UPLOAD_REPOSITORY_LOCK_CLASS: i32 = lock_class(b"uplr");
 
-/// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
-/// replica and every build.
-fn lock_key(name: &str) -> i32 {
-    use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(name.as_bytes());
-    i32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
+/// A query reading the columns [`upload_row`] expects, followed by `$tail`.
+macro_rules! select_uploads {
+    ($tail:literal) => {
+        concat!(
+            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable, u.hash_state, u.progress, ",
+            "u.updated_at FROM uploads u JOIN repositories r ON r.id = u.repository_id",
+            $tail
+        )
+    };
+}
+
+fn upload_row(r: &AnyRow) -> Result<UploadRecord, MetadataError> {
+    Ok(UploadRecord {
+        id: UploadId::parse(r.get::<&str, _>(0))
+            .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
+        repository: stored(r.get::<&str, _>(1))?,
+        algorithm: stored::<Algorithm>(r.get::<&str, _>(2))?,
+        length: r.get::<i64, _>(3) as u64,
+        resumable: r.get::<i64, _>(4) != 0,
+        hash_state: r.get(5),
+        progress: r.get(6),
+        updated_at: r.get(7),
+    })
+}
+
+/// A query reading the columns [`describer_row`] expects for the manifests of repository `$1`
+/// that match `$condition`.
+macro_rules! select_describers {
+    ($condition:literal) => {
+        concat!(
+            "SELECT m.signed_digest, m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type),
+                    m.total_size,
+                    (SELECT min(t.name) FROM tags t
+                     WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND ",
+            $condition
+        )
+    };
+}
+
+fn describer_row(r: &AnyRow) -> Result<Describer, MetadataError> {
+    Ok(Describer {
+        target: stored(r.get::<&str, _>(0))?,
+        digest: stored(r.get::<&str, _>(1))?,
+        kind: r.get(2),
+        artifact_type: r.get(3),
+        total_size: r.get::<i64, _>(4) as u64,
+        tag: r.get(5),
+    })
 }
 
 #[async_trait]
-impl MetadataStore for PostgresStore {
+impl MetadataStore for SqlStore {
     async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError> {
         sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
             .bind(now_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        if self.cache.as_ref().is_some_and(|c| c.exists(repo.as_str())) {
+            return Ok(true);
+        }
+        let ticket = self.cache.as_ref().map(|c| c.ticket());
         let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
             .bind(repo.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_optional(&self.reader)
+            .await?;
+        if let (Some(cache), Some(ticket), Some(_)) = (&self.cache, ticket, &row) {
+            cache.store_exists(ticket, repo.as_str());
+        }
         Ok(row.is_some())
     }
 
@@ -123,9 +121,8 @@ impl MetadataStore for PostgresStore {
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(ordering_bound(after.unwrap_or("")))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
@@ -138,18 +135,14 @@ impl MetadataStore for PostgresStore {
         let now = now_millis();
         let mut tx = self.begin().await?;
         // Shared with other pushes, exclusive with a collector deleting this digest.
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
-            .bind(gc::BLOB_LOCK_CLASS)
-            .bind(gc::blob_lock_key(digest))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let key = gc::blob_lock_key(digest);
+        self.lock(&mut tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
+            .await?;
         let digest = digest.to_string();
         let pending = sqlx::query("SELECT started_at FROM blob_deletions WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
+            .await?
             .map(|r| r.get::<i64, _>(0));
         if let Some(started_at) = pending {
             if started_at > now - gc::STALE_DELETION.as_millis() as i64 {
@@ -159,15 +152,13 @@ impl MetadataStore for PostgresStore {
             sqlx::query("DELETE FROM blob_deletions WHERE digest = $1")
                 .bind(&digest)
                 .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .await?;
         }
         sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $3)
              ON CONFLICT(digest) DO UPDATE SET linked_at = excluded.linked_at",
@@ -176,8 +167,7 @@ impl MetadataStore for PostgresStore {
         .bind(size as i64)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at)
              SELECT id, $2, $3 FROM repositories WHERE name = $1
@@ -187,8 +177,7 @@ impl MetadataStore for PostgresStore {
         .bind(&digest)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -199,9 +188,8 @@ impl MetadataStore for PostgresStore {
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -218,9 +206,8 @@ impl MetadataStore for PostgresStore {
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
@@ -229,19 +216,18 @@ impl MetadataStore for PostgresStore {
         repo: &RepoName,
         digests: &[Digest],
     ) -> Result<HashMap<Digest, u64>, MetadataError> {
-        // One round trip: the digests travel as one text array.
-        let list: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        let rows = sqlx::query(
+        // One round trip: the digests travel as one JSON list.
+        let rows = sqlx::query(sql!(
+            self,
             "SELECT b.digest, b.size FROM repository_blobs rb
              JOIN blobs b ON b.digest = rb.digest
              WHERE rb.repository_id = (SELECT id FROM repositories WHERE name = $1)
-               AND rb.digest = ANY($2)",
-        )
+               AND rb.digest IN (SELECT value FROM json_each($2))"
+        ))
         .bind(repo.as_str())
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .bind(json_list(digests))
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
             .collect()
@@ -250,9 +236,8 @@ impl MetadataStore for PostgresStore {
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
@@ -268,8 +253,7 @@ impl MetadataStore for PostgresStore {
             .bind(upload.repository.as_str())
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         // Sessions opening for the same owner or repository on any replica wait here until
         // this one has counted and inserted. Always the owner first, then the repository, so
         // two openings never wait for each other in a circle.
@@ -277,12 +261,8 @@ impl MetadataStore for PostgresStore {
             (UPLOAD_OWNER_LOCK_CLASS, owner),
             (UPLOAD_REPOSITORY_LOCK_CLASS, upload.repository.as_str()),
         ] {
-            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind(class)
-                .bind(lock_key(key))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            self.lock(&mut tx, LockMode::Exclusive, class, lock_key(key))
+                .await?;
         }
         let open = sqlx::query(
             "SELECT (SELECT count(*) FROM uploads WHERE owner = $1),
@@ -292,8 +272,7 @@ impl MetadataStore for PostgresStore {
         .bind(owner)
         .bind(upload.repository.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         if let Some(exceeded) = quota.exceeded(open.get(0), open.get(1)) {
             // Rolled back on drop, with the repository it may have created.
             return Ok(Err(exceeded));
@@ -310,34 +289,17 @@ impl MetadataStore for PostgresStore {
         .bind(i64::from(upload.resumable))
         .bind(owner)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        .await?;
+        tx.commit().await?;
         Ok(Ok(()))
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
-        let row = sqlx::query(
-            "SELECT r.name, u.algorithm, u.length, u.resumable, u.hash_state, u.progress, u.updated_at
-             FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.map(|r| {
-            Ok(UploadRecord {
-                id: id.clone(),
-                repository: stored(r.get::<&str, _>(0))?,
-                algorithm: stored::<Algorithm>(r.get::<&str, _>(1))?,
-                length: r.get::<i64, _>(2) as u64,
-                resumable: r.get::<i64, _>(3) != 0,
-                hash_state: r.get(4),
-                progress: r.get(5),
-                updated_at: r.get(6),
-            })
-        })
-        .transpose()
+        let row = sqlx::query(select_uploads!(" WHERE u.id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(upload_row).transpose()
     }
 
     async fn advance_upload(
@@ -358,49 +320,24 @@ impl MetadataStore for PostgresStore {
         .bind(now_millis())
         .bind(hash_state)
         .bind(progress)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(MetadataError::Conflict)
-        }
+        .execute(&self.writer)
+        .await?;
+        changed_one(done, MetadataError::Conflict)
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT u.id, r.name, u.algorithm, u.length, u.resumable, u.hash_state, u.progress,
-                    u.updated_at
-             FROM uploads u JOIN repositories r ON r.id = u.repository_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(UploadRecord {
-                    id: UploadId::parse(r.get::<&str, _>(0))
-                        .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
-                    repository: stored(r.get::<&str, _>(1))?,
-                    algorithm: stored(r.get::<&str, _>(2))?,
-                    length: r.get::<i64, _>(3) as u64,
-                    resumable: r.get::<i64, _>(4) != 0,
-                    hash_state: r.get(5),
-                    progress: r.get(6),
-                    updated_at: r.get(7),
-                })
-            })
-            .collect()
+        let rows = sqlx::query(select_uploads!(""))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(upload_row).collect()
     }
 
     async fn put_manifest(
@@ -422,21 +359,18 @@ impl MetadataStore for PostgresStore {
             .bind(repo.as_str())
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?
+            .await?
             .get(0);
-        verify_references(&mut tx, repo_id, manifest).await?;
+        self.verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
             .bind(&manifest.content)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
                  config_media_type, subject_digest, annotations, created_at,
@@ -458,8 +392,7 @@ impl MetadataStore for PostgresStore {
         .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
         .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         if inserted.rows_affected() == 0 {
             if let Some(signed) = &manifest.facts.signed {
                 // Pushed again under a cosign tag: remember what it signs.
@@ -471,49 +404,51 @@ impl MetadataStore for PostgresStore {
                 .bind(&digest)
                 .bind(signed.to_string())
                 .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .await?;
             }
         }
-        if inserted.rows_affected() > 0 {
-            let children = manifest
-                .blobs
-                .iter()
-                .map(|d| (d, "blob"))
-                .chain(manifest.children.iter().map(|d| (d, "manifest")));
-            for (child, kind) in children {
-                sqlx::query(
-                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(repo_id)
-                .bind(&digest)
-                .bind(child.to_string())
-                .bind(kind)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        // One statement per list. `WHERE true` tells SQLite's parser that ON CONFLICT is not
+        // a join constraint.
+        let references = [(&manifest.blobs, "blob"), (&manifest.children, "manifest")];
+        for (children, kind) in references {
+            if inserted.rows_affected() == 0 || children.is_empty() {
+                continue;
             }
-        }
-        // In name order, so two pushes moving overlapping tags lock them in the same order.
-        let mut tags: Vec<&Tag> = tags.iter().collect();
-        tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        tags.dedup_by(|a, b| a.as_str() == b.as_str());
-        for tag in tags {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-                     updated_at = excluded.updated_at",
-            )
+            sqlx::query(sql!(
+                self,
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                 SELECT $1, $2, value, $3 FROM json_each($4) WHERE true ON CONFLICT DO NOTHING"
+            ))
             .bind(repo_id)
-            .bind(tag.as_str())
             .bind(&digest)
-            .bind(now)
+            .bind(kind)
+            .bind(json_list(children))
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         }
-        tx.commit().await.map_err(backend)
+        // In name order, so two pushes moving overlapping tags lock them in the same order (and
+        // once each: one statement may not update a row twice).
+        let mut tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        if !tags.is_empty() {
+            sqlx::query(sql!(
+            self,
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+             SELECT $1, value, $2, $3 FROM json_each($4) WHERE true
+             ON CONFLICT(repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                 updated_at = excluded.updated_at"
+        ))
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(now)
+        .bind(json_list(tags))
+        .execute(&mut *tx)
+        .await?;
+        }
+        let committed = tx.commit().await.map_err(backend);
+        self.invalidate(repo.as_str());
+        committed
     }
 
     async fn manifest(
@@ -521,6 +456,22 @@ impl MetadataStore for PostgresStore {
         repo: &RepoName,
         key: ManifestKey<'_>,
     ) -> Result<Option<StoredManifest>, MetadataError> {
+        let digest_text;
+        let lookup = match key {
+            ManifestKey::Tag(tag) => cache::Lookup::Tag(tag.as_str()),
+            ManifestKey::Digest(digest) => {
+                digest_text = digest.to_string();
+                cache::Lookup::Digest(&digest_text)
+            }
+        };
+        if let Some(hit) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.manifest(repo.as_str(), &lookup))
+        {
+            return Ok(Some(StoredManifest::clone(&hit)));
+        }
+        let ticket = self.cache.as_ref().map(|c| c.ticket());
         let query = match key {
             ManifestKey::Tag(tag) => sqlx::query(
                 "SELECT m.digest, m.media_type, c.content FROM tags t
@@ -540,15 +491,20 @@ impl MetadataStore for PostgresStore {
             .bind(repo.as_str())
             .bind(digest.to_string()),
         };
-        let row = query.fetch_optional(&self.pool).await.map_err(backend)?;
-        row.map(|r| {
-            Ok(StoredManifest {
-                digest: stored(r.get::<&str, _>(0))?,
-                media_type: r.get(1),
-                content: r.get(2),
+        let row = query.fetch_optional(&self.reader).await?;
+        let found = row
+            .map(|r| {
+                Ok::<_, MetadataError>(StoredManifest {
+                    digest: stored(r.get::<&str, _>(0))?,
+                    media_type: r.get(1),
+                    content: r.get(2),
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let (Some(cache), Some(ticket), Some(m)) = (&self.cache, ticket, &found) {
+            cache.store_manifest(ticket, repo.as_str(), &lookup, Arc::new(m.clone()));
+        }
+        Ok(found)
     }
 
     async fn present_manifests(
@@ -556,17 +512,16 @@ impl MetadataStore for PostgresStore {
         repo: &RepoName,
         digests: &[Digest],
     ) -> Result<HashSet<Digest>, MetadataError> {
-        let list: Vec<String> = digests.iter().map(Digest::to_string).collect();
-        let rows = sqlx::query(
+        let rows = sqlx::query(sql!(
+            self,
             "SELECT m.digest FROM manifests m
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
-               AND m.digest = ANY($2)",
-        )
+               AND m.digest IN (SELECT value FROM json_each($2))"
+        ))
         .bind(repo.as_str())
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .bind(json_list(digests))
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
@@ -582,10 +537,10 @@ impl MetadataStore for PostgresStore {
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .execute(&self.writer)
+        .await;
+        self.invalidate(repo.as_str());
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
@@ -595,10 +550,10 @@ impl MetadataStore for PostgresStore {
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        .execute(&self.writer)
+        .await;
+        self.invalidate(repo.as_str());
+        Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn list_tags(
@@ -607,6 +562,34 @@ impl MetadataStore for PostgresStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Tag>, MetadataError> {
+        if let Some(cache) = &self.cache {
+            let page = |all: &[Tag]| {
+                // Both databases compare text bytewise, as `str` does.
+                let from = after.map_or(0, |a| all.partition_point(|t| t.as_str() <= a));
+                all[from..].iter().take(limit as usize).cloned().collect()
+            };
+            if let Some(all) = cache.tags(repo.as_str()) {
+                return Ok(page(&all));
+            }
+            let ticket = cache.ticket();
+            let rows = sqlx::query(
+                "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+                 WHERE r.name = $1 ORDER BY t.name LIMIT $2",
+            )
+            .bind(repo.as_str())
+            .bind(cache::MAX_CACHED_TAGS as i64 + 1)
+            .fetch_all(&self.reader)
+            .await?;
+            if rows.len() <= cache::MAX_CACHED_TAGS {
+                let all = rows
+                    .iter()
+                    .map(|r| stored(r.get::<&str, _>(0)))
+                    .collect::<Result<Vec<Tag>, _>>()?;
+                let answer = page(&all);
+                cache.store_tags(ticket, repo.as_str(), Arc::new(all));
+                return Ok(answer);
+            }
+        }
         let rows = sqlx::query(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
@@ -614,9 +597,8 @@ impl MetadataStore for PostgresStore {
         .bind(repo.as_str())
         .bind(ordering_bound(after.unwrap_or("")))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
@@ -625,24 +607,27 @@ impl MetadataStore for PostgresStore {
         repo: &RepoName,
         query: &TagQuery<'_>,
     ) -> Result<Vec<TagDetail>, MetadataError> {
-        let rows = sqlx::query(
+        // A cosign tag is `sha256-<hex>` and a suffix; `substr` with one start compares the
+        // same bytes on both databases (SQLite's GLOB and PostgreSQL's LIKE differ in case).
+        let rows = sqlx::query(sql!(
+            self,
             "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
                     m.total_size, t.updated_at, m.signed_digest, m.details
              FROM tags t JOIN repositories r ON r.id = t.repository_id
              JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
-             WHERE r.name = $1 AND ($2::text IS NULL OR strpos(t.name, $2) > 0)
-               AND ($5 OR NOT (t.name LIKE 'sha256-%.sig' OR t.name LIKE 'sha256-%.att'
-                               OR t.name LIKE 'sha256-%.sbom'))
-             ORDER BY t.name LIMIT $3 OFFSET $4",
-        )
+             WHERE r.name = $1 AND ($2 IS NULL OR instr(t.name, $2) > 0)
+               AND ($5 OR NOT (substr(t.name, 1, 7) = 'sha256-'
+                               AND (substr(t.name, length(t.name) - 3) IN ('.sig', '.att')
+                                    OR substr(t.name, length(t.name) - 4) = '.sbom')))
+             ORDER BY t.name LIMIT $3 OFFSET $4"
+        ))
         .bind(repo.as_str())
         .bind(query.filter)
         .bind(i64::from(query.limit))
         .bind(i64::from(query.offset))
         .bind(query.cosign_tags)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 let signed: Option<&str> = r.get(7);
@@ -668,30 +653,19 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Vec<Describer>, MetadataError> {
         let mut found = Vec::new();
         for chunk in targets.chunks(500) {
-            let targets: Vec<String> = chunk.iter().map(Digest::to_string).collect();
-            let rows = sqlx::query(
-                "SELECT m.signed_digest, m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type),
-                        m.total_size,
-                        (SELECT min(t.name) FROM tags t
-                         WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
-                 FROM manifests m JOIN repositories r ON r.id = m.repository_id
-                 WHERE r.name = $1 AND m.signed_digest = ANY($2)
-                 ORDER BY m.signed_digest, m.kind, m.digest",
-            )
+            let rows = sqlx::query(sql!(
+                self,
+                select_describers!(
+                    "m.signed_digest IN (SELECT value FROM json_each($2))
+                     ORDER BY m.signed_digest, m.kind, m.digest"
+                )
+            ))
             .bind(repo.as_str())
-            .bind(&targets)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+            .bind(json_list(chunk))
+            .fetch_all(&self.reader)
+            .await?;
             for r in &rows {
-                found.push(Describer {
-                    target: stored(r.get::<&str, _>(0))?,
-                    digest: stored(r.get::<&str, _>(1))?,
-                    kind: r.get(2),
-                    artifact_type: r.get(3),
-                    total_size: r.get::<i64, _>(4) as u64,
-                    tag: r.get(5),
-                });
+                found.push(describer_row(r)?);
             }
         }
         Ok(found)
@@ -710,38 +684,18 @@ impl MetadataStore for PostgresStore {
         )
         .bind(repo.as_str())
         .bind(target.to_string())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let rows = sqlx::query(
-            "SELECT m.digest, m.kind, COALESCE(m.artifact_type, m.config_media_type), m.total_size,
-                    (SELECT min(t.name) FROM tags t
-                     WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
-             FROM manifests m JOIN repositories r ON r.id = m.repository_id
-             WHERE r.name = $1 AND m.signed_digest = $2
-             ORDER BY m.kind, m.digest
-             LIMIT $3 OFFSET $4",
-        )
+        .fetch_one(&self.reader)
+        .await?;
+        let rows = sqlx::query(select_describers!(
+            "m.signed_digest = $2 ORDER BY m.kind, m.digest LIMIT $3 OFFSET $4"
+        ))
         .bind(repo.as_str())
         .bind(target.to_string())
         .bind(i64::from(limit))
         .bind(i64::from(offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let page = rows
-            .iter()
-            .map(|r| {
-                Ok(Describer {
-                    target: target.clone(),
-                    digest: stored(r.get::<&str, _>(0))?,
-                    kind: r.get(1),
-                    artifact_type: r.get(2),
-                    total_size: r.get::<i64, _>(3) as u64,
-                    tag: r.get(4),
-                })
-            })
-            .collect::<Result<Vec<_>, MetadataError>>()?;
+        .fetch_all(&self.reader)
+        .await?;
+        let page = rows.iter().map(describer_row).collect::<Result<_, _>>()?;
         Ok((page, total.max(0) as u64))
     }
 
@@ -752,20 +706,24 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<ManifestSummary>, MetadataError> {
         let row = sqlx::query(
             "SELECT m.media_type, m.kind, m.artifact_type, m.total_size, m.created_at,
-                    m.signed_digest, m.details,
-                    ARRAY(SELECT t.name FROM tags t WHERE t.repository_id = m.repository_id
-                          AND t.manifest_digest = m.digest ORDER BY t.name)
+                    m.signed_digest, m.details
              FROM manifests m JOIN repositories r ON r.id = m.repository_id
              WHERE r.name = $1 AND m.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         let Some(r) = row else { return Ok(None) };
         let signed: Option<&str> = r.get(5);
-        let tags: Vec<String> = r.get(7);
+        let tags = sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = $1 AND t.manifest_digest = $2 ORDER BY t.name",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_all(&self.reader)
+        .await?;
         Ok(Some(ManifestSummary {
             digest: digest.clone(),
             media_type: r.get(0),
@@ -796,13 +754,18 @@ impl MetadataStore for PostgresStore {
         .bind(tag.as_str())
         .bind(digest.to_string())
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
+        self.invalidate(repo.as_str());
         match done {
             Ok(done) => Ok(done.rows_affected() > 0),
             // The manifest was deleted (by a client or garbage collection) between this
             // statement's read of it and its foreign-key check: it is not there.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => Ok(false),
+            Err(sqlx::Error::Database(e))
+                if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -817,7 +780,7 @@ impl MetadataStore for PostgresStore {
         let rows = sqlx::query(
             "SELECT h.name, h.manifest_digest, h.started_at, h.ended_at FROM tag_history h
              JOIN repositories r ON r.id = h.repository_id
-             WHERE r.name = $1 AND ($2::text IS NULL OR h.name = $2) AND h.ended_at >= $3
+             WHERE r.name = $1 AND ($2 IS NULL OR h.name = $2) AND h.ended_at >= $3
                AND EXISTS (SELECT 1 FROM manifests m
                    WHERE m.repository_id = h.repository_id AND m.digest = h.manifest_digest)
              ORDER BY h.ended_at DESC, h.id DESC LIMIT $4",
@@ -826,9 +789,8 @@ impl MetadataStore for PostgresStore {
         .bind(tag.map(Tag::as_str))
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(TagHistoryEntry {
@@ -856,9 +818,8 @@ impl MetadataStore for PostgresStore {
         .bind(tag.as_str())
         .bind(digest.to_string())
         .bind(since)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(&self.reader)
+        .await?;
         if known.is_none() {
             return Ok(false);
         }
@@ -890,9 +851,8 @@ impl MetadataStore for PostgresStore {
         .bind(artifact_type)
         .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|r| {
                 let annotations: Option<&str> = r.get(4);
@@ -916,60 +876,63 @@ impl MetadataStore for PostgresStore {
 /// advisory lock per blob digest (a collector takes it exclusively), and share locks on the
 /// child manifests and on the manifest itself if it exists (a collector locks the row for
 /// update). `Conflict` when one is gone, so the registry checks again and names it.
-async fn verify_references(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    repo_id: i64,
-    manifest: &NewManifest,
-) -> Result<(), MetadataError> {
-    let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
-    blobs.sort_by_key(|d| d.to_string());
-    blobs.dedup();
-    // In digest order, so two pushes sharing layers take the locks in the same order.
-    for digest in &blobs {
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
-            .bind(gc::BLOB_LOCK_CLASS)
-            .bind(gc::blob_lock_key(digest))
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    if !blobs.is_empty() {
-        let list: Vec<String> = blobs.iter().map(|d| d.to_string()).collect();
-        let found: i64 = sqlx::query(
-            "SELECT count(*) FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2)",
-        )
-        .bind(repo_id)
-        .bind(&list)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?
-        .get(0);
-        if found as usize != list.len() {
-            return Err(MetadataError::Conflict);
+impl SqlStore {
+    async fn verify_references(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        repo_id: i64,
+        manifest: &NewManifest,
+    ) -> Result<(), MetadataError> {
+        let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
+        blobs.sort_by_key(|d| d.to_string());
+        blobs.dedup();
+        // In digest order, so two pushes sharing layers take the locks in the same order.
+        for digest in &blobs {
+            let key = gc::blob_lock_key(digest);
+            self.lock(tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
+                .await?;
         }
-    }
-    let mut children: Vec<String> = manifest.children.iter().map(Digest::to_string).collect();
-    children.sort();
-    children.dedup();
-    if !children.is_empty() {
-        let found = sqlx::query(
-            "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2)
-             ORDER BY digest FOR SHARE",
-        )
-        .bind(repo_id)
-        .bind(&children)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        if found.len() != children.len() {
-            return Err(MetadataError::Conflict);
+        if !blobs.is_empty() {
+            let found: i64 = sqlx::query(sql!(
+                self,
+                "SELECT count(*) FROM repository_blobs
+             WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
+            ))
+            .bind(repo_id)
+            .bind(json_list(&blobs))
+            .fetch_one(&mut **tx)
+            .await?
+            .get(0);
+            if found as usize != blobs.len() {
+                return Err(MetadataError::Conflict);
+            }
         }
-    }
-    sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR SHARE")
+        let mut children: Vec<String> = manifest.children.iter().map(Digest::to_string).collect();
+        children.sort();
+        children.dedup();
+        if !children.is_empty() {
+            let found = sqlx::query(sql!(
+                self,
+                "SELECT digest FROM manifests
+             WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))
+             ORDER BY digest FOR SHARE"
+            ))
+            .bind(repo_id)
+            .bind(json_list(&children))
+            .fetch_all(&mut **tx)
+            .await?;
+            if found.len() != children.len() {
+                return Err(MetadataError::Conflict);
+            }
+        }
+        sqlx::query(sql!(
+            self,
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR SHARE"
+        ))
         .bind(repo_id)
         .bind(manifest.digest.to_string())
         .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(())
+        .await?;
+        Ok(())
+    }
 }

@@ -1,0 +1,275 @@
+//! The metadata stores on SQL, written once for both databases.
+//!
+//! Every query is written here, once, in SQL that SQLite and PostgreSQL both accept, and runs
+//! through sqlx's `Any` driver, so one implementation of [`MetadataStore`](super::MetadataStore),
+//! [`AccountStore`](super::accounts::AccountStore), [`GcStore`](super::gc::GcStore) and
+//! [`FsckStore`](super::fsck::FsckStore) serves both. The few places where the databases
+//! really differ are [`Dialect`]'s:
+//! - how a write transaction begins (SQLite: `BEGIN IMMEDIATE` on the one writer connection);
+//! - locks between replicas ([`SqlStore::lock`]: PostgreSQL advisory locks; on SQLite the
+//!   single writer already serializes every write transaction);
+//! - a handful of spellings, rewritten once per query text by [`sql!`]: row locks (`FOR
+//!   UPDATE`, `FOR SHARE`, dropped on SQLite), `instr` (`strpos` on PostgreSQL) and a JSON list
+//!   parameter `json_each($N)` (`json_array_elements_text` on PostgreSQL).
+//!
+//! Opening a database (pools, pragmas, migrations) is each backend's own: [`super::sqlite`]
+//! and [`super::postgres`]. So is the embedded backend's read cache, which this layer calls
+//! where it is present.
+//!
+//! Values are only what both databases store alike: 64-bit integers (flags are 0/1, times
+//! milliseconds since the Unix epoch), text and bytes.
+
+use std::sync::OnceLock;
+
+use sqlx::any::AnyQueryResult;
+use sqlx::AnyPool;
+use sqlx::{Any, Transaction};
+
+use super::sqlite::cache::{ContentCache, Invalidation};
+use super::{backend, MetadataError};
+
+mod accounts;
+mod collection;
+mod integrity;
+mod registry;
+
+/// Which database a [`SqlStore`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite = 0,
+    Postgres = 1,
+}
+
+impl Dialect {
+    /// `portable` as this database spells it.
+    fn spell(self, portable: &str) -> String {
+        match self {
+            Dialect::Sqlite => {
+                // SQLite has no row locks: its one writer holds the whole database.
+                match portable
+                    .find(" FOR UPDATE")
+                    .or_else(|| portable.find(" FOR SHARE"))
+                {
+                    Some(at) => portable[..at].to_string(),
+                    None => portable.to_string(),
+                }
+            }
+            Dialect::Postgres => {
+                let mut text = portable.replace("instr(", "strpos(");
+                while let Some(at) = text.find("json_each($") {
+                    let rest = &text[at + "json_each(".len()..];
+                    let Some(close) = rest.find(')') else { break };
+                    let parameter = rest[..close].to_string();
+                    text.replace_range(
+                        at..at + "json_each(".len() + close + 1,
+                        &format!("json_array_elements_text(CAST({parameter} AS json)) AS value"),
+                    );
+                }
+                text
+            }
+        }
+    }
+
+    /// The spelling of `portable` for this database, from a call site's own cache.
+    pub(crate) fn pick(
+        self,
+        spellings: &'static OnceLock<[String; 2]>,
+        portable: &str,
+    ) -> &'static str {
+        &spellings.get_or_init(|| {
+            [
+                Dialect::Sqlite.spell(portable),
+                Dialect::Postgres.spell(portable),
+            ]
+        })[self as usize]
+    }
+}
+
+/// A query text in portable SQL (see the module documentation), spelled for `$store`'s
+/// database. Every text with a row lock, `instr` or `json_each` goes through this; a row lock
+/// ends its statement.
+macro_rules! sql {
+    ($store:expr, $text:expr) => {{
+        static SPELLINGS: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+        $store.dialect.pick(&SPELLINGS, $text)
+    }};
+}
+pub(crate) use sql;
+
+/// How a lock between replicas is held.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockMode {
+    /// Many holders at once, none while an exclusive holder has it.
+    Shared,
+    Exclusive,
+}
+
+/// The metadata stores on one SQL database.
+pub struct SqlStore {
+    /// Runs every write. On SQLite a single connection, so that this process's transactions
+    /// never contend with each other.
+    writer: AnyPool,
+    /// Runs reads outside transactions, concurrently with writes (the same pool as `writer`
+    /// on PostgreSQL).
+    reader: AnyPool,
+    dialect: Dialect,
+    /// The embedded backend's hot reads; every write that changes tags, manifests or
+    /// repositories invalidates it.
+    cache: Option<ContentCache>,
+}
+
+/// The number of an advisory-lock key's class on PostgreSQL, from four ASCII letters.
+pub(crate) const fn lock_class(name: &[u8; 4]) -> i32 {
+    i32::from_be_bytes(*name)
+}
+
+/// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
+/// replica and every build.
+pub(crate) fn lock_key(name: &str) -> i32 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    i32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
+}
+
+impl SqlStore {
+    pub(super) fn new(
+        writer: AnyPool,
+        reader: AnyPool,
+        dialect: Dialect,
+        cache: Option<ContentCache>,
+    ) -> SqlStore {
+        SqlStore {
+            writer,
+            reader,
+            dialect,
+            cache,
+        }
+    }
+
+    /// Which database this store runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Begins a write transaction.
+    async fn begin(&self) -> Result<Transaction<'static, Any>, MetadataError> {
+        if self.dialect == Dialect::Postgres {
+            return self.writer.begin().await.map_err(backend);
+        }
+        // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
+        // wait on the busy timeout instead of failing the transaction half-way.
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                // A COMMIT that failed on a full disk is rolled back by SQLite itself, so the
+                // driver's own ROLLBACK fails and its count of open transactions stays at one:
+                // the writer connection would refuse every later transaction. Replace it.
+                tracing::warn!("replacing the metadata writer connection after a failed commit");
+                let stale = self.writer.acquire().await?;
+                let _ = sqlx::Connection::close(stale.detach()).await;
+                self.writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(backend)
+            }
+            result => result.map_err(backend),
+        }
+    }
+
+    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with.
+    /// Replicas on PostgreSQL share these; on SQLite every write transaction already holds
+    /// the whole database, so there is nothing to take.
+    async fn lock(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        mode: LockMode,
+        class: i32,
+        key: i32,
+    ) -> Result<(), MetadataError> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let statement = match mode {
+            LockMode::Shared => "SELECT pg_advisory_xact_lock_shared($1, $2)",
+            LockMode::Exclusive => "SELECT pg_advisory_xact_lock($1, $2)",
+        };
+        sqlx::query(statement)
+            .bind(class)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops what the read cache holds for `repo` (every repository for `None`) once the
+    /// returned guard goes, on every path out of the write it guards.
+    fn invalidate_on_exit(&self, repo: Option<&str>) -> Option<Invalidation<'_>> {
+        self.cache.as_ref().map(|c| c.invalidate_on_exit(repo))
+    }
+
+    /// Drops what the read cache holds for `repo`, after a write committed.
+    fn invalidate(&self, repo: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(repo);
+        }
+    }
+}
+
+/// `Ok` when a statement changed exactly one row, else `otherwise`.
+fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<(), MetadataError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(otherwise)
+    }
+}
+
+/// A list of values bound as one parameter, which a query reads as `json_each($N)`.
+fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    serde_json::Value::from(items).to_string()
+}
+
+/// PostgreSQL text cannot hold NUL and refuses a parameter that has one; SQLite would only
+/// find nothing. No stored value has one, so a value with NUL matches nothing on either.
+fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// A pagination bound (`name > bound`) both databases accept: cut at the first NUL. Since no
+/// stored name holds NUL, every name above the cut prefix is also above the original bound.
+fn ordering_bound(s: &str) -> &str {
+    s.split('\0').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn row_locks_are_dropped_on_sqlite_only() {
+        let text = "SELECT id FROM manifests m WHERE digest = $1 ORDER BY id FOR UPDATE OF m";
+        assert_eq!(
+            Dialect::Sqlite.spell(text),
+            "SELECT id FROM manifests m WHERE digest = $1 ORDER BY id"
+        );
+        assert_eq!(Dialect::Postgres.spell(text), text);
+        assert_eq!(
+            Dialect::Sqlite.spell("SELECT 1 FROM t WHERE a = $1 FOR SHARE"),
+            "SELECT 1 FROM t WHERE a = $1"
+        );
+    }
+
+    #[test]
+    fn postgres_spells_instr_and_json_lists_its_way() {
+        let text = "SELECT digest FROM blobs WHERE instr(name, $3) > 0
+                    AND digest IN (SELECT value FROM json_each($1))
+                    AND other IN (SELECT value FROM json_each($12))";
+        assert_eq!(Dialect::Sqlite.spell(text), text);
+        assert_eq!(
+            Dialect::Postgres.spell(text),
+            "SELECT digest FROM blobs WHERE strpos(name, $3) > 0
+                    AND digest IN (SELECT value FROM json_array_elements_text(CAST($1 AS json)) AS value)
+                    AND other IN (SELECT value FROM json_array_elements_text(CAST($12 AS json)) AS value)"
+        );
+    }
+}
