@@ -33,6 +33,7 @@ mod replicas;
 mod reserved_names;
 mod robot_rights;
 mod s3_storage;
+mod schema_equivalence;
 mod shutdown;
 mod slow_clients;
 mod smoke;

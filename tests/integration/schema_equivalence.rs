@@ -11,7 +11,7 @@
 //! Needs `BERTH_TEST_DB_URI` (`scripts/postgres.sh start` prints one); without it only the
 //! SQLite side is read, and the comparison is skipped with a message saying so.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
