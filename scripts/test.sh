@@ -114,7 +114,9 @@ trap 'bash scripts/postgres.sh stop; bash scripts/garage.sh stop' EXIT
 PG_URI=$(bash scripts/postgres.sh start)
 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
-BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --tests --profile ci
+# --workspace as in the build above: without it cargo resolves features for this package
+# alone and rebuilds every test binary (six minutes here).
+BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --workspace --tests --profile ci -E 'package(berth)'
 step "reliability on PostgreSQL + Garage: crash cycles"
 TORTURE_DIR=$(mktemp -d /tmp/berth-torture.XXXXXX)
 psql "$PG_URI" -qc "CREATE DATABASE torture"
@@ -139,7 +141,7 @@ bash scripts/garage.sh stop
 step "scale-out: replicas, GC races and the storage contract on a three-node Garage (replication factor 3)"
 GARAGE_NODES=3 bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
-BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --profile ci --test integration \
+BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --workspace --profile ci --test integration \
   -E 'test(/^(replicas|gc_race|s3_storage|storage_conformance)::/)'
 unset BERTH_TEST_S3_ENDPOINT BERTH_TEST_S3_BUCKET BERTH_TEST_S3_ACCESS_KEY BERTH_TEST_S3_SECRET_KEY BERTH_TEST_S3_REGION
 bash scripts/postgres.sh stop
