@@ -490,11 +490,19 @@ impl AccountStore for SqlStore {
         &self,
         repo: &RepoName,
     ) -> Result<Option<RepositoryInfo>, MetadataError> {
+        if let Some(info) = self.cache.as_ref().and_then(|c| c.info(repo.as_str())) {
+            return Ok(Some(info));
+        }
+        let ticket = self.cache.as_ref().map(|c| c.ticket());
         let row = sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(repository_row).transpose()
+        let info = row.as_ref().map(repository_row).transpose()?;
+        if let (Some(cache), Some(ticket), Some(info)) = (&self.cache, ticket, &info) {
+            cache.store_info(ticket, info.clone());
+        }
+        Ok(info)
     }
 
     async fn repository_summaries(
@@ -617,6 +625,7 @@ impl AccountStore for SqlStore {
         repo: &RepoName,
         description: &str,
     ) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
             .bind(repo.as_str())
             .bind(description)
@@ -626,6 +635,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
             .bind(repo.as_str())
             .bind(i64::from(public))
