@@ -168,6 +168,49 @@ async fn two_servers_on_one_database_see_each_others_writes() {
     assert_eq!(resolve(&other, REPO, "shared").await, Err(404));
 }
 
+/// The status an anonymous GET of `repo:tag` answers.
+async fn anonymous_pull(s: &TestServer, repo: &str, tag: &str) -> u16 {
+    reqwest::Client::new()
+        .get(s.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("accept", MANIFEST)
+        .send()
+        .await
+        .expect("GET manifest")
+        .status()
+        .as_u16()
+}
+
+async fn set_visibility(s: &TestServer, repo: &str, visibility: &str) {
+    let r = s
+        .client
+        .post(s.url(&format!("/api/v1/repository/{repo}/changevisibility")))
+        .json(&serde_json::json!({ "visibility": visibility }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+/// Anonymous pulls read the repository's visibility from the cache: making it private must
+/// hold for the very next pull, on this server and on another one sharing the database.
+#[tokio::test]
+async fn visibility_changes_hold_for_the_next_anonymous_pull() {
+    let s = TestServer::start().await;
+    let other = s.replica().await;
+    image(&s, REPO, "v1", b"layer").await;
+    set_visibility(&s, REPO, "public").await;
+    for _ in 0..3 {
+        assert_eq!(anonymous_pull(&s, REPO, "v1").await, 200);
+        assert_eq!(anonymous_pull(&other, REPO, "v1").await, 200);
+    }
+    set_visibility(&s, REPO, "private").await;
+    assert_eq!(anonymous_pull(&s, REPO, "v1").await, 401);
+    assert_eq!(anonymous_pull(&other, REPO, "v1").await, 401);
+    set_visibility(&other, REPO, "public").await;
+    assert_eq!(anonymous_pull(&s, REPO, "v1").await, 200);
+    assert_eq!(anonymous_pull(&other, REPO, "v1").await, 200);
+}
+
 #[tokio::test]
 async fn an_open_registry_needs_no_login() {
     let mut settings = Settings::default();
