@@ -49,6 +49,9 @@ pub struct AuthSettings {
     /// delete everywhere (like distribution without auth). For trusted networks and benchmarks;
     /// the dashboard and management API still need an account.
     pub open_registry: bool,
+    /// `FEATURE_PUBLIC_CATALOG`: anonymous callers may list the public repositories in
+    /// `/v2/_catalog`; otherwise they are asked to authenticate, as Quay does.
+    pub public_catalog: bool,
 }
 
 impl Default for AuthSettings {
@@ -59,6 +62,7 @@ impl Default for AuthSettings {
             login_failures_per_minute: 10,
             create_private_repo_on_push: true,
             open_registry: false,
+            public_catalog: false,
         }
     }
 }
@@ -677,6 +681,63 @@ impl Auth {
                 .namespace_rights(who.id, namespace)
                 .await?
                 .create)
+    }
+
+    /// Why `who` may not do `wanted` on `repo`, told only where the caller may already know
+    /// what the answer reveals: whether a namespace exists to superusers, what a member lacks
+    /// to that namespace's members, what a reader lacks to those who can read the repository.
+    /// `None` for everyone else, so a refusal never shows that a private namespace exists.
+    pub async fn why_denied(
+        &self,
+        who: &Identity,
+        repo: &RepoName,
+        wanted: Actions,
+    ) -> Result<Option<String>, MetadataError> {
+        let namespace = repo.namespace();
+        let kind = match who.kind {
+            AccountKind::Robot => "robot",
+            _ => "user",
+        };
+        let name = &who.name;
+        if self.accounts.account(namespace).await?.is_none() {
+            return Ok(who
+                .superuser
+                .then(|| format!("namespace {namespace} does not exist")));
+        }
+        let own_robot = who
+            .name
+            .split_once('+')
+            .is_some_and(|(ns, _)| ns == namespace);
+        let member = own_robot
+            || self
+                .accounts
+                .organization_members(namespace)
+                .await?
+                .iter()
+                .any(|m| m.id == who.id);
+        let live = self.live_actions(Some(who), repo).await?;
+        let exists = self.accounts.repository_info(repo).await?.is_some();
+        Ok(if !exists && wanted.push && member {
+            Some(match who.kind {
+                AccountKind::Robot => format!(
+                    "robot {name} may not create repositories in {namespace}: add it to a team with the creator role"
+                ),
+                _ => format!(
+                    "user {name} may not create repositories in {namespace}: an administrator of {namespace} can add them to a team with the creator role"
+                ),
+            })
+        } else if exists && (live.pull || member) {
+            let needed = if wanted.push || wanted.delete {
+                "write"
+            } else {
+                "read"
+            };
+            Some(format!(
+                "{kind} {name} lacks {needed} access to {repo}: an administrator of {namespace} can grant it to the {kind} or to one of its teams"
+            ))
+        } else {
+            None
+        })
     }
 
     /// Prepares a repository a push is about to create: makes sure its namespace exists

@@ -221,6 +221,7 @@ const KNOWN_KEYS: &[&str] = &[
     "LOGIN_FAILURES_PER_MINUTE",
     "CREATE_PRIVATE_REPO_ON_PUSH",
     "AUTHENTICATION_TYPE",
+    "FEATURE_PUBLIC_CATALOG",
     "SERVER_HOSTNAME",
     "PREFERRED_URL_SCHEME",
     "FEATURE_USER_CREATION",
@@ -299,6 +300,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             })
         }
     };
+    if let Some(b) = boolean(&map, "FEATURE_PUBLIC_CATALOG")? {
+        settings.auth.public_catalog = b;
+    }
     if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
         settings.user_creation = b;
     }

@@ -161,7 +161,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let s = TestServer::start().await;
+    // Anonymous callers list the public repositories (`FEATURE_PUBLIC_CATALOG`); without it
+    // they are challenged (tests/integration/catalog_challenge.rs).
+    let mut settings = Settings::default();
+    settings.auth.public_catalog = true;
+    let s = TestServer::start_with(settings).await;
     s.create_org(ORG).await;
     let mut creds = HashMap::new();
     creds.insert(Superuser, (ADMIN_USER.into(), ADMIN_PASSWORD.into()));
@@ -534,8 +538,10 @@ async fn private_repositories_look_missing_to_those_who_may_not_read_them() {
         let url = s.url(&format!("/v2/hush/open/{path}"));
         assert_eq!(status_of(anonymous.get(url)).await, 404, "{path}");
     }
-    // The catalog does not name it either.
-    for (client, listed) in [(&anonymous, false), (&stranger, false), (&s.client, true)] {
+    // The catalog does not name it either (anonymous callers are challenged instead).
+    let r = anonymous.get(s.url("/v2/_catalog")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    for (client, listed) in [(&stranger, false), (&s.client, true)] {
         let names = catalog(client, &s.base).await;
         assert_eq!(names.contains(&"hush/secret".to_string()), listed);
     }

@@ -10,6 +10,7 @@ mod auth_tokens;
 mod bad_input;
 mod bad_input_corpus;
 mod blobs;
+mod catalog_challenge;
 mod cookies;
 mod crash;
 mod dashboard;

@@ -9,6 +9,7 @@ use common::*;
 use std::collections::BTreeSet;
 
 use berth::auth::{Auth, Identity};
+use berth::config::Settings;
 use berth::metadata::accounts::{Grantee, Role, TeamRole};
 use oci::{Digest, RepoName};
 
@@ -276,7 +277,9 @@ async fn listings_agree_with_live_actions_for_every_principal() {
 /// visibility once per repository. Now the database pages through what the caller may read.
 #[tokio::test]
 async fn the_catalog_reads_only_the_page_it_returns() {
-    let s = TestServer::start().await;
+    let mut settings = Settings::default();
+    settings.auth.public_catalog = true;
+    let s = TestServer::start_with(settings).await;
     let store = s.metadata_store().await;
     let hidden: Vec<RepoName> = (0..3000)
         .map(|i| name(&format!("hidden/r{i:04}")))

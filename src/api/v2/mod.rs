@@ -20,7 +20,8 @@ use oci::{ErrorCode, RepoName};
 
 use super::challenge::Origin;
 use crate::app::AppState;
-use crate::auth::{AuthError, Credential, Denial, PushTarget};
+use crate::auth::scope::Actions;
+use crate::auth::{AuthError, Credential, Denial, Identity, PushTarget};
 use crate::error::ApiError;
 use crate::storage::ByteStream;
 use route::Endpoint;
@@ -208,16 +209,31 @@ async fn authorize(
     mount_source: Option<&RepoName>,
 ) -> Result<bool, ApiError> {
     let Some((repo, wanted)) = endpoint.repository_access(method) else {
-        if *endpoint == Endpoint::Base
-            && matches!(credential, Credential::Anonymous)
-            && !state.auth.settings().open_registry
-        {
-            return Err(
-                ApiError::new(ErrorCode::Unauthorized, "authentication required")
-                    .with_header("www-authenticate", origin.bearer_challenge(None, None)),
-            );
+        let settings = state.auth.settings();
+        if settings.open_registry || credential.identity().is_some() {
+            return Ok(false);
         }
-        return Ok(false);
+        // Clients send credentials only after a challenge: an anonymous catalog that answered
+        // an empty list would never show a logged-in user their repositories.
+        return match endpoint {
+            Endpoint::Base if matches!(credential, Credential::Anonymous) => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "authentication required",
+            )
+            .with_header("www-authenticate", origin.bearer_challenge(None, None))),
+            Endpoint::Catalog if !settings.public_catalog => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "authentication required",
+            )
+            .with_detail(
+                serde_json::json!([{ "Type": "registry", "Name": "catalog", "Action": "*" }]),
+            )
+            .with_header(
+                "www-authenticate",
+                origin.bearer_challenge(Some("registry:catalog:*"), None),
+            )),
+            _ => Ok(false),
+        };
     };
     match state
         .auth
@@ -226,7 +242,13 @@ async fn authorize(
         .map_err(ApiError::internal)?
     {
         Ok(()) => match (wanted.push, credential.identity()) {
-            (true, Some(identity)) => push_target(state.auth.create_on_push(identity, repo).await),
+            (true, Some(identity)) => {
+                let target = state.auth.create_on_push(identity, repo).await;
+                if matches!(target, Ok(PushTarget::Denied)) {
+                    return Err(denied(state, identity, repo, wanted).await);
+                }
+                push_target(target)
+            }
             (true, None) if state.auth.settings().open_registry => {
                 push_target(state.auth.create_on_open_push(repo).await)
             }
@@ -249,10 +271,23 @@ async fn authorize(
                 .with_detail(serde_json::json!([{ "Type": "repository", "Name": repo.as_str(), "Action": actions }]))
                 .with_header("www-authenticate", origin.bearer_challenge(Some(&scope), error)))
         }
-        Err(Denial::Forbidden) => Err(ApiError::new(
-            ErrorCode::Denied,
-            "requested access to the resource is denied",
-        )),
+        Err(Denial::Forbidden) => Err(match credential.identity() {
+            Some(identity) => denied(state, identity, repo, wanted).await,
+            None => ApiError::new(ErrorCode::Denied, DENIED),
+        }),
+    }
+}
+
+const DENIED: &str = "requested access to the resource is denied";
+
+/// A 403 that says what is missing, where the caller may learn it (`Auth::why_denied`).
+async fn denied(state: &AppState, who: &Identity, repo: &RepoName, wanted: Actions) -> ApiError {
+    match state.auth.why_denied(who, repo, wanted).await {
+        Ok(Some(why)) => {
+            ApiError::new(ErrorCode::Denied, format!("{DENIED}: {why}")).with_detail(why.into())
+        }
+        Ok(None) => ApiError::new(ErrorCode::Denied, DENIED),
+        Err(e) => ApiError::internal(e),
     }
 }
 
@@ -263,10 +298,7 @@ fn push_target(
     match target.map_err(ApiError::internal)? {
         PushTarget::Existing => Ok(false),
         PushTarget::Created => Ok(true),
-        PushTarget::Denied => Err(ApiError::new(
-            ErrorCode::Denied,
-            "requested access to the resource is denied",
-        )),
+        PushTarget::Denied => Err(ApiError::new(ErrorCode::Denied, DENIED)),
     }
 }
 
