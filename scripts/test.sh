@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CLIENTLAB=${CLIENTLAB:-$ROOT/../shared/clientlab}
-FLOWS=${FLOWS:-"a b c d e f g"}
+FLOWS=${FLOWS:-"a b c d e f g h j k l m"}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 BIN=$ROOT/target/debug
 # A fresh build gains nothing from incremental state, which would take gigabytes of disk.
@@ -151,22 +151,25 @@ trap - EXIT
 fi
 
 if [ "$STAGES" != e2e ]; then
-step "real clients (clientlab)"
+step "real clients (clientlab): flows A to M as a user, as a robot and anonymously"
 wait_for_prerequisites
 
 WORK=$(mktemp -d /tmp/berth-test.XXXXXX)
-BERTH_PID=
+BERTH_PIDS=()
 cleanup() {
-  if [ -n "$BERTH_PID" ]; then kill "$BERTH_PID" 2>/dev/null || true; wait "$BERTH_PID" 2>/dev/null || true; fi
+  for pid in "${BERTH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# Starts berth on an ephemeral port and sets BERTH_ADDR from its ready line.
+# Starts berth on an ephemeral port with data in $1 and config $2 (plus any extra arguments);
+# sets BERTH_ADDR from its ready line and BERTH_PID.
 start_berth() {
-  local log=$WORK/berth.log
-  NO_COLOR=1 BERTH_LOG=info "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" "$@" >"$log" 2>&1 &
+  local data=$1 config=$2; shift 2
+  local log=$data.log
+  NO_COLOR=1 BERTH_LOG=info "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$data" --config "$config" "$@" >"$log" 2>&1 &
   BERTH_PID=$!
+  BERTH_PIDS+=("$BERTH_PID")
   for _ in $(seq 1 600); do
     if grep -q 'berth ready on' "$log"; then
       BERTH_ADDR=$(grep -o 'berth ready on https\?://[0-9.:]*' "$log" | tail -1 | sed 's|.*://||')
@@ -179,100 +182,159 @@ start_berth() {
   return 1
 }
 
-CONFIG=$WORK/config.yaml
-# A Quay config carries keys berth does not use: they must only warn.
-printf 'BROWSER_API_CALLS_XHR_ONLY: false\nFEATURE_ACI_CONVERSION: false\n' >"$CONFIG"
-start_berth --config "$CONFIG"
-ADMIN_PASS=$(cat "$WORK/data/initial-admin-password")
-echo "berth at $BERTH_ADDR (config $CONFIG; first-start admin password in the data directory)"
-
-pass() { passed=$((passed + 1)); echo "ok: $*"; }
-flunk() { failed=$((failed + 1)); failed_names+=("$1"); echo "FAILED: $*"; }
-api() { # METHOD PATH [JSON] -> body on stdout; fails on HTTP errors
-  curl -sS --fail-with-body -u "admin:$ADMIN_PASS" -X "$1" -H 'Content-Type: application/json' \
-    ${3:+--data "$3"} "http://$BERTH_ADDR$2"
-}
-
-# The seed's tenancy: organization userorg, a robot that pushes through a creator team.
-api POST /api/v1/organization/ '{"name":"userorg"}' >/dev/null
-api PUT /api/v1/organization/userorg/team/pushers '{"role":"creator"}' >/dev/null
-ROBOT_TOKEN=$(api PUT /api/v1/organization/userorg/robots/ci | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-api PUT /api/v1/organization/userorg/team/pushers/members/userorg+ci >/dev/null
-
-# Runs one clientlab flow as USER; $2 is "pass" or "refused" (must fail at push, naming the type).
-run_flow() {
-  local flow=$1 expect=$2 user=${3:-admin} pass=${4:-$ADMIN_PASS} log=$WORK/flow-$1-$2-${3:-admin}.log
-  if REGISTRY=$BERTH_ADDR REGISTRY_USER=$user REGISTRY_PASS=$pass bash "$CLIENTLAB/$flow.sh" >"$log" 2>&1; then
-    if [ "$expect" = pass ]; then pass "flow $flow as $user"; else tail -5 "$log"; flunk "$flow-$expect" "flow $flow was accepted but must be refused"; fi
-  else
-    if [ "$expect" = refused ] && grep -q 'manifest invalid: layer media type application/vnd.oci.image.layer.v1.tar+gzip+encrypted is not allowed' "$log"; then
-      pass "flow $flow refused with MANIFEST_INVALID naming the encrypted layer type"
-    else
-      tail -20 "$log"; flunk "$flow-$expect-$user" "flow $flow as $user (expected $expect)"
-    fi
-  fi
-}
-
-# A robot account logs in and pushes with the clients of flow A; its creator team lets it
-# create userorg/app and userorg/app-delete, which makes it their admin.
-run_flow a pass userorg+ci "$ROBOT_TOKEN"
-
-# Default policy: images, zstd, Helm, cosign signatures pass; encrypted images are refused.
-for flow in $FLOWS; do
-  case $flow in
-    c|d) run_flow "$flow" refused ;;
-    *) run_flow "$flow" pass ;;
-  esac
-done
-# Anonymous pulls: public repositories only.
-SKOPEO=(skopeo --policy "$WORK/policy.json")
-echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$WORK/policy.json"
-api POST /api/v1/repository/userorg/app/changevisibility '{"visibility":"public"}' >/dev/null
-if "${SKOPEO[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/app:1" >/dev/null 2>"$WORK/anon.log"; then
-  pass "anonymous pull of a public repository"
-else
-  cat "$WORK/anon.log"; flunk anon-public "anonymous pull of a public repository"
-fi
-if "${SKOPEO[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/signed:1" >/dev/null 2>"$WORK/anon2.log"; then
-  flunk anon-private "anonymous pull of a private repository succeeded"
-else
-  grep -qi 'unauthorized\|authentication required' "$WORK/anon2.log" && pass "anonymous pull of a private repository refused" \
-    || { cat "$WORK/anon2.log"; flunk anon-private "unexpected error for an anonymous private pull"; }
-fi
-
-# Append the Quay workshop snippet to the running berth's config: no restart.
-cat >>"$CONFIG" <<'YAML'
+# Quay's documented artifact-type snippet (the seed's), verbatim: in berth as in Quay it adds
+# to the built-in types, so cosign 3 bundles, attestations, SBOMs and Notary signatures stay.
+SNIPPET='FEATURE_GENERAL_OCI_SUPPORT: true
 ALLOWED_OCI_ARTIFACT_TYPES:
   application/vnd.oci.image.config.v1+json:
   - application/vnd.dev.cosign.simplesigning.v1+json
   - application/vnd.oci.image.layer.v1.tar+gzip+encrypted
   application/vnd.cncf.helm.config.v1+json:
   - application/tar+gzip
-YAML
-reloaded=no
-for _ in $(seq 1 50); do
-  if [ "$(grep -c 'config reloaded' "$WORK/berth.log")" -ge 1 ]; then reloaded=yes; break; fi
-  sleep 0.1
-done
-if [ $reloaded = yes ]; then pass "config change applied within 5 s"; else flunk reload "config change not applied within 5 s"; fi
-for flow in $FLOWS; do
-  case $flow in
-    c|d) run_flow "$flow" pass ;;
-  esac
-done
+'
+export H_REQUIRE_REFERRERS_API=1 J_REQUIRE_REFERRERS_API=1 F_REQUIRE_REFERRERS_API=1
 
-# Login over HTTPS with skopeo, trusting berth's self-signed certificate as a CA.
-kill "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
-start_berth --tls-self-signed
-mkdir -p "$WORK/certs" && cp "$WORK/data/tls/cert.pem" "$WORK/certs/ca.crt"
-if skopeo login --cert-dir "$WORK/certs" --authfile "$WORK/tls-auth.json" -u admin -p "$ADMIN_PASS" "$BERTH_ADDR" >"$WORK/tls.log" 2>&1; then
-  pass "skopeo login over HTTPS with --cert-dir"
-else
-  cat "$WORK/tls.log"; flunk tls "skopeo login over HTTPS"
-fi
+# Each mode writes "ok: ..." and "FAILED: ..." lines to its own results file: modes on
+# separate registries run at once.
+pass() { echo "ok: $*" | tee -a "$RESULTS"; }
+flunk() { echo "FAILED: $*" | tee -a "$RESULTS"; }
+api() { # METHOD PATH [JSON] -> body on stdout; fails on HTTP errors
+  curl -sS --fail-with-body -u "admin:$ADMIN_PASS" -X "$1" -H 'Content-Type: application/json' \
+    ${3:+--data "$3"} "http://$BERTH_ADDR$2"
+}
 
+# Runs one clientlab flow in mode $1 ("user", "robot" or "anonymous") as $4:$5 (none when
+# empty); $3 is "pass" or "refused" (must fail at push, naming the encrypted layer type).
+run_flow() {
+  local mode=$1 flow=$2 expect=$3 user=${4:-} secret=${5:-} log=$WORK/flow-$1-$2-$3.log
+  if REGISTRY=$BERTH_ADDR REGISTRY_USER=$user REGISTRY_PASS=$secret FLOW_TIMEOUT=600 \
+      timeout 600 bash "$CLIENTLAB/$flow.sh" >"$log" 2>&1; then
+    if [ "$expect" = pass ]; then pass "flow $flow ($mode)"; else tail -5 "$log"; flunk "flow $flow ($mode) was accepted but must be refused"; fi
+  else
+    if [ "$expect" = refused ] && grep -q 'manifest invalid: layer media type application/vnd.oci.image.layer.v1.tar+gzip+encrypted is not allowed' "$log"; then
+      pass "flow $flow ($mode) refused with MANIFEST_INVALID naming the encrypted layer type"
+    else
+      tail -20 "$log"; flunk "flow $flow ($mode, expected $expect)"
+    fi
+  fi
+}
+
+# The seed's tenancy: organization userorg, with a team of the creator role.
+setup_userorg() {
+  api POST /api/v1/organization/ '{"name":"userorg"}' >/dev/null
+  api PUT /api/v1/organization/userorg/team/pushers '{"role":"creator"}' >/dev/null
+}
+
+# Mode "user": a user who is no superuser, in userorg's creator team, through the token flow.
+mode_user() {
+  RESULTS=$WORK/results-user; local data=$WORK/user config=$WORK/user.yaml
+  printf '%s' "$SNIPPET" >"$config"
+  start_berth "$data" "$config"
+  ADMIN_PASS=$(cat "$data/initial-admin-password")
+  setup_userorg
+  local password=flows-$RANDOM-$RANDOM
+  api POST /api/v1/superuser/users/ "{\"username\":\"alice\",\"password\":\"$password\"}" >/dev/null
+  api PUT /api/v1/organization/userorg/team/pushers/members/alice >/dev/null
+  for flow in $FLOWS; do run_flow user "$flow" pass alice "$password"; done
+}
+
+# Mode "robot": a robot whose only right is userorg's creator team.
+mode_robot() {
+  RESULTS=$WORK/results-robot; local data=$WORK/robot config=$WORK/robot.yaml
+  printf '%s' "$SNIPPET" >"$config"
+  start_berth "$data" "$config"
+  ADMIN_PASS=$(cat "$data/initial-admin-password")
+  setup_userorg
+  local token
+  token=$(api PUT /api/v1/organization/userorg/robots/ci | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  api PUT /api/v1/organization/userorg/team/pushers/members/userorg+ci >/dev/null
+  for flow in $FLOWS; do run_flow robot "$flow" pass userorg+ci "$token"; done
+}
+
+# Mode "anonymous": AUTHENTICATION_TYPE: None, no credentials at all.
+mode_anonymous() {
+  RESULTS=$WORK/results-anonymous; local data=$WORK/anonymous config=$WORK/anonymous.yaml
+  printf 'AUTHENTICATION_TYPE: None\n%s' "$SNIPPET" >"$config"
+  start_berth "$data" "$config"
+  for flow in $FLOWS; do run_flow anonymous "$flow" pass; done
+}
+
+# Mode "defaults": berth's own policy (encrypted images refused), the snippet appended to the
+# running server's config (applied without a restart), anonymous pulls, HTTPS login.
+mode_defaults() {
+  RESULTS=$WORK/results-defaults; local data=$WORK/defaults config=$WORK/defaults.yaml
+  # A Quay config carries keys berth does not use: they must only warn.
+  printf 'BROWSER_API_CALLS_XHR_ONLY: false\nFEATURE_ACI_CONVERSION: false\n' >"$config"
+  start_berth "$data" "$config"
+  ADMIN_PASS=$(cat "$data/initial-admin-password")
+  echo "berth at $BERTH_ADDR (config $config; first-start admin password in the data directory)"
+  setup_userorg
+  for flow in $FLOWS; do
+    case $flow in
+      c|d) run_flow defaults "$flow" refused admin "$ADMIN_PASS" ;;
+      *) run_flow defaults "$flow" pass admin "$ADMIN_PASS" ;;
+    esac
+  done
+  # Anonymous pulls: public repositories only.
+  local skopeo=(skopeo --policy "$WORK/policy.json")
+  echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$WORK/policy.json"
+  api POST /api/v1/repository/userorg/app/changevisibility '{"visibility":"public"}' >/dev/null
+  if "${skopeo[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/app:1" >/dev/null 2>"$WORK/anon.log"; then
+    pass "anonymous pull of a public repository"
+  else
+    cat "$WORK/anon.log"; flunk "anonymous pull of a public repository"
+  fi
+  if "${skopeo[@]}" inspect --raw --tls-verify=false --no-creds "docker://$BERTH_ADDR/userorg/signed:1" >/dev/null 2>"$WORK/anon2.log"; then
+    flunk "anonymous pull of a private repository succeeded"
+  else
+    grep -qi 'unauthorized\|authentication required' "$WORK/anon2.log" && pass "anonymous pull of a private repository refused" \
+      || { cat "$WORK/anon2.log"; flunk "unexpected error for an anonymous private pull"; }
+  fi
+  # Append the snippet to the running berth's config: no restart.
+  printf '%s' "$SNIPPET" | grep -v '^FEATURE_GENERAL_OCI_SUPPORT' >>"$config"
+  local reloaded=no
+  for _ in $(seq 1 50); do
+    if [ "$(grep -c 'config reloaded' "$data.log")" -ge 1 ]; then reloaded=yes; break; fi
+    sleep 0.1
+  done
+  if [ $reloaded = yes ]; then pass "config change applied within 5 s"; else flunk "config change not applied within 5 s"; fi
+  for flow in $FLOWS; do
+    case $flow in
+      c|d) run_flow defaults+snippet "$flow" pass admin "$ADMIN_PASS" ;;
+    esac
+  done
+  # Login over HTTPS with skopeo, trusting berth's self-signed certificate as a CA.
+  kill "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true
+  start_berth "$data" "$config" --tls-self-signed
+  mkdir -p "$WORK/certs" && cp "$data/tls/cert.pem" "$WORK/certs/ca.crt"
+  if skopeo login --cert-dir "$WORK/certs" --authfile "$WORK/tls-auth.json" -u admin -p "$ADMIN_PASS" "$BERTH_ADDR" >"$WORK/tls.log" 2>&1; then
+    pass "skopeo login over HTTPS with --cert-dir"
+  else
+    cat "$WORK/tls.log"; flunk "skopeo login over HTTPS"
+  fi
+}
+
+# The modes use separate registries (and the flows their own temporary directories), so they
+# run side by side; each mode's flows run one after another, back to back.
+mode_pids=()
+for mode in defaults user robot anonymous; do
+  ( set +e; "mode_$mode"; for pid in "${BERTH_PIDS[@]}"; do kill "$pid" 2>/dev/null; done ) >"$WORK/mode-$mode.log" 2>&1 &
+  mode_pids+=($!)
+done
+for pid in "${mode_pids[@]}"; do wait "$pid" || true; done
+for mode in defaults user robot anonymous; do
+  echo "-- mode $mode"; cat "$WORK/mode-$mode.log"
+  touch "$WORK/results-$mode"
+  passed=$((passed + $(grep -c '^ok: ' "$WORK/results-$mode")))
+  mode_failed=$(grep -c '^FAILED: ' "$WORK/results-$mode" || true)
+  failed=$((failed + mode_failed))
+  [ "$mode_failed" -eq 0 ] || failed_names+=("$mode")
+  # Every flow must have reported, in every mode.
+  expected=$(echo $FLOWS | wc -w)
+  reported=$(grep -c '^\(ok\|FAILED\): flow [a-z] (' "$WORK/results-$mode" || true)
+  if [ "$reported" -lt "$expected" ]; then failed=$((failed + 1)); failed_names+=("$mode-incomplete"); fi
+done
 echo "clientlab: $passed passed, $failed failed${failed_names:+ (${failed_names[*]})}"
-kill "$BERTH_PID" 2>/dev/null || true; wait "$BERTH_PID" 2>/dev/null || true; BERTH_PID=
 fi
 
 step "dashboard end-to-end (Chromium)"
