@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 
-use super::MetadataError;
+use super::Result;
 
 /// A manifest row with its content, as the integrity check reads it.
 #[derive(Debug, Clone)]
@@ -49,15 +49,11 @@ pub struct DanglingTag {
 #[async_trait]
 pub trait FsckStore: Send + Sync + 'static {
     /// How many blob rows there are and the sum of their recorded sizes.
-    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;
+    async fn blob_totals(&self) -> Result<(u64, u64)>;
 
     /// Blob rows (digest, recorded size) in digest order, strictly after `after`, at most
     /// `limit`.
-    async fn blobs_after(
-        &self,
-        after: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError>;
+    async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>>;
 
     /// Manifests with their content in (repository, digest) order, strictly after `after`, at
     /// most `limit`.
@@ -65,32 +61,29 @@ pub trait FsckStore: Send + Sync + 'static {
         &self,
         after: Option<(&RepoName, &Digest)>,
         limit: u32,
-    ) -> Result<Vec<ManifestRecord>, MetadataError>;
+    ) -> Result<Vec<ManifestRecord>>;
 
     /// The references recorded for one manifest (empty when it is not stored).
     async fn recorded_references(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<RecordedReferences, MetadataError>;
+    ) -> Result<RecordedReferences>;
 
     /// How many tags there are.
-    async fn tag_count(&self) -> Result<u64, MetadataError>;
+    async fn tag_count(&self) -> Result<u64>;
 
     /// Tags pointing at a manifest their repository does not store, by repository and name.
-    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError>;
+    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>>;
 
     /// Step 1: under the per-digest lock a push also takes, records a pending deletion of
     /// `digest` if metadata knows the blob, and returns its recorded size; `None` (and nothing
     /// changed) when it is not known any more.
-    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>>;
 
     /// Step 3: removes the blob's row, its links and the pending deletion in one transaction.
     /// Returns the repositories that linked it, by name.
-    async fn forget_quarantined_blob(
-        &self,
-        digest: &Digest,
-    ) -> Result<Vec<RepoName>, MetadataError>;
+    async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>>;
 }
 
 pub(crate) const BLOB_TOTALS: &str =

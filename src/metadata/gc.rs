@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 
-use super::MetadataError;
+use super::Result;
 
 /// A pending deletion older than this was left by a collector that died between its steps
 /// (each step takes milliseconds); pushes ignore it and the next collection clears it.
@@ -35,19 +35,14 @@ pub const STALE_DELETION: Duration = Duration::from_secs(600);
 pub trait GcStore: Send + Sync + 'static {
     /// Takes or renews the lease `name` for `holder` until `ttl` from now. Returns false when
     /// another holder has it and it has not expired.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, MetadataError>;
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
 
     /// Gives the lease up if `holder` has it.
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), MetadataError>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 
     /// Forgets tag history that ended before `before` (milliseconds since the epoch), and
     /// history whose manifest is gone. Returns how many entries were removed.
-    async fn expire_tag_history(&self, before: i64) -> Result<u64, MetadataError>;
+    async fn expire_tag_history(&self, before: i64) -> Result<u64>;
 
     /// Manifests nothing keeps alive (see the module doc), by repository and digest, when
     /// manifests pushed since `created_since` and history ended since `history_since` count
@@ -56,7 +51,7 @@ pub trait GcStore: Send + Sync + 'static {
         &self,
         created_since: i64,
         history_since: i64,
-    ) -> Result<Vec<(RepoName, Digest)>, MetadataError>;
+    ) -> Result<Vec<(RepoName, Digest)>>;
 
     /// Deletes one manifest found unreachable, after checking again, under a lock, that no
     /// tag, live history entry, recent or tagged index, or tagged subject has appeared since.
@@ -67,7 +62,7 @@ pub trait GcStore: Send + Sync + 'static {
         digest: &Digest,
         created_since: i64,
         history_since: i64,
-    ) -> Result<bool, MetadataError>;
+    ) -> Result<bool>;
 
     /// Blobs no live manifest references and that were last linked before `linked_before`,
     /// with their sizes, by digest (what a run would delete, counting the manifests it would
@@ -77,29 +72,25 @@ pub trait GcStore: Send + Sync + 'static {
         linked_before: i64,
         created_since: i64,
         history_since: i64,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError>;
+    ) -> Result<Vec<(Digest, u64)>>;
 
     /// Step 1 for a blob found unreachable: checks again that no manifest references it and no
     /// link is newer than `linked_before`, then removes its rows and records the deletion as
     /// pending. Returns false (and changes nothing) when the blob is alive after all.
-    async fn begin_blob_deletion(
-        &self,
-        digest: &Digest,
-        linked_before: i64,
-    ) -> Result<bool, MetadataError>;
+    async fn begin_blob_deletion(&self, digest: &Digest, linked_before: i64) -> Result<bool>;
 
     /// Step 1 for bytes that metadata does not know (an orphan in storage): records the
     /// deletion as pending unless the blob is known now. Returns whether it may proceed.
-    async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool, MetadataError>;
+    async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool>;
 
     /// Step 3: clears a pending deletion.
-    async fn end_blob_deletion(&self, digest: &Digest) -> Result<(), MetadataError>;
+    async fn end_blob_deletion(&self, digest: &Digest) -> Result<()>;
 
     /// Pending deletions, with when each began (a collector that died leaves them).
-    async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>, MetadataError>;
+    async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>>;
 
     /// Which of `digests` metadata knows as blobs.
-    async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>, MetadataError>;
+    async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>>;
 }
 
 /// The advisory-lock class berth's per-digest locks use on PostgreSQL ("blob").

@@ -10,8 +10,8 @@ use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
 };
-use crate::metadata::MetadataError;
 use crate::metadata::{backend, now_millis, stored};
+use crate::metadata::{MetadataError, Result};
 
 /// A query reading the columns [`account`] expects from `accounts a`, followed by `$tail`.
 macro_rules! select_accounts {
@@ -46,7 +46,7 @@ macro_rules! readable_by_reader {
     };
 }
 
-fn repository_row(r: &AnyRow) -> Result<RepositoryInfo, MetadataError> {
+fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
     Ok(RepositoryInfo {
         name: stored(r.get::<&str, _>(0))?,
         public: r.get::<i64, _>(1) != 0,
@@ -54,7 +54,7 @@ fn repository_row(r: &AnyRow) -> Result<RepositoryInfo, MetadataError> {
     })
 }
 
-fn account(row: &AnyRow) -> Result<Account, MetadataError> {
+fn account(row: &AnyRow) -> Result<Account> {
     let kind: &str = row.get(2);
     Ok(Account {
         id: row.get(0),
@@ -69,7 +69,7 @@ fn account(row: &AnyRow) -> Result<Account, MetadataError> {
     })
 }
 
-fn team(row: &AnyRow) -> Result<Team, MetadataError> {
+fn team(row: &AnyRow) -> Result<Team> {
     let role: &str = row.get(3);
     Ok(Team {
         id: row.get(0),
@@ -93,11 +93,7 @@ fn conflict(e: sqlx::Error) -> MetadataError {
 }
 
 impl SqlStore {
-    async fn account_by(
-        &self,
-        sql: &'static str,
-        value: &str,
-    ) -> Result<Option<Account>, MetadataError> {
+    async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
         let row = sqlx::query(sql)
             .bind(value)
             .fetch_optional(&self.reader)
@@ -105,7 +101,7 @@ impl SqlStore {
         row.as_ref().map(account).transpose()
     }
 
-    async fn required_id(&self, name: &str) -> Result<i64, MetadataError> {
+    async fn required_id(&self, name: &str) -> Result<i64> {
         let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.reader)
@@ -116,7 +112,7 @@ impl SqlStore {
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
+    async fn account(&self, name: &str) -> Result<Option<Account>> {
         if has_nul(name) {
             return Ok(None);
         }
@@ -124,7 +120,7 @@ impl AccountStore for SqlStore {
             .await
     }
 
-    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
+    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>> {
         self.account_by(
             select_accounts!("FROM accounts a WHERE a.token_hash = $1 AND a.kind = 'robot'"),
             token_hash,
@@ -132,7 +128,7 @@ impl AccountStore for SqlStore {
         .await
     }
 
-    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError> {
+    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
         let rows = sqlx::query(select_accounts!(
             "FROM accounts a WHERE a.kind = $1 ORDER BY a.name"
         ))
@@ -142,7 +138,7 @@ impl AccountStore for SqlStore {
         rows.iter().map(account).collect()
     }
 
-    async fn count_users(&self) -> Result<u64, MetadataError> {
+    async fn count_users(&self) -> Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
             .fetch_one(&self.reader)
             .await?;
@@ -155,7 +151,7 @@ impl AccountStore for SqlStore {
         password_hash: &str,
         email: Option<&str>,
         superuser: bool,
-    ) -> Result<Account, MetadataError> {
+    ) -> Result<Account> {
         sqlx::query(
             "INSERT INTO accounts (name, kind, password_hash, email, superuser, created_at)
              VALUES ($1, 'user', $2, $3, $4, $5)",
@@ -171,7 +167,7 @@ impl AccountStore for SqlStore {
         self.account(name).await?.ok_or(MetadataError::NotFound)
     }
 
-    async fn set_password(&self, name: &str, password_hash: &str) -> Result<(), MetadataError> {
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
         let done =
             sqlx::query("UPDATE accounts SET password_hash = $2 WHERE name = $1 AND kind = 'user'")
                 .bind(name)
@@ -181,7 +177,7 @@ impl AccountStore for SqlStore {
         changed_one(done, MetadataError::NotFound)
     }
 
-    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError> {
+    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let owner_id: i64 =
@@ -222,7 +218,7 @@ impl AccountStore for SqlStore {
         namespace: &str,
         short: &str,
         token_hash: &str,
-    ) -> Result<Account, MetadataError> {
+    ) -> Result<Account> {
         let ns_id = self.required_id(namespace).await?;
         let name = format!("{namespace}+{short}");
         sqlx::query(
@@ -238,7 +234,7 @@ impl AccountStore for SqlStore {
         self.account(&name).await?.ok_or(MetadataError::NotFound)
     }
 
-    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<(), MetadataError> {
+    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<()> {
         let done =
             sqlx::query("UPDATE accounts SET token_hash = $2 WHERE name = $1 AND kind = 'robot'")
                 .bind(name)
@@ -248,7 +244,7 @@ impl AccountStore for SqlStore {
         changed_one(done, MetadataError::NotFound)
     }
 
-    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError> {
+    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>> {
         let rows = sqlx::query(
             "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, n.name
              FROM accounts a JOIN accounts n ON n.id = a.namespace_id
@@ -260,7 +256,7 @@ impl AccountStore for SqlStore {
         rows.iter().map(account).collect()
     }
 
-    async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+    async fn delete_account(&self, name: &str) -> Result<bool> {
         let _invalidate = self.invalidate_on_exit(None);
         let mut tx = self.begin().await?;
         // A namespace's repositories go with it, so nobody who later takes the name inherits
@@ -290,7 +286,7 @@ impl AccountStore for SqlStore {
         name: &str,
         role: TeamRole,
         description: &str,
-    ) -> Result<Team, MetadataError> {
+    ) -> Result<Team> {
         let org_id: i64 =
             sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
                 .bind(org)
@@ -313,7 +309,7 @@ impl AccountStore for SqlStore {
         team(&row)
     }
 
-    async fn list_teams(&self, org: &str) -> Result<Vec<Team>, MetadataError> {
+    async fn list_teams(&self, org: &str) -> Result<Vec<Team>> {
         let rows = sqlx::query(
             "SELECT t.id, o.name, t.name, t.role, t.description FROM teams t JOIN accounts o ON o.id = t.org_id
              WHERE o.name = $1 ORDER BY t.name",
@@ -324,7 +320,7 @@ impl AccountStore for SqlStore {
         rows.iter().map(team).collect()
     }
 
-    async fn delete_team(&self, org: &str, name: &str) -> Result<bool, MetadataError> {
+    async fn delete_team(&self, org: &str, name: &str) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM teams WHERE name = $2 AND org_id = (SELECT id FROM accounts WHERE name = $1)",
         )
@@ -335,12 +331,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn add_team_member(
-        &self,
-        org: &str,
-        team_name: &str,
-        member: &str,
-    ) -> Result<(), MetadataError> {
+    async fn add_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<()> {
         let robot_namespace = sqlx::query(
             "SELECT (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
              WHERE a.name = $1 AND a.kind = 'robot'",
@@ -383,12 +374,7 @@ impl AccountStore for SqlStore {
         exists.map(|_| ()).ok_or(MetadataError::NotFound)
     }
 
-    async fn remove_team_member(
-        &self,
-        org: &str,
-        team_name: &str,
-        member: &str,
-    ) -> Result<bool, MetadataError> {
+    async fn remove_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM team_members WHERE
                team_id = (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2)
@@ -402,11 +388,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn team_members(
-        &self,
-        org: &str,
-        team_name: &str,
-    ) -> Result<Vec<Account>, MetadataError> {
+    async fn team_members(&self, org: &str, team_name: &str) -> Result<Vec<Account>> {
         let rows = sqlx::query(
             select_accounts!("FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 AND t.name = $2 ORDER BY a.name"),
         )
@@ -417,7 +399,7 @@ impl AccountStore for SqlStore {
         rows.iter().map(account).collect()
     }
 
-    async fn organization_members(&self, org: &str) -> Result<Vec<Account>, MetadataError> {
+    async fn organization_members(&self, org: &str) -> Result<Vec<Account>> {
         let rows = sqlx::query(
             "SELECT DISTINCT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
                 (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
@@ -430,11 +412,7 @@ impl AccountStore for SqlStore {
         rows.iter().map(account).collect()
     }
 
-    async fn namespace_rights(
-        &self,
-        account_id: i64,
-        namespace: &str,
-    ) -> Result<NamespaceRights, MetadataError> {
+    async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights> {
         let row = sqlx::query(
             "SELECT ns.id, ns.kind,
                 (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)
@@ -667,12 +645,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn set_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-        role: Role,
-    ) -> Result<(), MetadataError> {
+    async fn set_permission(&self, repo: &RepoName, grantee: &Grantee, role: Role) -> Result<()> {
         let mut tx = self.begin().await?;
         // The row lock serializes grants on one repository (SQLite's single writer does so by
         // itself), so two concurrent grants to one grantee replace each other instead of
@@ -737,11 +710,7 @@ impl AccountStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn remove_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-    ) -> Result<bool, MetadataError> {
+    async fn remove_permission(&self, repo: &RepoName, grantee: &Grantee) -> Result<bool> {
         let done = match grantee {
             Grantee::Account(name) => sqlx::query(
                 "DELETE FROM repository_permissions
@@ -765,7 +734,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>, MetadataError> {
+    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>> {
         let rows = sqlx::query(
             "SELECT a.name, a.kind, t.name, p.role FROM repository_permissions p
              JOIN repositories r ON r.id = p.repository_id
@@ -808,7 +777,7 @@ impl AccountStore for SqlStore {
         account_name: &str,
         name: &str,
         token_hash: &str,
-    ) -> Result<ApiToken, MetadataError> {
+    ) -> Result<ApiToken> {
         let account_id = self.required_id(account_name).await?;
         let now = now_millis();
         let row = sqlx::query(
@@ -829,7 +798,7 @@ impl AccountStore for SqlStore {
         })
     }
 
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>> {
         let row = sqlx::query(select_accounts!(
             "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
         ))
@@ -839,10 +808,7 @@ impl AccountStore for SqlStore {
         row.as_ref().map(account).transpose()
     }
 
-    async fn signing_keys(
-        &self,
-        candidate: (&str, &str),
-    ) -> Result<Vec<(String, String)>, MetadataError> {
+    async fn signing_keys(&self, candidate: (&str, &str)) -> Result<Vec<(String, String)>> {
         // Replicas starting at once must agree on one first key: a lock held for the
         // transaction makes "insert when there is none" atomic across connections.
         let mut tx = self.begin().await?;
@@ -871,7 +837,7 @@ impl AccountStore for SqlStore {
         account: &str,
         csrf: &str,
         expires_at: i64,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
@@ -896,7 +862,7 @@ impl AccountStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError> {
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>> {
         let row = sqlx::query(select_accounts!(
             ", s.csrf, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
              WHERE s.token_hash = $1 AND s.expires_at > $2"
@@ -915,7 +881,7 @@ impl AccountStore for SqlStore {
         .transpose()
     }
 
-    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError> {
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.writer)

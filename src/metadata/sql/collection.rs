@@ -15,7 +15,7 @@ use crate::metadata::gc::{
     blob_lock_key, GcStore, BLOB_LOCK_CLASS, BLOB_STILL_UNREACHABLE, EXPIRE_HISTORY,
     STILL_UNREACHABLE, TAKE_LEASE, UNREACHABLE_BLOBS, UNREACHABLE_MANIFESTS,
 };
-use crate::metadata::{now_millis, stored, MetadataError};
+use crate::metadata::{now_millis, stored, Result};
 
 impl SqlStore {
     /// Takes the exclusive per-digest lock for the rest of the transaction.
@@ -23,7 +23,7 @@ impl SqlStore {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         digest: &Digest,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         self.lock(
             tx,
             LockMode::Exclusive,
@@ -37,7 +37,7 @@ impl SqlStore {
 pub(super) async fn mark_pending(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     digest: &str,
-) -> Result<(), MetadataError> {
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO blob_deletions (digest, started_at) VALUES ($1, $2)
          ON CONFLICT(digest) DO UPDATE SET started_at = excluded.started_at",
@@ -51,12 +51,7 @@ pub(super) async fn mark_pending(
 
 #[async_trait]
 impl GcStore for SqlStore {
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, MetadataError> {
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let now = now_millis();
         let done = sqlx::query(TAKE_LEASE)
             .bind(name)
@@ -68,7 +63,7 @@ impl GcStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), MetadataError> {
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
@@ -77,7 +72,7 @@ impl GcStore for SqlStore {
         Ok(())
     }
 
-    async fn expire_tag_history(&self, before: i64) -> Result<u64, MetadataError> {
+    async fn expire_tag_history(&self, before: i64) -> Result<u64> {
         let done = sqlx::query(EXPIRE_HISTORY)
             .bind(before)
             .execute(&self.writer)
@@ -89,7 +84,7 @@ impl GcStore for SqlStore {
         &self,
         created_since: i64,
         history_since: i64,
-    ) -> Result<Vec<(RepoName, Digest)>, MetadataError> {
+    ) -> Result<Vec<(RepoName, Digest)>> {
         let rows = sqlx::query(UNREACHABLE_MANIFESTS.as_str())
             .bind(created_since)
             .bind(history_since)
@@ -106,7 +101,7 @@ impl GcStore for SqlStore {
         digest: &Digest,
         created_since: i64,
         history_since: i64,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<bool> {
         let digest = digest.to_string();
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
@@ -155,7 +150,7 @@ impl GcStore for SqlStore {
         linked_before: i64,
         created_since: i64,
         history_since: i64,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError> {
+    ) -> Result<Vec<(Digest, u64)>> {
         let rows = sqlx::query(UNREACHABLE_BLOBS.as_str())
             .bind(created_since)
             .bind(history_since)
@@ -167,11 +162,7 @@ impl GcStore for SqlStore {
             .collect()
     }
 
-    async fn begin_blob_deletion(
-        &self,
-        digest: &Digest,
-        linked_before: i64,
-    ) -> Result<bool, MetadataError> {
+    async fn begin_blob_deletion(&self, digest: &Digest, linked_before: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
         self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();
@@ -194,7 +185,7 @@ impl GcStore for SqlStore {
         Ok(true)
     }
 
-    async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool, MetadataError> {
+    async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool> {
         let mut tx = self.begin().await?;
         self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();
@@ -210,7 +201,7 @@ impl GcStore for SqlStore {
         Ok(true)
     }
 
-    async fn end_blob_deletion(&self, digest: &Digest) -> Result<(), MetadataError> {
+    async fn end_blob_deletion(&self, digest: &Digest) -> Result<()> {
         sqlx::query("DELETE FROM blob_deletions WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&self.writer)
@@ -218,7 +209,7 @@ impl GcStore for SqlStore {
         Ok(())
     }
 
-    async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>, MetadataError> {
+    async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>> {
         let rows = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest")
             .fetch_all(&self.reader)
             .await?;
@@ -227,7 +218,7 @@ impl GcStore for SqlStore {
             .collect()
     }
 
-    async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>, MetadataError> {
+    async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {
         let mut known = HashSet::new();
         for batch in digests.chunks(1000) {
             let rows = sqlx::query(sql!(

@@ -14,20 +14,16 @@ use crate::metadata::fsck::{
     BLOB_TOTALS, DANGLING_TAGS, FORGET_BLOB, LINKING_REPOSITORIES, MANIFESTS_AFTER,
     RECORDED_REFERENCES, TAG_COUNT,
 };
-use crate::metadata::{stored, MetadataError};
+use crate::metadata::{stored, Result};
 
 #[async_trait]
 impl FsckStore for SqlStore {
-    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {
+    async fn blob_totals(&self) -> Result<(u64, u64)> {
         let row = sqlx::query(BLOB_TOTALS).fetch_one(&self.reader).await?;
         Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
     }
 
-    async fn blobs_after(
-        &self,
-        after: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError> {
+    async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
         let rows = sqlx::query(BLOBS_AFTER)
             .bind(after.map(Digest::to_string).unwrap_or_default())
             .bind(i64::from(limit))
@@ -42,7 +38,7 @@ impl FsckStore for SqlStore {
         &self,
         after: Option<(&RepoName, &Digest)>,
         limit: u32,
-    ) -> Result<Vec<ManifestRecord>, MetadataError> {
+    ) -> Result<Vec<ManifestRecord>> {
         let (repo, digest) = after
             .map(|(r, d)| (r.to_string(), d.to_string()))
             .unwrap_or_default();
@@ -68,7 +64,7 @@ impl FsckStore for SqlStore {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<RecordedReferences, MetadataError> {
+    ) -> Result<RecordedReferences> {
         let rows = sqlx::query(RECORDED_REFERENCES)
             .bind(repo.as_str())
             .bind(digest.to_string())
@@ -77,16 +73,16 @@ impl FsckStore for SqlStore {
         let rows = rows
             .iter()
             .map(|r| Ok((r.get::<String, _>(0), stored(r.get::<&str, _>(1))?)))
-            .collect::<Result<Vec<_>, MetadataError>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(sort_references(rows))
     }
 
-    async fn tag_count(&self) -> Result<u64, MetadataError> {
+    async fn tag_count(&self) -> Result<u64> {
         let row = sqlx::query(TAG_COUNT).fetch_one(&self.reader).await?;
         Ok(row.get::<i64, _>(0) as u64)
     }
 
-    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError> {
+    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>> {
         let rows = sqlx::query(DANGLING_TAGS).fetch_all(&self.reader).await?;
         rows.iter()
             .map(|r| {
@@ -99,7 +95,7 @@ impl FsckStore for SqlStore {
             .collect()
     }
 
-    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>> {
         let mut tx = self.begin().await?;
         self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();
@@ -116,10 +112,7 @@ impl FsckStore for SqlStore {
         Ok(Some(size))
     }
 
-    async fn forget_quarantined_blob(
-        &self,
-        digest: &Digest,
-    ) -> Result<Vec<RepoName>, MetadataError> {
+    async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>> {
         let mut tx = self.begin().await?;
         self.lock_digest(&mut tx, digest).await?;
         let digest = digest.to_string();

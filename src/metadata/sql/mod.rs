@@ -26,7 +26,7 @@ use sqlx::AnyPool;
 use sqlx::{Any, Transaction};
 
 use super::sqlite::cache::{ContentCache, Invalidation};
-use super::{backend, MetadataError};
+use super::{backend, MetadataError, Result};
 
 mod accounts;
 mod collection;
@@ -152,7 +152,7 @@ impl SqlStore {
     }
 
     /// Begins a write transaction.
-    async fn begin(&self) -> Result<Transaction<'static, Any>, MetadataError> {
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
         if self.dialect == Dialect::Postgres {
             return self.writer.begin().await.map_err(backend);
         }
@@ -184,7 +184,7 @@ impl SqlStore {
         mode: LockMode,
         class: i32,
         key: i32,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
         }
@@ -215,7 +215,7 @@ impl SqlStore {
 }
 
 /// `Ok` when a statement changed exactly one row, else `otherwise`.
-fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<(), MetadataError> {
+fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<()> {
     if done.rows_affected() == 1 {
         Ok(())
     } else {

@@ -21,7 +21,7 @@ use super::{
 use crate::metadata::sqlite::cache;
 use crate::metadata::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
-    MetadataStore, NewManifest, QuotaExceeded, Referrer, StoredManifest, TagDetail,
+    MetadataStore, NewManifest, QuotaExceeded, Referrer, Result, StoredManifest, TagDetail,
     TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
@@ -45,7 +45,7 @@ macro_rules! select_uploads {
     };
 }
 
-fn upload_row(r: &AnyRow) -> Result<UploadRecord, MetadataError> {
+fn upload_row(r: &AnyRow) -> Result<UploadRecord> {
     Ok(UploadRecord {
         id: UploadId::parse(r.get::<&str, _>(0))
             .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
@@ -75,7 +75,7 @@ macro_rules! select_describers {
     };
 }
 
-fn describer_row(r: &AnyRow) -> Result<Describer, MetadataError> {
+fn describer_row(r: &AnyRow) -> Result<Describer> {
     Ok(Describer {
         target: stored(r.get::<&str, _>(0))?,
         digest: stored(r.get::<&str, _>(1))?,
@@ -88,7 +88,7 @@ fn describer_row(r: &AnyRow) -> Result<Describer, MetadataError> {
 
 #[async_trait]
 impl MetadataStore for SqlStore {
-    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError> {
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {
         sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
             .bind(now_millis())
@@ -97,7 +97,7 @@ impl MetadataStore for SqlStore {
         Ok(())
     }
 
-    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
         if self.cache.as_ref().is_some_and(|c| c.exists(repo.as_str())) {
             return Ok(true);
         }
@@ -112,11 +112,7 @@ impl MetadataStore for SqlStore {
         Ok(row.is_some())
     }
 
-    async fn list_repositories(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError> {
+    async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>> {
         let rows =
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(ordering_bound(after.unwrap_or("")))
@@ -126,12 +122,7 @@ impl MetadataStore for SqlStore {
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetadataError> {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         // Shared with other pushes, exclusive with a collector deleting this digest.
@@ -181,7 +172,7 @@ impl MetadataStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError> {
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM repository_blobs WHERE digest = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
@@ -193,11 +184,7 @@ impl MetadataStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn linked_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, MetadataError> {
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT b.size FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
@@ -215,7 +202,7 @@ impl MetadataStore for SqlStore {
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashMap<Digest, u64>, MetadataError> {
+    ) -> Result<HashMap<Digest, u64>> {
         // One round trip: the digests travel as one JSON list.
         let rows = sqlx::query(sql!(
             self,
@@ -233,7 +220,7 @@ impl MetadataStore for SqlStore {
             .collect()
     }
 
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_optional(&self.reader)
@@ -246,7 +233,7 @@ impl MetadataStore for SqlStore {
         upload: &UploadRecord,
         owner: &str,
         quota: UploadQuota,
-    ) -> Result<Result<(), QuotaExceeded>, MetadataError> {
+    ) -> Result<Result<(), QuotaExceeded>> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         sqlx::query(ENSURE_REPO)
@@ -294,7 +281,7 @@ impl MetadataStore for SqlStore {
         Ok(Ok(()))
     }
 
-    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
         let row = sqlx::query(select_uploads!(" WHERE u.id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.reader)
@@ -309,7 +296,7 @@ impl MetadataStore for SqlStore {
         to: u64,
         hash_state: &[u8],
         progress: Option<&[u8]>,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let done = sqlx::query(
             "UPDATE uploads SET length = $3, updated_at = $4, hash_state = $5, progress = $6
              WHERE id = $1 AND length = $2",
@@ -325,7 +312,7 @@ impl MetadataStore for SqlStore {
         changed_one(done, MetadataError::Conflict)
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError> {
+    async fn delete_upload(&self, id: &UploadId) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.writer)
@@ -333,7 +320,7 @@ impl MetadataStore for SqlStore {
         Ok(())
     }
 
-    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
         let rows = sqlx::query(select_uploads!(""))
             .fetch_all(&self.reader)
             .await?;
@@ -345,7 +332,7 @@ impl MetadataStore for SqlStore {
         repo: &RepoName,
         manifest: &NewManifest,
         tags: &[Tag],
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let now = now_millis();
         let digest = manifest.digest.to_string();
         let annotations = manifest
@@ -455,7 +442,7 @@ impl MetadataStore for SqlStore {
         &self,
         repo: &RepoName,
         key: ManifestKey<'_>,
-    ) -> Result<Option<StoredManifest>, MetadataError> {
+    ) -> Result<Option<StoredManifest>> {
         let digest_text;
         let lookup = match key {
             ManifestKey::Tag(tag) => cache::Lookup::Tag(tag.as_str()),
@@ -511,7 +498,7 @@ impl MetadataStore for SqlStore {
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashSet<Digest>, MetadataError> {
+    ) -> Result<HashSet<Digest>> {
         let rows = sqlx::query(sql!(
             self,
             "SELECT m.digest FROM manifests m
@@ -525,11 +512,7 @@ impl MetadataStore for SqlStore {
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
-    async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError> {
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         // Tags and reference rows go with it through ON DELETE CASCADE.
         let done = sqlx::query(
             "DELETE FROM manifests WHERE digest = $2
@@ -543,7 +526,7 @@ impl MetadataStore for SqlStore {
         Ok(done.map_err(backend)?.rows_affected() > 0)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM tags WHERE name = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
@@ -561,7 +544,7 @@ impl MetadataStore for SqlStore {
         repo: &RepoName,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Tag>, MetadataError> {
+    ) -> Result<Vec<Tag>> {
         if let Some(cache) = &self.cache {
             let page = |all: &[Tag]| {
                 // Both databases compare text bytewise, as `str` does.
@@ -602,11 +585,7 @@ impl MetadataStore for SqlStore {
         rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
     }
 
-    async fn tag_details(
-        &self,
-        repo: &RepoName,
-        query: &TagQuery<'_>,
-    ) -> Result<Vec<TagDetail>, MetadataError> {
+    async fn tag_details(&self, repo: &RepoName, query: &TagQuery<'_>) -> Result<Vec<TagDetail>> {
         // A cosign tag is `sha256-<hex>` and a suffix; `substr` with one start compares the
         // same bytes on both databases (SQLite's GLOB and PostgreSQL's LIKE differ in case).
         let rows = sqlx::query(sql!(
@@ -646,11 +625,7 @@ impl MetadataStore for SqlStore {
             .collect()
     }
 
-    async fn describers(
-        &self,
-        repo: &RepoName,
-        targets: &[Digest],
-    ) -> Result<Vec<Describer>, MetadataError> {
+    async fn describers(&self, repo: &RepoName, targets: &[Digest]) -> Result<Vec<Describer>> {
         let mut found = Vec::new();
         for chunk in targets.chunks(500) {
             let rows = sqlx::query(sql!(
@@ -677,7 +652,7 @@ impl MetadataStore for SqlStore {
         target: &Digest,
         offset: u32,
         limit: u32,
-    ) -> Result<(Vec<Describer>, u64), MetadataError> {
+    ) -> Result<(Vec<Describer>, u64)> {
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id
              WHERE r.name = $1 AND m.signed_digest = $2",
@@ -703,7 +678,7 @@ impl MetadataStore for SqlStore {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ManifestSummary>, MetadataError> {
+    ) -> Result<Option<ManifestSummary>> {
         let row = sqlx::query(
             "SELECT m.media_type, m.kind, m.artifact_type, m.total_size, m.created_at,
                     m.signed_digest, m.details
@@ -737,12 +712,7 @@ impl MetadataStore for SqlStore {
         }))
     }
 
-    async fn move_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError> {
+    async fn move_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
              SELECT m.repository_id, $2, m.digest, $4 FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -776,7 +746,7 @@ impl MetadataStore for SqlStore {
         tag: Option<&Tag>,
         since: i64,
         limit: u32,
-    ) -> Result<Vec<TagHistoryEntry>, MetadataError> {
+    ) -> Result<Vec<TagHistoryEntry>> {
         let rows = sqlx::query(
             "SELECT h.name, h.manifest_digest, h.started_at, h.ended_at FROM tag_history h
              JOIN repositories r ON r.id = h.repository_id
@@ -809,7 +779,7 @@ impl MetadataStore for SqlStore {
         tag: &Tag,
         digest: &Digest,
         since: i64,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<bool> {
         let known = sqlx::query(
             "SELECT 1 FROM tag_history h JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = $1 AND h.name = $2 AND h.manifest_digest = $3 AND h.ended_at >= $4",
@@ -833,7 +803,7 @@ impl MetadataStore for SqlStore {
         artifact_type: Option<&str>,
         after: Option<&Digest>,
         limit: u32,
-    ) -> Result<Vec<Referrer>, MetadataError> {
+    ) -> Result<Vec<Referrer>> {
         if artifact_type.is_some_and(has_nul) {
             return Ok(Vec::new());
         }
@@ -882,7 +852,7 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         repo_id: i64,
         manifest: &NewManifest,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
         blobs.sort_by_key(|d| d.to_string());
         blobs.dedup();

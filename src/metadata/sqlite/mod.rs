@@ -13,7 +13,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
 
 use super::sql::{Dialect, SqlStore};
-use super::{backend, MetadataError};
+use super::{backend, MetadataError, Result};
 
 pub(crate) mod cache;
 
@@ -27,7 +27,7 @@ const PATH_IN_URL: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'?').add(b'#')
 
 /// Opens (creating and migrating if needed) the database at `path`. A database file or
 /// journal other accounts may read (as an older berth left them) is made private first.
-pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
+pub async fn open(path: &Path) -> Result<SqlStore> {
     sqlx::any::install_default_drivers();
     restrict_database_files(path).map_err(backend)?;
     let path_text = path.to_str().ok_or_else(|| {
