@@ -6,32 +6,49 @@ use oci::{Digest, RepoName};
 
 use super::Result;
 
-/// What kind of account a name belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountKind {
-    User,
-    Organization,
-    Robot,
+/// A fieldless enum with the name each variant is stored and sent as: `as_str`, `parse` (for
+/// wire input) and `FromStr` (for reading the database back).
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            /// The stored and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// Parses a stored or wire name.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = &'static str;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s).ok_or(concat!("not a ", stringify!($name)))
+            }
+        }
+    };
 }
 
-impl AccountKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::User => "user",
-            AccountKind::Organization => "organization",
-            AccountKind::Robot => "robot",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "user" => Some(AccountKind::User),
-            "organization" => Some(AccountKind::Organization),
-            "robot" => Some(AccountKind::Robot),
-            _ => None,
-        }
+named_enum! {
+    /// What kind of account a name belongs to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    AccountKind {
+        User = "user",
+        Organization = "organization",
+        Robot = "robot",
     }
 }
 
@@ -50,61 +67,23 @@ pub struct Account {
     pub namespace: Option<String>,
 }
 
-/// A repository role, ordered by what it allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Read,
-    Write,
-    Admin,
-}
-
-impl Role {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Role::Read),
-            "write" => Some(Role::Write),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
+named_enum! {
+    /// A repository role, ordered by what it allows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    Role {
+        Read = "read",
+        Write = "write",
+        Admin = "admin",
     }
 }
 
-/// A team's role in its organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TeamRole {
-    Member,
-    Creator,
-    Admin,
-}
-
-impl TeamRole {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TeamRole::Member => "member",
-            TeamRole::Creator => "creator",
-            TeamRole::Admin => "admin",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "member" => Some(TeamRole::Member),
-            "creator" => Some(TeamRole::Creator),
-            "admin" => Some(TeamRole::Admin),
-            _ => None,
-        }
+named_enum! {
+    /// A team's role in its organization.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    TeamRole {
+        Member = "member",
+        Creator = "creator",
+        Admin = "admin",
     }
 }
 

@@ -55,13 +55,10 @@ fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
 }
 
 fn account(row: &AnyRow) -> Result<Account> {
-    let kind: &str = row.get(2);
     Ok(Account {
         id: row.get(0),
         name: row.get(1),
-        kind: AccountKind::parse(kind).ok_or_else(|| {
-            MetadataError::Backend(format!("corrupt account kind {kind:?}").into())
-        })?,
+        kind: stored(row.get(2))?,
         password_hash: row.get(3),
         email: row.get(4),
         superuser: row.get::<i64, _>(5) != 0,
@@ -70,13 +67,11 @@ fn account(row: &AnyRow) -> Result<Account> {
 }
 
 fn team(row: &AnyRow) -> Result<Team> {
-    let role: &str = row.get(3);
     Ok(Team {
         id: row.get(0),
         org: row.get(1),
         name: row.get(2),
-        role: TeamRole::parse(role)
-            .ok_or_else(|| MetadataError::Backend(format!("corrupt team role {role:?}").into()))?,
+        role: stored(row.get(3))?,
         description: row.get(4),
     })
 }
@@ -93,12 +88,18 @@ fn conflict(e: sqlx::Error) -> MetadataError {
 }
 
 impl SqlStore {
+    /// The accounts a [`select_accounts!`] query finds with `values` bound as `$1`, `$2`, ...
+    async fn accounts(&self, sql: &'static str, values: &[&str]) -> Result<Vec<Account>> {
+        let mut query = sqlx::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(account).collect()
+    }
+
     async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
-        let row = sqlx::query(sql)
-            .bind(value)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(account).transpose()
+        Ok(self.accounts(sql, &[value]).await?.into_iter().next())
     }
 
     async fn required_id(&self, name: &str) -> Result<i64> {
@@ -129,13 +130,8 @@ impl AccountStore for SqlStore {
     }
 
     async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
-        let rows = sqlx::query(select_accounts!(
-            "FROM accounts a WHERE a.kind = $1 ORDER BY a.name"
-        ))
-        .bind(kind.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+        let sql = select_accounts!("FROM accounts a WHERE a.kind = $1 ORDER BY a.name");
+        self.accounts(sql, &[kind.as_str()]).await
     }
 
     async fn count_users(&self) -> Result<u64> {
@@ -245,15 +241,11 @@ impl AccountStore for SqlStore {
     }
 
     async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, n.name
-             FROM accounts a JOIN accounts n ON n.id = a.namespace_id
-             WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name",
-        )
-        .bind(namespace)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+        let sql = select_accounts!(
+            "FROM accounts a JOIN accounts n ON n.id = a.namespace_id
+             WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name"
+        );
+        self.accounts(sql, &[namespace]).await
     }
 
     async fn delete_account(&self, name: &str) -> Result<bool> {
@@ -389,27 +381,23 @@ impl AccountStore for SqlStore {
     }
 
     async fn team_members(&self, org: &str, team_name: &str) -> Result<Vec<Account>> {
-        let rows = sqlx::query(
-            select_accounts!("FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 AND t.name = $2 ORDER BY a.name"),
-        )
-        .bind(org)
-        .bind(team_name)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+        let sql = select_accounts!(
+            "FROM accounts a WHERE a.id IN (SELECT tm.account_id FROM team_members tm
+                 JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+                 WHERE o.name = $1 AND t.name = $2)
+             ORDER BY a.name"
+        );
+        self.accounts(sql, &[org, team_name]).await
     }
 
     async fn organization_members(&self, org: &str) -> Result<Vec<Account>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
-             FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
-             JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 ORDER BY a.name",
-        )
-        .bind(org)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+        let sql = select_accounts!(
+            "FROM accounts a WHERE a.id IN (SELECT tm.account_id FROM team_members tm
+                 JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+                 WHERE o.name = $1)
+             ORDER BY a.name"
+        );
+        self.accounts(sql, &[org]).await
     }
 
     async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights> {
@@ -747,26 +735,16 @@ impl AccountStore for SqlStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let role: &str = r.get(3);
-                let role = Role::parse(role)
-                    .ok_or_else(|| MetadataError::Backend("corrupt role".into()))?;
-                let account: Option<String> = r.get(0);
-                let kind: Option<&str> = r.get(1);
-                let team: Option<String> = r.get(2);
-                Ok(match (account, team) {
-                    (Some(a), _) => Permission {
-                        grantee: Grantee::Account(a),
-                        kind: kind.and_then(AccountKind::parse),
-                        role,
-                    },
-                    (None, Some(t)) => Permission {
-                        grantee: Grantee::Team(t),
-                        kind: None,
-                        role,
-                    },
-                    (None, None) => {
-                        return Err(MetadataError::Backend("permission without grantee".into()))
-                    }
+                // A team grantee joins no account, so its kind is NULL.
+                let grantee = match (r.get(0), r.get(2)) {
+                    (Some(name), _) => Grantee::Account(name),
+                    (None, Some(name)) => Grantee::Team(name),
+                    (None, None) => return Err(MetadataError::Backend("no grantee".into())),
+                };
+                Ok(Permission {
+                    grantee,
+                    kind: r.get::<Option<&str>, _>(1).and_then(AccountKind::parse),
+                    role: stored(r.get(3))?,
                 })
             })
             .collect()
@@ -799,13 +777,10 @@ impl AccountStore for SqlStore {
     }
 
     async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>> {
-        let row = sqlx::query(select_accounts!(
+        let sql = select_accounts!(
             "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(account).transpose()
+        );
+        self.account_by(sql, token_hash).await
     }
 
     async fn signing_keys(&self, candidate: (&str, &str)) -> Result<Vec<(String, String)>> {
@@ -856,10 +831,8 @@ impl AccountStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict)?;
-        if done.rows_affected() == 0 {
-            return Err(MetadataError::NotFound);
-        }
-        tx.commit().await.map_err(backend)
+        changed_one(done, MetadataError::NotFound)?;
+        Ok(tx.commit().await?)
     }
 
     async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>> {
