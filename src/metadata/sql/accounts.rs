@@ -103,11 +103,11 @@ impl SqlStore {
     }
 
     async fn required_id(&self, name: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
+        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| r.get(0)).ok_or(MetadataError::NotFound)
+            .await?
+            .ok_or(MetadataError::NotFound)
     }
 }
 
@@ -177,29 +177,26 @@ impl AccountStore for SqlStore {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let owner_id: i64 =
-            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
+            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
                 .bind(owner)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
-        let org_id: i64 = sqlx::query(
+        let org_id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, created_at) VALUES ($1, 'organization', $2) RETURNING id",
         )
         .bind(name)
         .bind(now)
         .fetch_one(&mut *tx)
         .await
-        .map_err(conflict)?
-        .get(0);
-        let team_id: i64 = sqlx::query(
+        .map_err(conflict)?;
+        let team_id: i64 = sqlx::query_scalar(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, 'owners', 'admin', 'organization owners')
              RETURNING id",
         )
         .bind(org_id)
         .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+        .await?;
         sqlx::query("INSERT INTO team_members (team_id, account_id) VALUES ($1, $2)")
             .bind(team_id)
             .bind(owner_id)
@@ -280,11 +277,10 @@ impl AccountStore for SqlStore {
         description: &str,
     ) -> Result<Team> {
         let org_id: i64 =
-            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
+            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
                 .bind(org)
                 .fetch_optional(&self.reader)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
         let row = sqlx::query(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, $2, $3, $4)
@@ -638,14 +634,13 @@ impl AccountStore for SqlStore {
         // The row lock serializes grants on one repository (SQLite's single writer does so by
         // itself), so two concurrent grants to one grantee replace each other instead of
         // colliding.
-        let repo_id: i64 = sqlx::query(sql!(
+        let repo_id: i64 = sqlx::query_scalar(sql!(
             self,
             "SELECT id FROM repositories WHERE name = $1 FOR UPDATE"
         ))
         .bind(repo.as_str())
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| r.get(0))
         .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
@@ -667,14 +662,13 @@ impl AccountStore for SqlStore {
                 (Some(id), None)
             }
             Grantee::Team(name) => {
-                let id = sqlx::query(
+                let id = sqlx::query_scalar(
                     "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2",
                 )
                 .bind(repo.namespace())
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
                 (None, Some(id))
             }

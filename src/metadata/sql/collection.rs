@@ -107,7 +107,7 @@ impl GcStore for SqlStore {
         let mut tx = self.begin().await?;
         // The row lock waits for a push that is tagging this manifest or naming it as a child
         // (they hold a share lock on it), and makes later ones wait for this transaction.
-        let Some(repo_id) = sqlx::query(sql!(
+        let Some(repo_id) = sqlx::query_scalar::<_, i64>(sql!(
             self,
             "SELECT m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
              WHERE r.name = $1 AND m.digest = $2 FOR UPDATE OF m"
@@ -116,7 +116,7 @@ impl GcStore for SqlStore {
         .bind(&digest)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| r.get::<i64, _>(0)) else {
+        else {
             return Ok(false);
         };
         let still = sqlx::query(STILL_UNREACHABLE)

@@ -130,11 +130,11 @@ impl MetadataStore for SqlStore {
         self.lock(&mut tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
             .await?;
         let digest = digest.to_string();
-        let pending = sqlx::query("SELECT started_at FROM blob_deletions WHERE digest = $1")
-            .bind(&digest)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get::<i64, _>(0));
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT started_at FROM blob_deletions WHERE digest = $1")
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(started_at) = pending {
             if started_at > now - gc::STALE_DELETION.as_millis() as i64 {
                 // A collector is deleting these bytes; the push writes them again after.
@@ -347,11 +347,10 @@ impl MetadataStore for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        let repo_id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+            .await?;
         self.verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
@@ -863,7 +862,7 @@ impl SqlStore {
                 .await?;
         }
         if !blobs.is_empty() {
-            let found: i64 = sqlx::query(sql!(
+            let found: i64 = sqlx::query_scalar(sql!(
                 self,
                 "SELECT count(*) FROM repository_blobs
              WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
@@ -871,8 +870,7 @@ impl SqlStore {
             .bind(repo_id)
             .bind(json_list(&blobs))
             .fetch_one(&mut **tx)
-            .await?
-            .get(0);
+            .await?;
             if found as usize != blobs.len() {
                 return Err(MetadataError::Conflict);
             }
