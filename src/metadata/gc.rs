@@ -18,7 +18,6 @@
 //! exist.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,92 +91,3 @@ pub trait GcStore: Send + Sync + 'static {
     /// Which of `digests` metadata knows as blobs.
     async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>>;
 }
-
-/// The advisory-lock class berth's per-digest locks use on PostgreSQL ("blob").
-pub(crate) const BLOB_LOCK_CLASS: i32 = 0x626c_6f62;
-
-/// The per-digest lock key: the first 32 bits of the digest.
-pub(crate) fn blob_lock_key(digest: &Digest) -> i32 {
-    u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32
-}
-
-/// The manifests nothing keeps alive; `$1` = created since, `$2` = history ended since.
-/// Edges run from a manifest to what it keeps alive: an index to its children, a subject to
-/// its referrers.
-const LIVE_MANIFESTS: &str = "
-WITH RECURSIVE edges(repository_id, parent, digest) AS (
-    SELECT repository_id, manifest_digest, child_digest FROM manifest_references
-        WHERE child_kind = 'manifest'
-    UNION ALL
-    SELECT repository_id, subject_digest, digest FROM manifests
-        WHERE subject_digest IS NOT NULL
-),
-live(repository_id, digest) AS (
-    SELECT repository_id, manifest_digest FROM tags
-    UNION
-    SELECT repository_id, manifest_digest FROM tag_history WHERE ended_at >= $2
-    UNION
-    SELECT repository_id, digest FROM manifests WHERE created_at >= $1
-    UNION
-    SELECT e.repository_id, e.digest FROM edges e
-        JOIN live l ON e.repository_id = l.repository_id AND e.parent = l.digest
-)";
-
-pub(crate) static UNREACHABLE_MANIFESTS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{LIVE_MANIFESTS}
-SELECT r.name, m.digest FROM manifests m
-JOIN repositories r ON r.id = m.repository_id
-LEFT JOIN live l ON l.repository_id = m.repository_id AND l.digest = m.digest
-WHERE l.digest IS NULL
-ORDER BY r.name, m.digest"
-    )
-});
-
-/// `$3` = linked before.
-pub(crate) static UNREACHABLE_BLOBS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{LIVE_MANIFESTS},
-live_blobs(digest) AS (
-    SELECT DISTINCT mr.child_digest FROM manifest_references mr
-    JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
-    WHERE mr.child_kind = 'blob'
-)
-SELECT b.digest, b.size FROM blobs b
-LEFT JOIN live_blobs lb ON lb.digest = b.digest
-WHERE b.linked_at < $3 AND lb.digest IS NULL
-ORDER BY b.digest"
-    )
-});
-
-/// Whether one manifest (`$1` repository id, `$2` digest) is still unreachable by the direct
-/// conditions a concurrent writer can change; `$3` = created since, `$4` = history ended since.
-pub(crate) const STILL_UNREACHABLE: &str = "
-SELECT 1 FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 AND m.created_at < $3
-AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = $1 AND t.manifest_digest = $2)
-AND NOT EXISTS (SELECT 1 FROM tag_history h
-    WHERE h.repository_id = $1 AND h.manifest_digest = $2 AND h.ended_at >= $4)
-AND NOT EXISTS (SELECT 1 FROM manifest_references mr JOIN manifests p
-        ON p.repository_id = mr.repository_id AND p.digest = mr.manifest_digest
-    WHERE mr.repository_id = $1 AND mr.child_kind = 'manifest' AND mr.child_digest = $2
-    AND (p.created_at >= $3
-         OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = $1 AND t.manifest_digest = p.digest)))
-AND NOT EXISTS (SELECT 1 FROM tags t
-    WHERE t.repository_id = $1 AND m.subject_digest IS NOT NULL AND t.manifest_digest = m.subject_digest)";
-
-/// Whether a blob (`$1`) is still unreachable: no manifest references it and no link is newer
-/// than `$2`.
-pub(crate) const BLOB_STILL_UNREACHABLE: &str = "
-SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.linked_at < $2
-AND NOT EXISTS (SELECT 1 FROM manifest_references mr
-    WHERE mr.child_kind = 'blob' AND mr.child_digest = $1)";
-
-pub(crate) const EXPIRE_HISTORY: &str = "
-DELETE FROM tag_history WHERE ended_at < $1
-OR NOT EXISTS (SELECT 1 FROM manifests m
-    WHERE m.repository_id = tag_history.repository_id AND m.digest = tag_history.manifest_digest)";
-
-pub(crate) const TAKE_LEASE: &str = "
-INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE leases.holder = excluded.holder OR leases.expires_at < $4";

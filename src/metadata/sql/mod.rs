@@ -123,6 +123,9 @@ pub(crate) const fn lock_class(name: &[u8; 4]) -> i32 {
     i32::from_be_bytes(*name)
 }
 
+/// The lock class of the per-digest locks ([`SqlStore::lock_digest`]).
+const BLOB_LOCK_CLASS: i32 = lock_class(b"blob");
+
 /// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
 /// replica and every build.
 pub(crate) fn lock_key(name: &str) -> i32 {
@@ -198,6 +201,19 @@ impl SqlStore {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Takes the per-digest lock until `tx` ends: shared by pushes linking or referencing the
+    /// blob, exclusive for a collector or the integrity check taking it out of service.
+    async fn lock_digest(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        mode: LockMode,
+        digest: &oci::Digest,
+    ) -> Result<()> {
+        // The first 32 bits of the digest.
+        let key = u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32;
+        self.lock(tx, mode, BLOB_LOCK_CLASS, key).await
     }
 
     /// Drops what the read cache holds for `repo` (every repository for `None`) once the

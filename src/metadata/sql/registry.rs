@@ -126,9 +126,7 @@ impl MetadataStore for SqlStore {
         let now = now_millis();
         let mut tx = self.begin().await?;
         // Shared with other pushes, exclusive with a collector deleting this digest.
-        let key = gc::blob_lock_key(digest);
-        self.lock(&mut tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
-            .await?;
+        self.lock_digest(&mut tx, LockMode::Shared, digest).await?;
         let digest = digest.to_string();
         let pending: Option<i64> =
             sqlx::query_scalar("SELECT started_at FROM blob_deletions WHERE digest = $1")
@@ -857,9 +855,7 @@ impl SqlStore {
         blobs.dedup();
         // In digest order, so two pushes sharing layers take the locks in the same order.
         for digest in &blobs {
-            let key = gc::blob_lock_key(digest);
-            self.lock(tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
-                .await?;
+            self.lock_digest(tx, LockMode::Shared, digest).await?;
         }
         if !blobs.is_empty() {
             let found: i64 = sqlx::query_scalar(sql!(
