@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use sqlx::any::AnyPoolOptions;
-use sqlx::Executor;
+use sqlx::{AnyPool, Executor};
 
 use super::sql::{Dialect, SqlStore};
 use super::{backend, MetadataError, Result};
@@ -43,35 +43,13 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
         BUSY_TIMEOUT.as_millis()
     );
-    let writer_pragmas = format!("{pragmas} PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-    let writer = AnyPoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            let pragmas = writer_pragmas.clone();
-            Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                Ok(())
-            })
-        })
-        .connect(&url("rwc"))
-        .await
-        .map_err(backend)?;
+    let durable = format!("{pragmas} PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+    let writer = pool(url("rwc"), 1, durable).await?;
     sqlx::migrate!("./migrations/sqlite")
         .run(&writer)
         .await
         .map_err(backend)?;
-    let reader = AnyPoolOptions::new()
-        .max_connections(READERS)
-        .after_connect(move |conn, _| {
-            let pragmas = pragmas.clone();
-            Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                Ok(())
-            })
-        })
-        .connect(&url("ro"))
-        .await
-        .map_err(backend)?;
+    let reader = pool(url("ro"), READERS, pragmas).await?;
     let counter =
         cache::ChangeCounter::open(&path.with_extension("db-changes")).map_err(backend)?;
     Ok(SqlStore::new(
@@ -80,6 +58,22 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
         Dialect::Sqlite,
         Some(cache::ContentCache::with_counter(counter)),
     ))
+}
+
+/// A pool of `size` connections to `url`, each set up by `pragmas` first.
+async fn pool(url: String, size: u32, pragmas: String) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _| {
+            let pragmas = pragmas.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .map_err(backend)
 }
 
 /// Takes group and other permissions away from the database at `path`, its journals and its
