@@ -164,13 +164,11 @@ impl AccountStore for SqlStore {
     }
 
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
-        let done =
+        let query =
             sqlx::query("UPDATE accounts SET password_hash = $2 WHERE name = $1 AND kind = 'user'")
                 .bind(name)
-                .bind(password_hash)
-                .execute(&self.writer)
-                .await?;
-        changed_one(done, MetadataError::NotFound)
+                .bind(password_hash);
+        changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
     async fn create_organization(&self, name: &str, owner: &str) -> Result<Account> {
@@ -228,13 +226,11 @@ impl AccountStore for SqlStore {
     }
 
     async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<()> {
-        let done =
+        let query =
             sqlx::query("UPDATE accounts SET token_hash = $2 WHERE name = $1 AND kind = 'robot'")
                 .bind(name)
-                .bind(token_hash)
-                .execute(&self.writer)
-                .await?;
-        changed_one(done, MetadataError::NotFound)
+                .bind(token_hash);
+        changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
     async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>> {
@@ -298,25 +294,21 @@ impl AccountStore for SqlStore {
     }
 
     async fn list_teams(&self, org: &str) -> Result<Vec<Team>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT t.id, o.name, t.name, t.role, t.description FROM teams t JOIN accounts o ON o.id = t.org_id
              WHERE o.name = $1 ORDER BY t.name",
         )
-        .bind(org)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(team).collect()
+        .bind(org);
+        self.read_all(query, team).await
     }
 
     async fn delete_team(&self, org: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM teams WHERE name = $2 AND org_id = (SELECT id FROM accounts WHERE name = $1)",
         )
         .bind(org)
-        .bind(name)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(name);
+        Ok(self.write(query).await? > 0)
     }
 
     async fn add_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<()> {
@@ -334,7 +326,7 @@ impl AccountStore for SqlStore {
                 ));
             }
         }
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO team_members (team_id, account_id)
              SELECT t.id, m.id FROM teams t JOIN accounts o ON o.id = t.org_id, accounts m
              WHERE o.name = $1 AND t.name = $2 AND m.name = $3 AND m.kind IN ('user', 'robot')
@@ -343,10 +335,8 @@ impl AccountStore for SqlStore {
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 1 {
+        .bind(member);
+        if self.write(query).await? == 1 {
             return Ok(());
         }
         // Nothing inserted: already a member, or a name did not resolve.
@@ -363,17 +353,15 @@ impl AccountStore for SqlStore {
     }
 
     async fn remove_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM team_members WHERE
                team_id = (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2)
                AND account_id = (SELECT id FROM accounts WHERE name = $3)",
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(member);
+        Ok(self.write(query).await? > 0)
     }
 
     async fn team_members(&self, org: &str, team_name: &str) -> Result<Vec<Account>> {
@@ -717,31 +705,28 @@ impl AccountStore for SqlStore {
     }
 
     async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT a.name, a.kind, t.name, p.role FROM repository_permissions p
              JOIN repositories r ON r.id = p.repository_id
              LEFT JOIN accounts a ON a.id = p.account_id
              LEFT JOIN teams t ON t.id = p.team_id
              WHERE r.name = $1 ORDER BY a.name NULLS FIRST, t.name NULLS FIRST",
         )
-        .bind(repo.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                // A team grantee joins no account, so its kind is NULL.
-                let grantee = match (r.get(0), r.get(2)) {
-                    (Some(name), _) => Grantee::Account(name),
-                    (None, Some(name)) => Grantee::Team(name),
-                    (None, None) => return Err(MetadataError::Backend("no grantee".into())),
-                };
-                Ok(Permission {
-                    grantee,
-                    kind: r.get::<Option<&str>, _>(1).and_then(AccountKind::parse),
-                    role: stored(r.get(3))?,
-                })
+        .bind(repo.as_str());
+        self.read_all(query, |r| {
+            // A team grantee joins no account, so its kind is NULL.
+            let grantee = match (r.get(0), r.get(2)) {
+                (Some(name), _) => Grantee::Account(name),
+                (None, Some(name)) => Grantee::Team(name),
+                (None, None) => return Err(MetadataError::Backend("no grantee".into())),
+            };
+            Ok(Permission {
+                grantee,
+                kind: r.get::<Option<&str>, _>(1).and_then(AccountKind::parse),
+                role: stored(r.get(3))?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn create_api_token(
@@ -825,7 +810,7 @@ impl AccountStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict)?;
-        changed_one(done, MetadataError::NotFound)?;
+        changed_one(done.rows_affected(), MetadataError::NotFound)?;
         Ok(tx.commit().await?)
     }
 
@@ -849,10 +834,8 @@ impl AccountStore for SqlStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.writer)
-            .await?;
+        let query = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash);
+        self.write(query).await?;
         Ok(())
     }
 }

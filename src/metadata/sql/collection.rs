@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::{json_list, sql, LockMode, SqlStore};
+use super::{digest_and_size, first, json_list, sql, LockMode, SqlStore, Tx};
 use crate::metadata::gc::GcStore;
 use crate::metadata::{now_millis, stored, Result};
 
@@ -39,10 +39,7 @@ live(repository_id, digest) AS (
     };
 }
 
-pub(super) async fn mark_pending(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    digest: &str,
-) -> Result<()> {
+pub(super) async fn mark_pending(tx: &mut Tx, digest: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO blob_deletions (digest, started_at) VALUES ($1, $2)
          ON CONFLICT(digest) DO UPDATE SET started_at = excluded.started_at",
@@ -58,7 +55,7 @@ pub(super) async fn mark_pending(
 impl GcStore for SqlStore {
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let now = now_millis();
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
              WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
@@ -66,32 +63,27 @@ impl GcStore for SqlStore {
             .bind(name)
             .bind(holder)
             .bind(now + ttl.as_millis() as i64)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .bind(now);
+        Ok(self.write(query).await? == 1)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        let query = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
-            .bind(holder)
-            .execute(&self.writer)
-            .await?;
+            .bind(holder);
+        self.write(query).await?;
         Ok(())
     }
 
     async fn expire_tag_history(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM tag_history WHERE ended_at < $1
              OR NOT EXISTS (SELECT 1 FROM manifests m
                  WHERE m.repository_id = tag_history.repository_id
                    AND m.digest = tag_history.manifest_digest)",
         )
-        .bind(before)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        .bind(before);
+        self.write(query).await
     }
 
     async fn unreachable_manifests(
@@ -99,7 +91,7 @@ impl GcStore for SqlStore {
         created_since: i64,
         history_since: i64,
     ) -> Result<Vec<(RepoName, Digest)>> {
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             live_manifests!(),
             "
              SELECT r.name, m.digest FROM manifests m
@@ -109,12 +101,11 @@ impl GcStore for SqlStore {
              ORDER BY r.name, m.digest"
         ))
         .bind(created_since)
-        .bind(history_since)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?)))
-            .collect()
+        .bind(history_since);
+        self.read_all(query, |r| {
+            Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?))
+        })
+        .await
     }
 
     async fn delete_unreachable_manifest(
@@ -186,7 +177,7 @@ impl GcStore for SqlStore {
         created_since: i64,
         history_since: i64,
     ) -> Result<Vec<(Digest, u64)>> {
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             live_manifests!(),
             ",
              live_blobs(digest) AS (
@@ -201,12 +192,8 @@ impl GcStore for SqlStore {
         ))
         .bind(created_since)
         .bind(history_since)
-        .bind(linked_before)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
-            .collect()
+        .bind(linked_before);
+        self.read_all(query, digest_and_size).await
     }
 
     async fn begin_blob_deletion(&self, digest: &Digest, linked_before: i64) -> Result<bool> {
@@ -256,35 +243,27 @@ impl GcStore for SqlStore {
     }
 
     async fn end_blob_deletion(&self, digest: &Digest) -> Result<()> {
-        sqlx::query("DELETE FROM blob_deletions WHERE digest = $1")
-            .bind(digest.to_string())
-            .execute(&self.writer)
-            .await?;
+        let query =
+            sqlx::query("DELETE FROM blob_deletions WHERE digest = $1").bind(digest.to_string());
+        self.write(query).await?;
         Ok(())
     }
 
     async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>> {
-        let rows = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1))))
-            .collect()
+        let query = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest");
+        self.read_all(query, |r| Ok((first(r)?, r.get::<i64, _>(1))))
+            .await
     }
 
     async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {
         let mut known = HashSet::new();
         for batch in digests.chunks(1000) {
-            let rows = sqlx::query(sql!(
+            let query = sqlx::query(sql!(
                 self,
                 "SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each($1))"
             ))
-            .bind(json_list(batch))
-            .fetch_all(&self.reader)
-            .await?;
-            for r in &rows {
-                known.insert(stored(r.get::<&str, _>(0))?);
-            }
+            .bind(json_list(batch));
+            known.extend(self.read_all::<_, Vec<_>>(query, first).await?);
         }
         Ok(known)
     }

@@ -8,7 +8,7 @@ use oci::{Digest, RepoName};
 use sqlx::Row;
 
 use super::collection::mark_pending;
-use super::{LockMode, SqlStore};
+use super::{digest_and_size, first, LockMode, SqlStore};
 use crate::metadata::fsck::{DanglingTag, FsckStore, ManifestRecord, RecordedReferences};
 use crate::metadata::{stored, Result};
 
@@ -22,16 +22,12 @@ impl FsckStore for SqlStore {
     }
 
     async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
         )
         .bind(after.map(Digest::to_string).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
-            .collect()
+        .bind(i64::from(limit));
+        self.read_all(query, digest_and_size).await
     }
 
     async fn manifests_after(
@@ -42,7 +38,7 @@ impl FsckStore for SqlStore {
         let (repo, digest) = after
             .map(|(r, d)| (r.to_string(), d.to_string()))
             .unwrap_or_default();
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
              JOIN repositories r ON r.id = m.repository_id
              LEFT JOIN manifest_contents c ON c.digest = m.digest
@@ -51,19 +47,16 @@ impl FsckStore for SqlStore {
         )
         .bind(repo)
         .bind(digest)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ManifestRecord {
-                    repository: stored(r.get::<&str, _>(0))?,
-                    digest: stored(r.get::<&str, _>(1))?,
-                    media_type: r.get(2),
-                    content: r.get(3),
-                })
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            Ok(ManifestRecord {
+                repository: stored(r.get::<&str, _>(0))?,
+                digest: stored(r.get::<&str, _>(1))?,
+                media_type: r.get(2),
+                content: r.get(3),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn recorded_references(
@@ -153,7 +146,7 @@ impl FsckStore for SqlStore {
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|r| stored(r.get::<&str, _>(0)))
+        .map(first)
         .collect::<Result<Vec<RepoName>, _>>()?;
         for statement in [
             "DELETE FROM repository_blobs WHERE digest = $1",

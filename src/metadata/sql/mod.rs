@@ -21,12 +21,12 @@
 
 use std::sync::OnceLock;
 
-use sqlx::any::AnyQueryResult;
-use sqlx::AnyPool;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, Transaction};
+use sqlx::{AnyPool, Row};
 
 use super::sqlite::cache::{ContentCache, Invalidation};
-use super::{backend, MetadataError, Result};
+use super::{backend, stored, MetadataError, Result};
 
 mod accounts;
 mod collection;
@@ -96,6 +96,12 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// A write transaction.
+type Tx = Transaction<'static, Any>;
+
+/// A statement with its parameters bound.
+type Query = sqlx::query::Query<'static, Any, AnyArguments>;
+
 /// How a lock between replicas is held.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LockMode {
@@ -155,7 +161,7 @@ impl SqlStore {
     }
 
     /// Begins a write transaction.
-    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+    async fn begin(&self) -> Result<Tx> {
         if self.dialect == Dialect::Postgres {
             return self.writer.begin().await.map_err(backend);
         }
@@ -181,13 +187,7 @@ impl SqlStore {
     /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with.
     /// Replicas on PostgreSQL share these; on SQLite every write transaction already holds
     /// the whole database, so there is nothing to take.
-    async fn lock(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        mode: LockMode,
-        class: i32,
-        key: i32,
-    ) -> Result<()> {
+    async fn lock(&self, tx: &mut Tx, mode: LockMode, class: i32, key: i32) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
         }
@@ -205,15 +205,39 @@ impl SqlStore {
 
     /// Takes the per-digest lock until `tx` ends: shared by pushes linking or referencing the
     /// blob, exclusive for a collector or the integrity check taking it out of service.
-    async fn lock_digest(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        mode: LockMode,
-        digest: &oci::Digest,
-    ) -> Result<()> {
+    async fn lock_digest(&self, tx: &mut Tx, mode: LockMode, digest: &oci::Digest) -> Result<()> {
         // The first 32 bits of the digest.
         let key = u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32;
         self.lock(tx, mode, BLOB_LOCK_CLASS, key).await
+    }
+
+    /// Runs a statement outside a transaction; how many rows it changed.
+    async fn write(&self, query: Query) -> Result<u64> {
+        Ok(query.execute(&self.writer).await?.rows_affected())
+    }
+
+    /// What a query reads outside a transaction, each row mapped by `row`.
+    async fn read_all<T, C: FromIterator<T>>(
+        &self,
+        query: Query,
+        row: impl FnMut(&AnyRow) -> Result<T>,
+    ) -> Result<C> {
+        query
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    /// The first row a query reads outside a transaction, mapped by `row`.
+    async fn read_one<T>(
+        &self,
+        query: Query,
+        row: impl FnOnce(&AnyRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let found = query.fetch_optional(&self.reader).await?;
+        found.as_ref().map(row).transpose()
     }
 
     /// Drops what the read cache holds for `repo` (every repository for `None`) once the
@@ -230,9 +254,9 @@ impl SqlStore {
     }
 }
 
-/// `Ok` when a statement changed exactly one row, else `otherwise`.
-fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<()> {
-    if done.rows_affected() == 1 {
+/// `Ok` when a statement changed exactly one row (`changed`), else `otherwise`.
+fn changed_one(changed: u64, otherwise: MetadataError) -> Result<()> {
+    if changed == 1 {
         Ok(())
     } else {
         Err(otherwise)
@@ -243,6 +267,16 @@ fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<()> {
 fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
     let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
     serde_json::Value::from(items).to_string()
+}
+
+/// A row's first column: text this store wrote from a `T`.
+fn first<T: std::str::FromStr<Err: std::fmt::Display>>(r: &AnyRow) -> Result<T> {
+    stored(r.get::<&str, _>(0))
+}
+
+/// A `(digest, size)` row.
+fn digest_and_size(r: &AnyRow) -> Result<(oci::Digest, u64)> {
+    Ok((first(r)?, r.get::<i64, _>(1) as u64))
 }
 
 /// PostgreSQL text cannot hold NUL and refuses a parameter that has one; SQLite would only

@@ -16,7 +16,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    changed_one, has_nul, json_list, lock_class, lock_key, ordering_bound, sql, LockMode, SqlStore,
+    changed_one, digest_and_size, first, has_nul, json_list, lock_class, lock_key, ordering_bound,
+    sql, LockMode, SqlStore, Tx,
 };
 use crate::metadata::sqlite::cache;
 use crate::metadata::{
@@ -89,11 +90,10 @@ fn describer_row(r: &AnyRow) -> Result<Describer> {
 #[async_trait]
 impl MetadataStore for SqlStore {
     async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {
-        sqlx::query(ENSURE_REPO)
+        let query = sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
-            .bind(now_millis())
-            .execute(&self.writer)
-            .await?;
+            .bind(now_millis());
+        self.write(query).await?;
         Ok(())
     }
 
@@ -113,13 +113,11 @@ impl MetadataStore for SqlStore {
     }
 
     async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>> {
-        let rows =
+        let query =
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(ordering_bound(after.unwrap_or("")))
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+                .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
@@ -171,15 +169,13 @@ impl MetadataStore for SqlStore {
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM repository_blobs WHERE digest = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(digest.to_string());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
@@ -202,7 +198,7 @@ impl MetadataStore for SqlStore {
         digests: &[Digest],
     ) -> Result<HashMap<Digest, u64>> {
         // One round trip: the digests travel as one JSON list.
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             "SELECT b.digest, b.size FROM repository_blobs rb
              JOIN blobs b ON b.digest = rb.digest
@@ -210,12 +206,8 @@ impl MetadataStore for SqlStore {
                AND rb.digest IN (SELECT value FROM json_each($2))"
         ))
         .bind(repo.as_str())
-        .bind(json_list(digests))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
-            .collect()
+        .bind(json_list(digests));
+        self.read_all(query, digest_and_size).await
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -280,11 +272,8 @@ impl MetadataStore for SqlStore {
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
-        let row = sqlx::query(select_uploads!(" WHERE u.id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(upload_row).transpose()
+        let query = sqlx::query(select_uploads!(" WHERE u.id = $1")).bind(id.as_str());
+        self.read_one(query, upload_row).await
     }
 
     async fn advance_upload(
@@ -295,7 +284,7 @@ impl MetadataStore for SqlStore {
         hash_state: &[u8],
         progress: Option<&[u8]>,
     ) -> Result<()> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE uploads SET length = $3, updated_at = $4, hash_state = $5, progress = $6
              WHERE id = $1 AND length = $2",
         )
@@ -304,25 +293,19 @@ impl MetadataStore for SqlStore {
         .bind(to as i64)
         .bind(now_millis())
         .bind(hash_state)
-        .bind(progress)
-        .execute(&self.writer)
-        .await?;
-        changed_one(done, MetadataError::Conflict)
+        .bind(progress);
+        changed_one(self.write(query).await?, MetadataError::Conflict)
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await?;
+        let query = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.as_str());
+        self.write(query).await?;
         Ok(())
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
-        let rows = sqlx::query(select_uploads!(""))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(upload_row).collect()
+        let query = sqlx::query(select_uploads!(""));
+        self.read_all(query, upload_row).await
     }
 
     async fn put_manifest(
@@ -475,20 +458,18 @@ impl MetadataStore for SqlStore {
             .bind(repo.as_str())
             .bind(digest.to_string()),
         };
-        let row = query.fetch_optional(&self.reader).await?;
-        let found = row
-            .map(|r| {
-                Ok::<_, MetadataError>(StoredManifest {
-                    digest: stored(r.get::<&str, _>(0))?,
-                    media_type: r.get(1),
-                    content: r.get(2),
-                })
-            })
-            .transpose()?;
-        if let (Some(cache), Some(ticket), Some(m)) = (&self.cache, ticket, &found) {
-            cache.store_manifest(ticket, repo.as_str(), &lookup, Arc::new(m.clone()));
+        let Some(r) = query.fetch_optional(&self.reader).await? else {
+            return Ok(None);
+        };
+        let found = StoredManifest {
+            digest: first(&r)?,
+            media_type: r.get(1),
+            content: r.get(2),
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.store_manifest(ticket, repo.as_str(), &lookup, Arc::new(found.clone()));
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     async fn present_manifests(
@@ -496,17 +477,15 @@ impl MetadataStore for SqlStore {
         repo: &RepoName,
         digests: &[Digest],
     ) -> Result<HashSet<Digest>> {
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             "SELECT m.digest FROM manifests m
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
                AND m.digest IN (SELECT value FROM json_each($2))"
         ))
         .bind(repo.as_str())
-        .bind(json_list(digests))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(json_list(digests));
+        self.read_all(query, first).await
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
@@ -561,31 +540,26 @@ impl MetadataStore for SqlStore {
             .fetch_all(&self.reader)
             .await?;
             if rows.len() <= cache::MAX_CACHED_TAGS {
-                let all = rows
-                    .iter()
-                    .map(|r| stored(r.get::<&str, _>(0)))
-                    .collect::<Result<Vec<Tag>, _>>()?;
+                let all = rows.iter().map(first).collect::<Result<Vec<Tag>, _>>()?;
                 let answer = page(&all);
                 cache.store_tags(ticket, repo.as_str(), Arc::new(all));
                 return Ok(answer);
             }
         }
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
         )
         .bind(repo.as_str())
         .bind(ordering_bound(after.unwrap_or("")))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
     async fn tag_details(&self, repo: &RepoName, query: &TagQuery<'_>) -> Result<Vec<TagDetail>> {
         // A cosign tag is `sha256-<hex>` and a suffix; `substr` with one start compares the
         // same bytes on both databases (SQLite's GLOB and PostgreSQL's LIKE differ in case).
-        let rows = sqlx::query(sql!(
+        let select = sqlx::query(sql!(
             self,
             "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
                     m.total_size, t.updated_at, m.signed_digest, m.details
@@ -601,31 +575,28 @@ impl MetadataStore for SqlStore {
         .bind(query.filter)
         .bind(i64::from(query.limit))
         .bind(i64::from(query.offset))
-        .bind(query.cosign_tags)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let signed: Option<&str> = r.get(7);
-                Ok(TagDetail {
-                    name: r.get(0),
-                    digest: stored(r.get::<&str, _>(1))?,
-                    media_type: r.get(2),
-                    kind: r.get(3),
-                    artifact_type: r.get(4),
-                    total_size: r.get::<i64, _>(5) as u64,
-                    updated_at: r.get(6),
-                    signed: signed.map(stored).transpose()?,
-                    details: r.get(8),
-                })
+        .bind(query.cosign_tags);
+        self.read_all(select, |r| {
+            let signed: Option<&str> = r.get(7);
+            Ok(TagDetail {
+                name: r.get(0),
+                digest: stored(r.get::<&str, _>(1))?,
+                media_type: r.get(2),
+                kind: r.get(3),
+                artifact_type: r.get(4),
+                total_size: r.get::<i64, _>(5) as u64,
+                updated_at: r.get(6),
+                signed: signed.map(stored).transpose()?,
+                details: r.get(8),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn describers(&self, repo: &RepoName, targets: &[Digest]) -> Result<Vec<Describer>> {
         let mut found = Vec::new();
         for chunk in targets.chunks(500) {
-            let rows = sqlx::query(sql!(
+            let query = sqlx::query(sql!(
                 self,
                 select_describers!(
                     "m.signed_digest IN (SELECT value FROM json_each($2))
@@ -633,12 +604,8 @@ impl MetadataStore for SqlStore {
                 )
             ))
             .bind(repo.as_str())
-            .bind(json_list(chunk))
-            .fetch_all(&self.reader)
-            .await?;
-            for r in &rows {
-                found.push(describer_row(r)?);
-            }
+            .bind(json_list(chunk));
+            found.extend(self.read_all::<_, Vec<_>>(query, describer_row).await?);
         }
         Ok(found)
     }
@@ -658,17 +625,17 @@ impl MetadataStore for SqlStore {
         .bind(target.to_string())
         .fetch_one(&self.reader)
         .await?;
-        let rows = sqlx::query(select_describers!(
+        let query = sqlx::query(select_describers!(
             "m.signed_digest = $2 ORDER BY m.kind, m.digest LIMIT $3 OFFSET $4"
         ))
         .bind(repo.as_str())
         .bind(target.to_string())
         .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.reader)
-        .await?;
-        let page = rows.iter().map(describer_row).collect::<Result<_, _>>()?;
-        Ok((page, total.max(0) as u64))
+        .bind(i64::from(offset));
+        Ok((
+            self.read_all(query, describer_row).await?,
+            total.max(0) as u64,
+        ))
     }
 
     async fn manifest_summary(
@@ -744,7 +711,7 @@ impl MetadataStore for SqlStore {
         since: i64,
         limit: u32,
     ) -> Result<Vec<TagHistoryEntry>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT h.name, h.manifest_digest, h.started_at, h.ended_at FROM tag_history h
              JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = $1 AND ($2 IS NULL OR h.name = $2) AND h.ended_at >= $3
@@ -755,19 +722,16 @@ impl MetadataStore for SqlStore {
         .bind(repo.as_str())
         .bind(tag.map(Tag::as_str))
         .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TagHistoryEntry {
-                    name: r.get::<String, _>(0),
-                    digest: stored(r.get::<&str, _>(1))?,
-                    started_at: r.get(2),
-                    ended_at: r.get(3),
-                })
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            Ok(TagHistoryEntry {
+                name: r.get::<String, _>(0),
+                digest: stored(r.get::<&str, _>(1))?,
+                started_at: r.get(2),
+                ended_at: r.get(3),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn restore_tag(
@@ -804,7 +768,7 @@ impl MetadataStore for SqlStore {
         if artifact_type.is_some_and(has_nul) {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, COALESCE(m.artifact_type, m.config_media_type),
                     m.annotations
              FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -817,24 +781,21 @@ impl MetadataStore for SqlStore {
         .bind(subject.to_string())
         .bind(artifact_type)
         .bind(after.map(Digest::to_string).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let annotations: Option<&str> = r.get(4);
-                Ok(Referrer {
-                    digest: stored(r.get::<&str, _>(0))?,
-                    media_type: r.get(1),
-                    size: r.get::<i64, _>(2) as u64,
-                    artifact_type: r.get(3),
-                    annotations: annotations
-                        .map(serde_json::from_str::<BTreeMap<String, String>>)
-                        .transpose()
-                        .map_err(backend)?,
-                })
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            let annotations: Option<&str> = r.get(4);
+            Ok(Referrer {
+                digest: stored(r.get::<&str, _>(0))?,
+                media_type: r.get(1),
+                size: r.get::<i64, _>(2) as u64,
+                artifact_type: r.get(3),
+                annotations: annotations
+                    .map(serde_json::from_str::<BTreeMap<String, String>>)
+                    .transpose()
+                    .map_err(backend)?,
             })
-            .collect()
+        })
+        .await
     }
 }
 
@@ -846,7 +807,7 @@ impl MetadataStore for SqlStore {
 impl SqlStore {
     async fn verify_references(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         repo_id: i64,
         manifest: &NewManifest,
     ) -> Result<()> {
