@@ -815,22 +815,20 @@ impl AccountStore for SqlStore {
     }
 
     async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>> {
-        let row = sqlx::query(select_accounts!(
+        let query = sqlx::query(select_accounts!(
             ", s.csrf, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
              WHERE s.token_hash = $1 AND s.expires_at > $2"
         ))
         .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
+        .bind(now);
+        self.read_one(query, |r| {
             Ok(Session {
-                account: account(&r)?,
+                account: account(r)?,
                 csrf: r.get(7),
                 expires_at: r.get(8),
             })
         })
-        .transpose()
+        .await
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {

@@ -577,7 +577,6 @@ impl MetadataStore for SqlStore {
         .bind(i64::from(query.offset))
         .bind(query.cosign_tags);
         self.read_all(select, |r| {
-            let signed: Option<&str> = r.get(7);
             Ok(TagDetail {
                 name: r.get(0),
                 digest: stored(r.get::<&str, _>(1))?,
@@ -586,7 +585,7 @@ impl MetadataStore for SqlStore {
                 artifact_type: r.get(4),
                 total_size: r.get::<i64, _>(5) as u64,
                 updated_at: r.get(6),
-                signed: signed.map(stored).transpose()?,
+                signed: r.get::<Option<&str>, _>(7).map(stored).transpose()?,
                 details: r.get(8),
             })
         })
@@ -654,7 +653,6 @@ impl MetadataStore for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        let signed: Option<&str> = r.get(5);
         let tags = sqlx::query_scalar(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = $1 AND t.manifest_digest = $2 ORDER BY t.name",
@@ -670,7 +668,7 @@ impl MetadataStore for SqlStore {
             artifact_type: r.get(2),
             total_size: r.get::<i64, _>(3) as u64,
             created_at: r.get(4),
-            signed: signed.map(stored).transpose()?,
+            signed: r.get::<Option<&str>, _>(5).map(stored).transpose()?,
             details: r.get(6),
             tags,
         }))
