@@ -35,5 +35,10 @@ pub async fn open(uri: &str) -> Result<SqlStore> {
         .run(&pool)
         .await
         .map_err(backend)?;
-    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, None))
+    Ok(SqlStore {
+        writer: pool.clone(),
+        reader: pool,
+        dialect: Dialect::Postgres,
+        cache: None,
+    })
 }

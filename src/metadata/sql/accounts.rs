@@ -5,7 +5,7 @@ use oci::{Digest, RepoName};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{changed_one, has_nul, lock_class, ordering_bound, sql, LockMode, SqlStore};
+use super::{changed_one, has_nul, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
@@ -75,9 +75,6 @@ fn team(row: &AnyRow) -> Result<Team> {
         description: row.get(4),
     })
 }
-
-/// The lock class that serializes creating the first token signing key.
-const SIGNING_KEYS_LOCK_CLASS: i32 = lock_class(b"skey");
 
 /// Maps a uniqueness violation to `Conflict`.
 fn conflict(e: sqlx::Error) -> MetadataError {
@@ -766,8 +763,7 @@ impl AccountStore for SqlStore {
         // Replicas starting at once must agree on one first key: a lock held for the
         // transaction makes "insert when there is none" atomic across connections.
         let mut tx = self.begin().await?;
-        self.lock(&mut tx, LockMode::Exclusive, SIGNING_KEYS_LOCK_CLASS, 0)
-            .await?;
+        self.lock(&mut tx, LockMode::Exclusive, b"skey", 0).await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, private_pem, created_at)
              SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",

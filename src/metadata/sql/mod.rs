@@ -26,7 +26,7 @@ use sqlx::{Any, Transaction};
 use sqlx::{AnyPool, Row};
 
 use super::sqlite::cache::{ContentCache, Invalidation};
-use super::{backend, stored, MetadataError, Result};
+use super::{stored, MetadataError, Result};
 
 mod accounts;
 mod collection;
@@ -46,13 +46,10 @@ impl Dialect {
         match self {
             Dialect::Sqlite => {
                 // SQLite has no row locks: its one writer holds the whole database.
-                match portable
+                let lock = portable
                     .find(" FOR UPDATE")
-                    .or_else(|| portable.find(" FOR SHARE"))
-                {
-                    Some(at) => portable[..at].to_string(),
-                    None => portable.to_string(),
-                }
+                    .or_else(|| portable.find(" FOR SHARE"));
+                portable[..lock.unwrap_or(portable.len())].to_string()
             }
             Dialect::Postgres => {
                 let mut text = portable.replace("instr(", "strpos(");
@@ -114,23 +111,15 @@ pub(crate) enum LockMode {
 pub struct SqlStore {
     /// Runs every write. On SQLite a single connection, so that this process's transactions
     /// never contend with each other.
-    writer: AnyPool,
+    pub(super) writer: AnyPool,
     /// Runs reads outside transactions, concurrently with writes (the same pool as `writer`
     /// on PostgreSQL).
-    reader: AnyPool,
-    dialect: Dialect,
+    pub(super) reader: AnyPool,
+    pub(super) dialect: Dialect,
     /// The embedded backend's hot reads; every write that changes tags, manifests or
     /// repositories invalidates it.
-    cache: Option<ContentCache>,
+    pub(super) cache: Option<ContentCache>,
 }
-
-/// The number of an advisory-lock key's class on PostgreSQL, from four ASCII letters.
-pub(crate) const fn lock_class(name: &[u8; 4]) -> i32 {
-    i32::from_be_bytes(*name)
-}
-
-/// The lock class of the per-digest locks ([`SqlStore::lock_digest`]).
-const BLOB_LOCK_CLASS: i32 = lock_class(b"blob");
 
 /// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
 /// replica and every build.
@@ -141,29 +130,10 @@ pub(crate) fn lock_key(name: &str) -> i32 {
 }
 
 impl SqlStore {
-    pub(super) fn new(
-        writer: AnyPool,
-        reader: AnyPool,
-        dialect: Dialect,
-        cache: Option<ContentCache>,
-    ) -> SqlStore {
-        SqlStore {
-            writer,
-            reader,
-            dialect,
-            cache,
-        }
-    }
-
-    /// Which database this store runs on.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// Begins a write transaction.
     async fn begin(&self) -> Result<Tx> {
         if self.dialect == Dialect::Postgres {
-            return self.writer.begin().await.map_err(backend);
+            return Ok(self.writer.begin().await?);
         }
         // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
         // wait on the busy timeout instead of failing the transaction half-way.
@@ -175,19 +145,17 @@ impl SqlStore {
                 tracing::warn!("replacing the metadata writer connection after a failed commit");
                 let stale = self.writer.acquire().await?;
                 let _ = sqlx::Connection::close(stale.detach()).await;
-                self.writer
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(backend)
+                Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
             }
-            result => result.map_err(backend),
+            result => Ok(result?),
         }
     }
 
-    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with.
-    /// Replicas on PostgreSQL share these; on SQLite every write transaction already holds
-    /// the whole database, so there is nothing to take.
-    async fn lock(&self, tx: &mut Tx, mode: LockMode, class: i32, key: i32) -> Result<()> {
+    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with;
+    /// `class` names what is locked in four ASCII letters. Replicas on PostgreSQL share these
+    /// (as advisory locks); on SQLite every write transaction already holds the whole
+    /// database, so there is nothing to take.
+    async fn lock(&self, tx: &mut Tx, mode: LockMode, class: &[u8; 4], key: i32) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
         }
@@ -196,7 +164,7 @@ impl SqlStore {
             LockMode::Exclusive => "SELECT pg_advisory_xact_lock($1, $2)",
         };
         sqlx::query(statement)
-            .bind(class)
+            .bind(i32::from_be_bytes(*class))
             .bind(key)
             .execute(&mut **tx)
             .await?;
@@ -208,7 +176,7 @@ impl SqlStore {
     async fn lock_digest(&self, tx: &mut Tx, mode: LockMode, digest: &oci::Digest) -> Result<()> {
         // The first 32 bits of the digest.
         let key = u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32;
-        self.lock(tx, mode, BLOB_LOCK_CLASS, key).await
+        self.lock(tx, mode, b"blob", key).await
     }
 
     /// Runs a statement outside a transaction; how many rows it changed.

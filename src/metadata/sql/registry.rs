@@ -16,8 +16,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    changed_one, digest_and_size, first, has_nul, json_list, lock_class, lock_key, ordering_bound,
-    sql, LockMode, SqlStore, Tx,
+    changed_one, digest_and_size, first, has_nul, json_list, lock_key, ordering_bound, sql,
+    LockMode, SqlStore, Tx,
 };
 use crate::metadata::sqlite::cache;
 use crate::metadata::{
@@ -29,11 +29,6 @@ use crate::storage::UploadId;
 
 const ENSURE_REPO: &str =
     "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
-
-/// The lock class under which upload sessions of one owner open.
-const UPLOAD_OWNER_LOCK_CLASS: i32 = lock_class(b"uplo");
-/// The lock class under which upload sessions of one repository open.
-const UPLOAD_REPOSITORY_LOCK_CLASS: i32 = lock_class(b"uplr");
 
 /// A query reading the columns [`upload_row`] expects, followed by `$tail`.
 macro_rules! select_uploads {
@@ -234,10 +229,7 @@ impl MetadataStore for SqlStore {
         // Sessions opening for the same owner or repository on any replica wait here until
         // this one has counted and inserted. Always the owner first, then the repository, so
         // two openings never wait for each other in a circle.
-        for (class, key) in [
-            (UPLOAD_OWNER_LOCK_CLASS, owner),
-            (UPLOAD_REPOSITORY_LOCK_CLASS, upload.repository.as_str()),
-        ] {
+        for (class, key) in [(b"uplo", owner), (b"uplr", upload.repository.as_str())] {
             self.lock(&mut tx, LockMode::Exclusive, class, lock_key(key))
                 .await?;
         }

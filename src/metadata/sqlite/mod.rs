@@ -52,12 +52,12 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
     let reader = pool(url("ro"), READERS, pragmas).await?;
     let counter =
         cache::ChangeCounter::open(&path.with_extension("db-changes")).map_err(backend)?;
-    Ok(SqlStore::new(
+    Ok(SqlStore {
         writer,
         reader,
-        Dialect::Sqlite,
-        Some(cache::ContentCache::with_counter(counter)),
-    ))
+        dialect: Dialect::Sqlite,
+        cache: Some(cache::ContentCache::with_counter(counter)),
+    })
 }
 
 /// A pool of `size` connections to `url`, each set up by `pragmas` first.
