@@ -213,13 +213,6 @@ impl SqlStore {
     fn invalidate_on_exit(&self, repo: Option<&str>) -> Option<Invalidation<'_>> {
         self.cache.as_ref().map(|c| c.invalidate_on_exit(repo))
     }
-
-    /// Drops what the read cache holds for `repo`, after a write committed.
-    fn invalidate(&self, repo: &str) {
-        if let Some(cache) = &self.cache {
-            cache.invalidate(repo);
-        }
-    }
 }
 
 /// `Ok` when a statement changed exactly one row (`changed`), else `otherwise`.

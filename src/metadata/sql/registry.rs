@@ -314,6 +314,7 @@ impl MetadataStore for SqlStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(backend)?;
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
         sqlx::query(ENSURE_REPO)
             .bind(repo.as_str())
@@ -405,9 +406,7 @@ impl MetadataStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         }
-        let committed = tx.commit().await.map_err(backend);
-        self.invalidate(repo.as_str());
-        committed
+        Ok(tx.commit().await?)
     }
 
     async fn manifest(
@@ -481,30 +480,26 @@ impl MetadataStore for SqlStore {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         // Tags and reference rows go with it through ON DELETE CASCADE.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM manifests WHERE digest = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
-        .execute(&self.writer)
-        .await;
-        self.invalidate(repo.as_str());
-        Ok(done.map_err(backend)?.rows_affected() > 0)
+        .bind(digest.to_string());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query(
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
+        let query = sqlx::query(
             "DELETE FROM tags WHERE name = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(tag.as_str())
-        .execute(&self.writer)
-        .await;
-        self.invalidate(repo.as_str());
-        Ok(done.map_err(backend)?.rows_affected() > 0)
+        .bind(tag.as_str());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn list_tags(
@@ -667,6 +662,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn move_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<bool> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query(
             "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
              SELECT m.repository_id, $2, m.digest, $4 FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -680,7 +676,6 @@ impl MetadataStore for SqlStore {
         .bind(now_millis())
         .execute(&self.writer)
         .await;
-        self.invalidate(repo.as_str());
         match done {
             Ok(done) => Ok(done.rows_affected() > 0),
             // The manifest was deleted (by a client or garbage collection) between this
