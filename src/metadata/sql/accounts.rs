@@ -91,8 +91,7 @@ impl SqlStore {
         for value in values {
             query = query.bind(*value);
         }
-        let rows = query.fetch_all(&self.reader).await?;
-        rows.iter().map(account).collect()
+        self.read_all(query, account).await
     }
 
     async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
@@ -309,19 +308,17 @@ impl AccountStore for SqlStore {
     }
 
     async fn add_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<()> {
-        let robot_namespace = sqlx::query(
+        let robot_namespace: Option<Option<String>> = sqlx::query_scalar(
             "SELECT (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
              WHERE a.name = $1 AND a.kind = 'robot'",
         )
         .bind(member)
         .fetch_optional(&self.reader)
         .await?;
-        if let Some(row) = robot_namespace {
-            if row.get::<Option<&str>, _>(0) != Some(org) {
-                return Err(MetadataError::Refused(
-                    "a robot may only join teams of its own namespace",
-                ));
-            }
+        if robot_namespace.is_some_and(|ns| ns.as_deref() != Some(org)) {
+            return Err(MetadataError::Refused(
+                "a robot may only join teams of its own namespace",
+            ));
         }
         let query = sqlx::query(
             "INSERT INTO team_members (team_id, account_id)
@@ -397,17 +394,12 @@ impl AccountStore for SqlStore {
             return Ok(NamespaceRights::default());
         };
         let (ns_id, kind, rank): (i64, &str, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-        Ok(match kind {
-            "user" if ns_id == account_id => NamespaceRights {
-                admin: true,
-                create: true,
-            },
-            "organization" => NamespaceRights {
-                admin: rank == Some(3),
-                create: rank >= Some(2),
-            },
-            _ => NamespaceRights::default(),
-        })
+        let (admin, create) = match kind {
+            "user" => (ns_id == account_id, ns_id == account_id),
+            "organization" => (rank == Some(3), rank >= Some(2)),
+            _ => (false, false),
+        };
+        Ok(NamespaceRights { admin, create })
     }
 
     async fn granted_role(

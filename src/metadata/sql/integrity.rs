@@ -148,15 +148,12 @@ impl FsckStore for SqlStore {
         .iter()
         .map(first)
         .collect::<Result<Vec<RepoName>, _>>()?;
-        for statement in [
+        for sql in [
             "DELETE FROM repository_blobs WHERE digest = $1",
             "DELETE FROM blobs WHERE digest = $1",
             "DELETE FROM blob_deletions WHERE digest = $1",
         ] {
-            sqlx::query(statement)
-                .bind(&digest)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(sql).bind(&digest).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(repos)

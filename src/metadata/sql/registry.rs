@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
 use super::{
@@ -27,8 +27,17 @@ use crate::metadata::{
 };
 use crate::storage::UploadId;
 
-const ENSURE_REPO: &str =
-    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
+/// Creates the repository unless it exists (pushes to a new one may race to create it).
+async fn ensure_repo<'c>(db: impl AnyExecutor<'c>, repo: &RepoName, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
 
 /// A query reading the columns [`upload_row`] expects, followed by `$tail`.
 macro_rules! select_uploads {
@@ -85,11 +94,7 @@ fn describer_row(r: &AnyRow) -> Result<Describer> {
 #[async_trait]
 impl MetadataStore for SqlStore {
     async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {
-        let query = sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now_millis());
-        self.write(query).await?;
-        Ok(())
+        ensure_repo(&self.writer, repo, now_millis()).await
     }
 
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
@@ -136,11 +141,7 @@ impl MetadataStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        ensure_repo(&mut *tx, repo, now).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $3)
              ON CONFLICT(digest) DO UPDATE SET linked_at = excluded.linked_at",
@@ -221,11 +222,7 @@ impl MetadataStore for SqlStore {
     ) -> Result<Result<(), QuotaExceeded>> {
         let now = now_millis();
         let mut tx = self.begin().await?;
-        sqlx::query(ENSURE_REPO)
-            .bind(upload.repository.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        ensure_repo(&mut *tx, &upload.repository, now).await?;
         // Sessions opening for the same owner or repository on any replica wait here until
         // this one has counted and inserted. Always the owner first, then the repository, so
         // two openings never wait for each other in a circle.
@@ -316,11 +313,7 @@ impl MetadataStore for SqlStore {
             .map_err(backend)?;
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
-        sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        ensure_repo(&mut *tx, repo, now).await?;
         let repo_id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_one(&mut *tx)
@@ -430,25 +423,24 @@ impl MetadataStore for SqlStore {
             return Ok(Some(StoredManifest::clone(&hit)));
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());
-        let query = match key {
-            ManifestKey::Tag(tag) => sqlx::query(
+        let (sql, value) = match lookup {
+            cache::Lookup::Tag(tag) => (
                 "SELECT m.digest, m.media_type, c.content FROM tags t
                  JOIN repositories r ON r.id = t.repository_id
                  JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
                  JOIN manifest_contents c ON c.digest = m.digest
                  WHERE r.name = $1 AND t.name = $2",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str()),
-            ManifestKey::Digest(digest) => sqlx::query(
+                tag,
+            ),
+            cache::Lookup::Digest(digest) => (
                 "SELECT m.digest, m.media_type, c.content FROM manifests m
                  JOIN repositories r ON r.id = m.repository_id
                  JOIN manifest_contents c ON c.digest = m.digest
                  WHERE r.name = $1 AND m.digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.to_string()),
+                digest,
+            ),
         };
+        let query = sqlx::query(sql).bind(repo.as_str()).bind(value);
         let Some(r) = query.fetch_optional(&self.reader).await? else {
             return Ok(None);
         };
