@@ -70,15 +70,11 @@ impl Dialect {
     /// The spelling of `portable` for this database, from a call site's own cache.
     pub(crate) fn pick(
         self,
-        spellings: &'static OnceLock<[String; 2]>,
+        cache: &'static OnceLock<[String; 2]>,
         portable: &str,
     ) -> &'static str {
-        &spellings.get_or_init(|| {
-            [
-                Dialect::Sqlite.spell(portable),
-                Dialect::Postgres.spell(portable),
-            ]
-        })[self as usize]
+        let both = [Dialect::Sqlite, Dialect::Postgres];
+        &cache.get_or_init(|| both.map(|dialect| dialect.spell(portable)))[self as usize]
     }
 }
 
