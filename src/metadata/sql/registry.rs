@@ -346,19 +346,17 @@ impl MetadataStore for SqlStore {
         .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            if let Some(signed) = &manifest.facts.signed {
-                // Pushed again under a cosign tag: remember what it signs.
-                sqlx::query(
-                    "UPDATE manifests SET signed_digest = $3
-                     WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
-                )
-                .bind(repo_id)
-                .bind(&digest)
-                .bind(signed.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
+        if let (0, Some(signed)) = (inserted.rows_affected(), &manifest.facts.signed) {
+            // Pushed again under a cosign tag: remember what it signs.
+            sqlx::query(
+                "UPDATE manifests SET signed_digest = $3
+                 WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
+            )
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(signed.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         // One statement per list. `WHERE true` tells SQLite's parser that ON CONFLICT is not
         // a join constraint.
