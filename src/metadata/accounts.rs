@@ -4,34 +4,51 @@
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 
-use super::MetadataError;
+use super::Result;
 
-/// What kind of account a name belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountKind {
-    User,
-    Organization,
-    Robot,
+/// A fieldless enum with the name each variant is stored and sent as: `as_str`, `parse` (for
+/// wire input) and `FromStr` (for reading the database back).
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            /// The stored and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// Parses a stored or wire name.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = &'static str;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s).ok_or(concat!("not a ", stringify!($name)))
+            }
+        }
+    };
 }
 
-impl AccountKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::User => "user",
-            AccountKind::Organization => "organization",
-            AccountKind::Robot => "robot",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "user" => Some(AccountKind::User),
-            "organization" => Some(AccountKind::Organization),
-            "robot" => Some(AccountKind::Robot),
-            _ => None,
-        }
+named_enum! {
+    /// What kind of account a name belongs to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    AccountKind {
+        User = "user",
+        Organization = "organization",
+        Robot = "robot",
     }
 }
 
@@ -50,61 +67,23 @@ pub struct Account {
     pub namespace: Option<String>,
 }
 
-/// A repository role, ordered by what it allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Read,
-    Write,
-    Admin,
-}
-
-impl Role {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Role::Read),
-            "write" => Some(Role::Write),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
+named_enum! {
+    /// A repository role, ordered by what it allows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    Role {
+        Read = "read",
+        Write = "write",
+        Admin = "admin",
     }
 }
 
-/// A team's role in its organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TeamRole {
-    Member,
-    Creator,
-    Admin,
-}
-
-impl TeamRole {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TeamRole::Member => "member",
-            TeamRole::Creator => "creator",
-            TeamRole::Admin => "admin",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "member" => Some(TeamRole::Member),
-            "creator" => Some(TeamRole::Creator),
-            "admin" => Some(TeamRole::Admin),
-            _ => None,
-        }
+named_enum! {
+    /// A team's role in its organization.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    TeamRole {
+        Member = "member",
+        Creator = "creator",
+        Admin = "admin",
     }
 }
 
@@ -223,16 +202,16 @@ pub struct ApiToken {
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
     /// The account with this name.
-    async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError>;
+    async fn account(&self, name: &str) -> Result<Option<Account>>;
 
     /// The robot whose token hashes to `token_hash`.
-    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError>;
+    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>>;
 
     /// Accounts of one kind, by name.
-    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError>;
+    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>>;
 
     /// How many users exist (for the first-start admin).
-    async fn count_users(&self) -> Result<u64, MetadataError>;
+    async fn count_users(&self) -> Result<u64>;
 
     /// Creates a user. `Conflict` if the name is taken.
     async fn create_user(
@@ -241,31 +220,27 @@ pub trait AccountStore: Send + Sync + 'static {
         password_hash: &str,
         email: Option<&str>,
         superuser: bool,
-    ) -> Result<Account, MetadataError>;
+    ) -> Result<Account>;
 
     /// Replaces a user's password hash.
-    async fn set_password(&self, name: &str, password_hash: &str) -> Result<(), MetadataError>;
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
 
     /// Creates an organization with an `owners` admin team holding `owner`. `Conflict` if the
     /// name is taken.
-    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError>;
+    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account>;
 
     /// Creates a robot `<namespace>+<short>` with the given token hash.
-    async fn create_robot(
-        &self,
-        namespace: &str,
-        short: &str,
-        token_hash: &str,
-    ) -> Result<Account, MetadataError>;
+    async fn create_robot(&self, namespace: &str, short: &str, token_hash: &str)
+        -> Result<Account>;
 
     /// Replaces a robot's token hash.
-    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<(), MetadataError>;
+    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<()>;
 
     /// Robots of a namespace.
-    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError>;
+    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>>;
 
     /// Deletes an account (user, organization or robot) and what hangs off it.
-    async fn delete_account(&self, name: &str) -> Result<bool, MetadataError>;
+    async fn delete_account(&self, name: &str) -> Result<bool>;
 
     /// Creates or updates a team.
     async fn put_team(
@@ -274,55 +249,34 @@ pub trait AccountStore: Send + Sync + 'static {
         name: &str,
         role: TeamRole,
         description: &str,
-    ) -> Result<Team, MetadataError>;
+    ) -> Result<Team>;
 
     /// Teams of an organization.
-    async fn list_teams(&self, org: &str) -> Result<Vec<Team>, MetadataError>;
+    async fn list_teams(&self, org: &str) -> Result<Vec<Team>>;
 
     /// Deletes a team.
-    async fn delete_team(&self, org: &str, name: &str) -> Result<bool, MetadataError>;
+    async fn delete_team(&self, org: &str, name: &str) -> Result<bool>;
 
     /// Adds a user or robot to a team.
-    async fn add_team_member(
-        &self,
-        org: &str,
-        team: &str,
-        member: &str,
-    ) -> Result<(), MetadataError>;
+    async fn add_team_member(&self, org: &str, team: &str, member: &str) -> Result<()>;
 
     /// Removes a member from a team.
-    async fn remove_team_member(
-        &self,
-        org: &str,
-        team: &str,
-        member: &str,
-    ) -> Result<bool, MetadataError>;
+    async fn remove_team_member(&self, org: &str, team: &str, member: &str) -> Result<bool>;
 
     /// Members of a team.
-    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Account>, MetadataError>;
+    async fn team_members(&self, org: &str, team: &str) -> Result<Vec<Account>>;
 
     /// Members of any team of an organization.
-    async fn organization_members(&self, org: &str) -> Result<Vec<Account>, MetadataError>;
+    async fn organization_members(&self, org: &str) -> Result<Vec<Account>>;
 
     /// What `account` may do in `namespace`.
-    async fn namespace_rights(
-        &self,
-        account_id: i64,
-        namespace: &str,
-    ) -> Result<NamespaceRights, MetadataError>;
+    async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights>;
 
     /// The best role `account` holds on `repo` through direct and team grants.
-    async fn granted_role(
-        &self,
-        account_id: i64,
-        repo: &RepoName,
-    ) -> Result<Option<Role>, MetadataError>;
+    async fn granted_role(&self, account_id: i64, repo: &RepoName) -> Result<Option<Role>>;
 
     /// A repository's access facts, if it exists.
-    async fn repository_info(
-        &self,
-        repo: &RepoName,
-    ) -> Result<Option<RepositoryInfo>, MetadataError>;
+    async fn repository_info(&self, repo: &RepoName) -> Result<Option<RepositoryInfo>>;
 
     /// Repositories `reader` may pull (see [`Reader`]), by name, optionally of one namespace
     /// and only names containing `filter`.
@@ -331,14 +285,14 @@ pub trait AccountStore: Send + Sync + 'static {
         reader: Reader,
         namespace: Option<&str>,
         filter: Option<&str>,
-    ) -> Result<Vec<RepositorySummary>, MetadataError>;
+    ) -> Result<Vec<RepositorySummary>>;
 
     /// Repositories the query's reader may pull (see [`Reader`]), in byte order of their
     /// names, at most `limit`: one query that reads only what it returns.
     async fn readable_repositories(
         &self,
         query: &RepositoryQuery<'_>,
-    ) -> Result<Vec<RepositoryInfo>, MetadataError>;
+    ) -> Result<Vec<RepositoryInfo>>;
 
     /// Up to `limit` repositories holding `digest` that `reader` may pull (see [`Reader`]),
     /// by name: the candidate sources of a mount that names none.
@@ -347,7 +301,7 @@ pub trait AccountStore: Send + Sync + 'static {
         reader: Reader,
         digest: &Digest,
         limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError>;
+    ) -> Result<Vec<RepoName>>;
 
     /// Creates a repository (private unless `public`). `Conflict` if it exists.
     async fn create_repository(
@@ -355,41 +309,28 @@ pub trait AccountStore: Send + Sync + 'static {
         repo: &RepoName,
         public: bool,
         description: &str,
-    ) -> Result<(), MetadataError>;
+    ) -> Result<()>;
 
     /// Sets a repository's description.
-    async fn set_description(
-        &self,
-        repo: &RepoName,
-        description: &str,
-    ) -> Result<bool, MetadataError>;
+    async fn set_description(&self, repo: &RepoName, description: &str) -> Result<bool>;
 
     /// Sets a repository's visibility.
-    async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError>;
+    async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool>;
 
     /// Deletes a repository with its tags, manifests and links (bytes stay for GC).
-    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool>;
 
     /// Deletes a repository only if it holds nothing: no manifest, blob link or upload.
-    async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+    async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool>;
 
     /// Grants (or changes) a permission.
-    async fn set_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-        role: Role,
-    ) -> Result<(), MetadataError>;
+    async fn set_permission(&self, repo: &RepoName, grantee: &Grantee, role: Role) -> Result<()>;
 
     /// Revokes a permission.
-    async fn remove_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-    ) -> Result<bool, MetadataError>;
+    async fn remove_permission(&self, repo: &RepoName, grantee: &Grantee) -> Result<bool>;
 
     /// Permissions on a repository.
-    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>, MetadataError>;
+    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>>;
 
     /// Stores an API token's hash for `account`.
     async fn create_api_token(
@@ -397,17 +338,14 @@ pub trait AccountStore: Send + Sync + 'static {
         account: &str,
         name: &str,
         token_hash: &str,
-    ) -> Result<ApiToken, MetadataError>;
+    ) -> Result<ApiToken>;
 
     /// The account owning the API token that hashes to `token_hash`.
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError>;
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>>;
 
     /// The token-signing keys (kid, private PEM), oldest first; stores `candidate` first when
     /// there is none, so every replica ends up with the same key.
-    async fn signing_keys(
-        &self,
-        candidate: (&str, &str),
-    ) -> Result<Vec<(String, String)>, MetadataError>;
+    async fn signing_keys(&self, candidate: (&str, &str)) -> Result<Vec<(String, String)>>;
 
     /// Records a dashboard session for `account` (by hash of its cookie value); forgets
     /// expired sessions on the way.
@@ -417,11 +355,11 @@ pub trait AccountStore: Send + Sync + 'static {
         account: &str,
         csrf: &str,
         expires_at: i64,
-    ) -> Result<(), MetadataError>;
+    ) -> Result<()>;
 
     /// The unexpired session whose cookie value hashes to `token_hash`.
-    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError>;
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>>;
 
     /// Ends a session. Absent sessions are not an error.
-    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
 }

@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
 
-use super::MetadataError;
+use super::Result;
 
 /// A manifest row with its content, as the integrity check reads it.
 #[derive(Debug, Clone)]
@@ -49,15 +49,11 @@ pub struct DanglingTag {
 #[async_trait]
 pub trait FsckStore: Send + Sync + 'static {
     /// How many blob rows there are and the sum of their recorded sizes.
-    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError>;
+    async fn blob_totals(&self) -> Result<(u64, u64)>;
 
     /// Blob rows (digest, recorded size) in digest order, strictly after `after`, at most
     /// `limit`.
-    async fn blobs_after(
-        &self,
-        after: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError>;
+    async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>>;
 
     /// Manifests with their content in (repository, digest) order, strictly after `after`, at
     /// most `limit`.
@@ -65,92 +61,27 @@ pub trait FsckStore: Send + Sync + 'static {
         &self,
         after: Option<(&RepoName, &Digest)>,
         limit: u32,
-    ) -> Result<Vec<ManifestRecord>, MetadataError>;
+    ) -> Result<Vec<ManifestRecord>>;
 
     /// The references recorded for one manifest (empty when it is not stored).
     async fn recorded_references(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<RecordedReferences, MetadataError>;
+    ) -> Result<RecordedReferences>;
 
     /// How many tags there are.
-    async fn tag_count(&self) -> Result<u64, MetadataError>;
+    async fn tag_count(&self) -> Result<u64>;
 
     /// Tags pointing at a manifest their repository does not store, by repository and name.
-    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError>;
+    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>>;
 
     /// Step 1: under the per-digest lock a push also takes, records a pending deletion of
     /// `digest` if metadata knows the blob, and returns its recorded size; `None` (and nothing
     /// changed) when it is not known any more.
-    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>>;
 
     /// Step 3: removes the blob's row, its links and the pending deletion in one transaction.
     /// Returns the repositories that linked it, by name.
-    async fn forget_quarantined_blob(
-        &self,
-        digest: &Digest,
-    ) -> Result<Vec<RepoName>, MetadataError>;
-}
-
-pub(crate) const BLOB_TOTALS: &str =
-    "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs";
-
-/// `$1` = after (a digest, or '' for the start), `$2` = limit.
-pub(crate) const BLOBS_AFTER: &str =
-    "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2";
-
-/// `$1` = after repository ('' for the start), `$2` = after digest, `$3` = limit.
-pub(crate) const MANIFESTS_AFTER: &str = "
-SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
-JOIN repositories r ON r.id = m.repository_id
-LEFT JOIN manifest_contents c ON c.digest = m.digest
-WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)
-ORDER BY r.name, m.digest
-LIMIT $3";
-
-/// `$1` = repository, `$2` = manifest digest.
-pub(crate) const RECORDED_REFERENCES: &str = "
-SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
-JOIN repositories r ON r.id = mr.repository_id
-WHERE r.name = $1 AND mr.manifest_digest = $2
-ORDER BY mr.child_kind, mr.child_digest";
-
-pub(crate) const TAG_COUNT: &str = "SELECT count(*) FROM tags";
-
-pub(crate) const DANGLING_TAGS: &str = "
-SELECT r.name, t.name, t.manifest_digest FROM tags t
-JOIN repositories r ON r.id = t.repository_id
-LEFT JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
-WHERE m.digest IS NULL
-ORDER BY r.name, t.name";
-
-/// `$1` = digest: the repositories linking a blob.
-pub(crate) const LINKING_REPOSITORIES: &str = "
-SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-WHERE rb.digest = $1 ORDER BY r.name";
-
-/// The statements of step 3, each with `$1` = digest.
-pub(crate) const FORGET_BLOB: [&str; 3] = [
-    "DELETE FROM repository_blobs WHERE digest = $1",
-    "DELETE FROM blobs WHERE digest = $1",
-    "DELETE FROM blob_deletions WHERE digest = $1",
-];
-
-/// Sorts recorded `(kind, digest)` rows into [`RecordedReferences`].
-pub(crate) fn sort_references(
-    rows: impl IntoIterator<Item = (String, Digest)>,
-) -> RecordedReferences {
-    let mut refs = RecordedReferences::default();
-    for (kind, digest) in rows {
-        match kind.as_str() {
-            "manifest" => refs.children.push(digest),
-            _ => refs.blobs.push(digest),
-        }
-    }
-    for list in [&mut refs.blobs, &mut refs.children] {
-        list.sort();
-        list.dedup();
-    }
-    refs
+    async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>>;
 }

@@ -48,6 +48,9 @@ pub enum MetadataError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What the metadata stores return.
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
 impl From<sqlx::Error> for MetadataError {
     fn from(e: sqlx::Error) -> MetadataError {
         backend(e)
@@ -84,7 +87,7 @@ fn now_millis() -> i64 {
 }
 
 /// Parses a value this store wrote itself; a failure means the database was edited by hand.
-fn stored<T: FromStr>(s: &str) -> Result<T, MetadataError>
+fn stored<T: FromStr>(s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -264,49 +267,36 @@ pub trait MetadataStore: Send + Sync + 'static {
     // ---- repositories ----
 
     /// Creates the repository if it does not exist yet. Idempotent.
-    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError>;
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<()>;
 
     /// Whether the repository exists.
-    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError>;
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool>;
 
     /// Repository names in lexical order, strictly after `after`, at most `limit`.
-    async fn list_repositories(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError>;
+    async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>>;
 
     // ---- blobs ----
 
     /// Records that `digest` (of `size` bytes, already durable in the blob store) is readable
     /// in `repo`. Creates the repository if needed. Idempotent.
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetadataError>;
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
 
     /// Removes `repo`'s link to a blob; the bytes stay for garbage collection. Returns whether a
     /// link existed.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError>;
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
     /// The size of a blob if `repo` may read it.
-    async fn linked_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, MetadataError>;
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>>;
 
     /// Sizes of those of `digests` that `repo` may read.
     async fn linked_blobs(
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashMap<Digest, u64>, MetadataError>;
+    ) -> Result<HashMap<Digest, u64>>;
 
     /// The size of a durable blob, whichever repositories link it.
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError>;
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
 
     // ---- uploads ----
 
@@ -320,10 +310,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         upload: &UploadRecord,
         owner: &str,
         quota: UploadQuota,
-    ) -> Result<Result<(), QuotaExceeded>, MetadataError>;
+    ) -> Result<Result<(), QuotaExceeded>>;
 
     /// The upload session, if it exists.
-    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError>;
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
 
     /// Moves an upload's length from `from` to `to`, recording the hash state and the blob
     /// store's progress at `to`; `Conflict` if it was not at `from`.
@@ -334,13 +324,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         to: u64,
         hash_state: &[u8],
         progress: Option<&[u8]>,
-    ) -> Result<(), MetadataError>;
+    ) -> Result<()>;
 
     /// Forgets an upload session. Absent sessions are not an error.
-    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError>;
+    async fn delete_upload(&self, id: &UploadId) -> Result<()>;
 
     /// Every recorded upload session (start-up recovery).
-    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError>;
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>>;
 
     // ---- manifests and tags ----
 
@@ -351,53 +341,37 @@ pub trait MetadataStore: Send + Sync + 'static {
         repo: &RepoName,
         manifest: &NewManifest,
         tags: &[Tag],
-    ) -> Result<(), MetadataError>;
+    ) -> Result<()>;
 
     /// Looks a manifest up by tag or digest.
     async fn manifest(
         &self,
         repo: &RepoName,
         key: ManifestKey<'_>,
-    ) -> Result<Option<StoredManifest>, MetadataError>;
+    ) -> Result<Option<StoredManifest>>;
 
     /// Which of `digests` are manifests stored in `repo`.
     async fn present_manifests(
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashSet<Digest>, MetadataError>;
+    ) -> Result<HashSet<Digest>>;
 
     /// Deletes a manifest and every tag pointing at it. Returns whether it existed.
-    async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError>;
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
     /// Deletes one tag; the manifest stays. Returns whether the tag existed.
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError>;
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
 
     /// Tags in lexical order, strictly after `after`, at most `limit`.
-    async fn list_tags(
-        &self,
-        repo: &RepoName,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Tag>, MetadataError>;
+    async fn list_tags(&self, repo: &RepoName, after: Option<&str>, limit: u32)
+        -> Result<Vec<Tag>>;
 
     /// Tags with their manifests' facts, by name, as `query` selects.
-    async fn tag_details(
-        &self,
-        repo: &RepoName,
-        query: &TagQuery<'_>,
-    ) -> Result<Vec<TagDetail>, MetadataError>;
+    async fn tag_details(&self, repo: &RepoName, query: &TagQuery<'_>) -> Result<Vec<TagDetail>>;
 
     /// Manifests of `repo` that sign, attest or describe any of `targets`.
-    async fn describers(
-        &self,
-        repo: &RepoName,
-        targets: &[Digest],
-    ) -> Result<Vec<Describer>, MetadataError>;
+    async fn describers(&self, repo: &RepoName, targets: &[Digest]) -> Result<Vec<Describer>>;
 
     /// One page of the manifests of `repo` that sign, attest or describe `target`, in the
     /// order of [`MetadataStore::describers`], and how many there are in all.
@@ -407,23 +381,18 @@ pub trait MetadataStore: Send + Sync + 'static {
         target: &Digest,
         offset: u32,
         limit: u32,
-    ) -> Result<(Vec<Describer>, u64), MetadataError>;
+    ) -> Result<(Vec<Describer>, u64)>;
 
     /// What was recorded about a manifest of `repo`, with its tags.
     async fn manifest_summary(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ManifestSummary>, MetadataError>;
+    ) -> Result<Option<ManifestSummary>>;
 
     /// Points `tag` at the manifest `digest` of the same repository. Returns false when the
     /// manifest is not there.
-    async fn move_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError>;
+    async fn move_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<bool>;
 
     /// Where tags of `repo` pointed before (only `tag`, when given), newest first: history
     /// that ended at or after `since` (milliseconds since the epoch) and whose manifest is
@@ -434,7 +403,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         tag: Option<&Tag>,
         since: i64,
         limit: u32,
-    ) -> Result<Vec<TagHistoryEntry>, MetadataError>;
+    ) -> Result<Vec<TagHistoryEntry>>;
 
     /// Points `tag` back at `digest`, when the tag's history since `since` says it pointed
     /// there and the manifest is still stored. Returns whether it did.
@@ -444,7 +413,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         tag: &Tag,
         digest: &Digest,
         since: i64,
-    ) -> Result<bool, MetadataError>;
+    ) -> Result<bool>;
 
     /// Manifests in `repo` whose subject is `subject`, ordered by digest, strictly after
     /// `after`, at most `limit`, optionally only those of one artifact type.
@@ -455,5 +424,5 @@ pub trait MetadataStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
         after: Option<&Digest>,
         limit: u32,
-    ) -> Result<Vec<Referrer>, MetadataError>;
+    ) -> Result<Vec<Referrer>>;
 }

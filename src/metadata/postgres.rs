@@ -7,7 +7,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
 
 use super::sql::{Dialect, SqlStore};
-use super::{backend, MetadataError};
+use super::{backend, Result};
 
 /// Connections each replica keeps open at most.
 const POOL_SIZE: u32 = 16;
@@ -15,7 +15,7 @@ const POOL_SIZE: u32 = 16;
 /// Connects to the database at `uri` (`postgresql://user:password@host:port/db`) and applies
 /// pending migrations. Replicas starting at once are safe: the migrator holds a PostgreSQL
 /// advisory lock while it checks and applies migrations.
-pub async fn open(uri: &str) -> Result<SqlStore, MetadataError> {
+pub async fn open(uri: &str) -> Result<SqlStore> {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -35,5 +35,10 @@ pub async fn open(uri: &str) -> Result<SqlStore, MetadataError> {
         .run(&pool)
         .await
         .map_err(backend)?;
-    Ok(SqlStore::new(pool.clone(), pool, Dialect::Postgres, None))
+    Ok(SqlStore {
+        writer: pool.clone(),
+        reader: pool,
+        dialect: Dialect::Postgres,
+        cache: None,
+    })
 }

@@ -5,13 +5,13 @@ use oci::{Digest, RepoName};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{changed_one, has_nul, lock_class, ordering_bound, sql, LockMode, SqlStore};
+use super::{changed_one, has_nul, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
 };
-use crate::metadata::MetadataError;
 use crate::metadata::{backend, now_millis, stored};
+use crate::metadata::{MetadataError, Result};
 
 /// A query reading the columns [`account`] expects from `accounts a`, followed by `$tail`.
 macro_rules! select_accounts {
@@ -46,7 +46,7 @@ macro_rules! readable_by_reader {
     };
 }
 
-fn repository_row(r: &AnyRow) -> Result<RepositoryInfo, MetadataError> {
+fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
     Ok(RepositoryInfo {
         name: stored(r.get::<&str, _>(0))?,
         public: r.get::<i64, _>(1) != 0,
@@ -54,14 +54,11 @@ fn repository_row(r: &AnyRow) -> Result<RepositoryInfo, MetadataError> {
     })
 }
 
-fn account(row: &AnyRow) -> Result<Account, MetadataError> {
-    let kind: &str = row.get(2);
+fn account(row: &AnyRow) -> Result<Account> {
     Ok(Account {
         id: row.get(0),
         name: row.get(1),
-        kind: AccountKind::parse(kind).ok_or_else(|| {
-            MetadataError::Backend(format!("corrupt account kind {kind:?}").into())
-        })?,
+        kind: stored(row.get(2))?,
         password_hash: row.get(3),
         email: row.get(4),
         superuser: row.get::<i64, _>(5) != 0,
@@ -69,20 +66,15 @@ fn account(row: &AnyRow) -> Result<Account, MetadataError> {
     })
 }
 
-fn team(row: &AnyRow) -> Result<Team, MetadataError> {
-    let role: &str = row.get(3);
+fn team(row: &AnyRow) -> Result<Team> {
     Ok(Team {
         id: row.get(0),
         org: row.get(1),
         name: row.get(2),
-        role: TeamRole::parse(role)
-            .ok_or_else(|| MetadataError::Backend(format!("corrupt team role {role:?}").into()))?,
+        role: stored(row.get(3))?,
         description: row.get(4),
     })
 }
-
-/// The lock class that serializes creating the first token signing key.
-const SIGNING_KEYS_LOCK_CLASS: i32 = lock_class(b"skey");
 
 /// Maps a uniqueness violation to `Conflict`.
 fn conflict(e: sqlx::Error) -> MetadataError {
@@ -93,30 +85,31 @@ fn conflict(e: sqlx::Error) -> MetadataError {
 }
 
 impl SqlStore {
-    async fn account_by(
-        &self,
-        sql: &'static str,
-        value: &str,
-    ) -> Result<Option<Account>, MetadataError> {
-        let row = sqlx::query(sql)
-            .bind(value)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(account).transpose()
+    /// The accounts a [`select_accounts!`] query finds with `values` bound as `$1`, `$2`, ...
+    async fn accounts(&self, sql: &'static str, values: &[&str]) -> Result<Vec<Account>> {
+        let mut query = sqlx::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        self.read_all(query, account).await
     }
 
-    async fn required_id(&self, name: &str) -> Result<i64, MetadataError> {
-        let row = sqlx::query("SELECT id FROM accounts WHERE name = $1")
+    async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
+        Ok(self.accounts(sql, &[value]).await?.into_iter().next())
+    }
+
+    async fn required_id(&self, name: &str) -> Result<i64> {
+        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| r.get(0)).ok_or(MetadataError::NotFound)
+            .await?
+            .ok_or(MetadataError::NotFound)
     }
 }
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn account(&self, name: &str) -> Result<Option<Account>, MetadataError> {
+    async fn account(&self, name: &str) -> Result<Option<Account>> {
         if has_nul(name) {
             return Ok(None);
         }
@@ -124,7 +117,7 @@ impl AccountStore for SqlStore {
             .await
     }
 
-    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
+    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>> {
         self.account_by(
             select_accounts!("FROM accounts a WHERE a.token_hash = $1 AND a.kind = 'robot'"),
             token_hash,
@@ -132,17 +125,12 @@ impl AccountStore for SqlStore {
         .await
     }
 
-    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>, MetadataError> {
-        let rows = sqlx::query(select_accounts!(
-            "FROM accounts a WHERE a.kind = $1 ORDER BY a.name"
-        ))
-        .bind(kind.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+    async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
+        let sql = select_accounts!("FROM accounts a WHERE a.kind = $1 ORDER BY a.name");
+        self.accounts(sql, &[kind.as_str()]).await
     }
 
-    async fn count_users(&self) -> Result<u64, MetadataError> {
+    async fn count_users(&self) -> Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
             .fetch_one(&self.reader)
             .await?;
@@ -155,7 +143,7 @@ impl AccountStore for SqlStore {
         password_hash: &str,
         email: Option<&str>,
         superuser: bool,
-    ) -> Result<Account, MetadataError> {
+    ) -> Result<Account> {
         sqlx::query(
             "INSERT INTO accounts (name, kind, password_hash, email, superuser, created_at)
              VALUES ($1, 'user', $2, $3, $4, $5)",
@@ -171,43 +159,38 @@ impl AccountStore for SqlStore {
         self.account(name).await?.ok_or(MetadataError::NotFound)
     }
 
-    async fn set_password(&self, name: &str, password_hash: &str) -> Result<(), MetadataError> {
-        let done =
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        let query =
             sqlx::query("UPDATE accounts SET password_hash = $2 WHERE name = $1 AND kind = 'user'")
                 .bind(name)
-                .bind(password_hash)
-                .execute(&self.writer)
-                .await?;
-        changed_one(done, MetadataError::NotFound)
+                .bind(password_hash);
+        changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
-    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account, MetadataError> {
+    async fn create_organization(&self, name: &str, owner: &str) -> Result<Account> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let owner_id: i64 =
-            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
+            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
                 .bind(owner)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
-        let org_id: i64 = sqlx::query(
+        let org_id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, created_at) VALUES ($1, 'organization', $2) RETURNING id",
         )
         .bind(name)
         .bind(now)
         .fetch_one(&mut *tx)
         .await
-        .map_err(conflict)?
-        .get(0);
-        let team_id: i64 = sqlx::query(
+        .map_err(conflict)?;
+        let team_id: i64 = sqlx::query_scalar(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, 'owners', 'admin', 'organization owners')
              RETURNING id",
         )
         .bind(org_id)
         .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+        .await?;
         sqlx::query("INSERT INTO team_members (team_id, account_id) VALUES ($1, $2)")
             .bind(team_id)
             .bind(owner_id)
@@ -222,7 +205,7 @@ impl AccountStore for SqlStore {
         namespace: &str,
         short: &str,
         token_hash: &str,
-    ) -> Result<Account, MetadataError> {
+    ) -> Result<Account> {
         let ns_id = self.required_id(namespace).await?;
         let name = format!("{namespace}+{short}");
         sqlx::query(
@@ -238,29 +221,23 @@ impl AccountStore for SqlStore {
         self.account(&name).await?.ok_or(MetadataError::NotFound)
     }
 
-    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<(), MetadataError> {
-        let done =
+    async fn set_robot_token(&self, name: &str, token_hash: &str) -> Result<()> {
+        let query =
             sqlx::query("UPDATE accounts SET token_hash = $2 WHERE name = $1 AND kind = 'robot'")
                 .bind(name)
-                .bind(token_hash)
-                .execute(&self.writer)
-                .await?;
-        changed_one(done, MetadataError::NotFound)
+                .bind(token_hash);
+        changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
-    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, n.name
-             FROM accounts a JOIN accounts n ON n.id = a.namespace_id
-             WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name",
-        )
-        .bind(namespace)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+    async fn list_robots(&self, namespace: &str) -> Result<Vec<Account>> {
+        let sql = select_accounts!(
+            "FROM accounts a JOIN accounts n ON n.id = a.namespace_id
+             WHERE a.kind = 'robot' AND n.name = $1 ORDER BY a.name"
+        );
+        self.accounts(sql, &[namespace]).await
     }
 
-    async fn delete_account(&self, name: &str) -> Result<bool, MetadataError> {
+    async fn delete_account(&self, name: &str) -> Result<bool> {
         let _invalidate = self.invalidate_on_exit(None);
         let mut tx = self.begin().await?;
         // A namespace's repositories go with it, so nobody who later takes the name inherits
@@ -290,13 +267,12 @@ impl AccountStore for SqlStore {
         name: &str,
         role: TeamRole,
         description: &str,
-    ) -> Result<Team, MetadataError> {
+    ) -> Result<Team> {
         let org_id: i64 =
-            sqlx::query("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
+            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
                 .bind(org)
                 .fetch_optional(&self.reader)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
         let row = sqlx::query(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, $2, $3, $4)
@@ -313,49 +289,38 @@ impl AccountStore for SqlStore {
         team(&row)
     }
 
-    async fn list_teams(&self, org: &str) -> Result<Vec<Team>, MetadataError> {
-        let rows = sqlx::query(
+    async fn list_teams(&self, org: &str) -> Result<Vec<Team>> {
+        let query = sqlx::query(
             "SELECT t.id, o.name, t.name, t.role, t.description FROM teams t JOIN accounts o ON o.id = t.org_id
              WHERE o.name = $1 ORDER BY t.name",
         )
-        .bind(org)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(team).collect()
+        .bind(org);
+        self.read_all(query, team).await
     }
 
-    async fn delete_team(&self, org: &str, name: &str) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
+    async fn delete_team(&self, org: &str, name: &str) -> Result<bool> {
+        let query = sqlx::query(
             "DELETE FROM teams WHERE name = $2 AND org_id = (SELECT id FROM accounts WHERE name = $1)",
         )
         .bind(org)
-        .bind(name)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(name);
+        Ok(self.write(query).await? > 0)
     }
 
-    async fn add_team_member(
-        &self,
-        org: &str,
-        team_name: &str,
-        member: &str,
-    ) -> Result<(), MetadataError> {
-        let robot_namespace = sqlx::query(
+    async fn add_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<()> {
+        let robot_namespace: Option<Option<String>> = sqlx::query_scalar(
             "SELECT (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) FROM accounts a
              WHERE a.name = $1 AND a.kind = 'robot'",
         )
         .bind(member)
         .fetch_optional(&self.reader)
         .await?;
-        if let Some(row) = robot_namespace {
-            if row.get::<Option<&str>, _>(0) != Some(org) {
-                return Err(MetadataError::Refused(
-                    "a robot may only join teams of its own namespace",
-                ));
-            }
+        if robot_namespace.is_some_and(|ns| ns.as_deref() != Some(org)) {
+            return Err(MetadataError::Refused(
+                "a robot may only join teams of its own namespace",
+            ));
         }
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO team_members (team_id, account_id)
              SELECT t.id, m.id FROM teams t JOIN accounts o ON o.id = t.org_id, accounts m
              WHERE o.name = $1 AND t.name = $2 AND m.name = $3 AND m.kind IN ('user', 'robot')
@@ -364,10 +329,8 @@ impl AccountStore for SqlStore {
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 1 {
+        .bind(member);
+        if self.write(query).await? == 1 {
             return Ok(());
         }
         // Nothing inserted: already a member, or a name did not resolve.
@@ -383,58 +346,39 @@ impl AccountStore for SqlStore {
         exists.map(|_| ()).ok_or(MetadataError::NotFound)
     }
 
-    async fn remove_team_member(
-        &self,
-        org: &str,
-        team_name: &str,
-        member: &str,
-    ) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
+    async fn remove_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<bool> {
+        let query = sqlx::query(
             "DELETE FROM team_members WHERE
                team_id = (SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2)
                AND account_id = (SELECT id FROM accounts WHERE name = $3)",
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(member);
+        Ok(self.write(query).await? > 0)
     }
 
-    async fn team_members(
-        &self,
-        org: &str,
-        team_name: &str,
-    ) -> Result<Vec<Account>, MetadataError> {
-        let rows = sqlx::query(
-            select_accounts!("FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 AND t.name = $2 ORDER BY a.name"),
-        )
-        .bind(org)
-        .bind(team_name)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+    async fn team_members(&self, org: &str, team_name: &str) -> Result<Vec<Account>> {
+        let sql = select_accounts!(
+            "FROM accounts a WHERE a.id IN (SELECT tm.account_id FROM team_members tm
+                 JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+                 WHERE o.name = $1 AND t.name = $2)
+             ORDER BY a.name"
+        );
+        self.accounts(sql, &[org, team_name]).await
     }
 
-    async fn organization_members(&self, org: &str) -> Result<Vec<Account>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser,
-                (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
-             FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
-             JOIN accounts a ON a.id = tm.account_id WHERE o.name = $1 ORDER BY a.name",
-        )
-        .bind(org)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(account).collect()
+    async fn organization_members(&self, org: &str) -> Result<Vec<Account>> {
+        let sql = select_accounts!(
+            "FROM accounts a WHERE a.id IN (SELECT tm.account_id FROM team_members tm
+                 JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
+                 WHERE o.name = $1)
+             ORDER BY a.name"
+        );
+        self.accounts(sql, &[org]).await
     }
 
-    async fn namespace_rights(
-        &self,
-        account_id: i64,
-        namespace: &str,
-    ) -> Result<NamespaceRights, MetadataError> {
+    async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights> {
         let row = sqlx::query(
             "SELECT ns.id, ns.kind,
                 (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)
@@ -450,17 +394,12 @@ impl AccountStore for SqlStore {
             return Ok(NamespaceRights::default());
         };
         let (ns_id, kind, rank): (i64, &str, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-        Ok(match kind {
-            "user" if ns_id == account_id => NamespaceRights {
-                admin: true,
-                create: true,
-            },
-            "organization" => NamespaceRights {
-                admin: rank == Some(3),
-                create: rank >= Some(2),
-            },
-            _ => NamespaceRights::default(),
-        })
+        let (admin, create) = match kind {
+            "user" => (ns_id == account_id, ns_id == account_id),
+            "organization" => (rank == Some(3), rank >= Some(2)),
+            _ => (false, false),
+        };
+        Ok(NamespaceRights { admin, create })
     }
 
     async fn granted_role(
@@ -677,24 +616,18 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn set_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-        role: Role,
-    ) -> Result<(), MetadataError> {
+    async fn set_permission(&self, repo: &RepoName, grantee: &Grantee, role: Role) -> Result<()> {
         let mut tx = self.begin().await?;
         // The row lock serializes grants on one repository (SQLite's single writer does so by
         // itself), so two concurrent grants to one grantee replace each other instead of
         // colliding.
-        let repo_id: i64 = sqlx::query(sql!(
+        let repo_id: i64 = sqlx::query_scalar(sql!(
             self,
             "SELECT id FROM repositories WHERE name = $1 FOR UPDATE"
         ))
         .bind(repo.as_str())
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| r.get(0))
         .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
@@ -716,14 +649,13 @@ impl AccountStore for SqlStore {
                 (Some(id), None)
             }
             Grantee::Team(name) => {
-                let id = sqlx::query(
+                let id = sqlx::query_scalar(
                     "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2",
                 )
                 .bind(repo.namespace())
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.get(0))
                 .ok_or(MetadataError::NotFound)?;
                 (None, Some(id))
             }
@@ -747,11 +679,7 @@ impl AccountStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn remove_permission(
-        &self,
-        repo: &RepoName,
-        grantee: &Grantee,
-    ) -> Result<bool, MetadataError> {
+    async fn remove_permission(&self, repo: &RepoName, grantee: &Grantee) -> Result<bool> {
         let done = match grantee {
             Grantee::Account(name) => sqlx::query(
                 "DELETE FROM repository_permissions
@@ -775,42 +703,29 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>, MetadataError> {
-        let rows = sqlx::query(
+    async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>> {
+        let query = sqlx::query(
             "SELECT a.name, a.kind, t.name, p.role FROM repository_permissions p
              JOIN repositories r ON r.id = p.repository_id
              LEFT JOIN accounts a ON a.id = p.account_id
              LEFT JOIN teams t ON t.id = p.team_id
              WHERE r.name = $1 ORDER BY a.name NULLS FIRST, t.name NULLS FIRST",
         )
-        .bind(repo.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let role: &str = r.get(3);
-                let role = Role::parse(role)
-                    .ok_or_else(|| MetadataError::Backend("corrupt role".into()))?;
-                let account: Option<String> = r.get(0);
-                let kind: Option<&str> = r.get(1);
-                let team: Option<String> = r.get(2);
-                Ok(match (account, team) {
-                    (Some(a), _) => Permission {
-                        grantee: Grantee::Account(a),
-                        kind: kind.and_then(AccountKind::parse),
-                        role,
-                    },
-                    (None, Some(t)) => Permission {
-                        grantee: Grantee::Team(t),
-                        kind: None,
-                        role,
-                    },
-                    (None, None) => {
-                        return Err(MetadataError::Backend("permission without grantee".into()))
-                    }
-                })
+        .bind(repo.as_str());
+        self.read_all(query, |r| {
+            // A team grantee joins no account, so its kind is NULL.
+            let grantee = match (r.get(0), r.get(2)) {
+                (Some(name), _) => Grantee::Account(name),
+                (None, Some(name)) => Grantee::Team(name),
+                (None, None) => return Err(MetadataError::Backend("no grantee".into())),
+            };
+            Ok(Permission {
+                grantee,
+                kind: r.get::<Option<&str>, _>(1).and_then(AccountKind::parse),
+                role: stored(r.get(3))?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn create_api_token(
@@ -818,7 +733,7 @@ impl AccountStore for SqlStore {
         account_name: &str,
         name: &str,
         token_hash: &str,
-    ) -> Result<ApiToken, MetadataError> {
+    ) -> Result<ApiToken> {
         let account_id = self.required_id(account_name).await?;
         let now = now_millis();
         let row = sqlx::query(
@@ -839,25 +754,18 @@ impl AccountStore for SqlStore {
         })
     }
 
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>, MetadataError> {
-        let row = sqlx::query(select_accounts!(
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>> {
+        let sql = select_accounts!(
             "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(account).transpose()
+        );
+        self.account_by(sql, token_hash).await
     }
 
-    async fn signing_keys(
-        &self,
-        candidate: (&str, &str),
-    ) -> Result<Vec<(String, String)>, MetadataError> {
+    async fn signing_keys(&self, candidate: (&str, &str)) -> Result<Vec<(String, String)>> {
         // Replicas starting at once must agree on one first key: a lock held for the
         // transaction makes "insert when there is none" atomic across connections.
         let mut tx = self.begin().await?;
-        self.lock(&mut tx, LockMode::Exclusive, SIGNING_KEYS_LOCK_CLASS, 0)
-            .await?;
+        self.lock(&mut tx, LockMode::Exclusive, b"skey", 0).await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, private_pem, created_at)
              SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
@@ -881,7 +789,7 @@ impl AccountStore for SqlStore {
         account: &str,
         csrf: &str,
         expires_at: i64,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
@@ -900,36 +808,30 @@ impl AccountStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict)?;
-        if done.rows_affected() == 0 {
-            return Err(MetadataError::NotFound);
-        }
-        tx.commit().await.map_err(backend)
+        changed_one(done.rows_affected(), MetadataError::NotFound)?;
+        Ok(tx.commit().await?)
     }
 
-    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>, MetadataError> {
-        let row = sqlx::query(select_accounts!(
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Session>> {
+        let query = sqlx::query(select_accounts!(
             ", s.csrf, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
              WHERE s.token_hash = $1 AND s.expires_at > $2"
         ))
         .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
+        .bind(now);
+        self.read_one(query, |r| {
             Ok(Session {
-                account: account(&r)?,
+                account: account(r)?,
                 csrf: r.get(7),
                 expires_at: r.get(8),
             })
         })
-        .transpose()
+        .await
     }
 
-    async fn delete_session(&self, token_hash: &str) -> Result<(), MetadataError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.writer)
-            .await?;
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let query = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash);
+        self.write(query).await?;
         Ok(())
     }
 }

@@ -8,86 +8,102 @@ use oci::{Digest, RepoName};
 use sqlx::Row;
 
 use super::collection::mark_pending;
-use super::SqlStore;
-use crate::metadata::fsck::{
-    sort_references, DanglingTag, FsckStore, ManifestRecord, RecordedReferences, BLOBS_AFTER,
-    BLOB_TOTALS, DANGLING_TAGS, FORGET_BLOB, LINKING_REPOSITORIES, MANIFESTS_AFTER,
-    RECORDED_REFERENCES, TAG_COUNT,
-};
-use crate::metadata::{stored, MetadataError};
+use super::{digest_and_size, first, LockMode, SqlStore};
+use crate::metadata::fsck::{DanglingTag, FsckStore, ManifestRecord, RecordedReferences};
+use crate::metadata::{stored, Result};
 
 #[async_trait]
 impl FsckStore for SqlStore {
-    async fn blob_totals(&self) -> Result<(u64, u64), MetadataError> {
-        let row = sqlx::query(BLOB_TOTALS).fetch_one(&self.reader).await?;
+    async fn blob_totals(&self) -> Result<(u64, u64)> {
+        let row = sqlx::query("SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs")
+            .fetch_one(&self.reader)
+            .await?;
         Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
     }
 
-    async fn blobs_after(
-        &self,
-        after: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Vec<(Digest, u64)>, MetadataError> {
-        let rows = sqlx::query(BLOBS_AFTER)
-            .bind(after.map(Digest::to_string).unwrap_or_default())
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
-            .collect()
+    async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
+        let query = sqlx::query(
+            "SELECT digest, size FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
+        )
+        .bind(after.map(Digest::to_string).unwrap_or_default())
+        .bind(i64::from(limit));
+        self.read_all(query, digest_and_size).await
     }
 
     async fn manifests_after(
         &self,
         after: Option<(&RepoName, &Digest)>,
         limit: u32,
-    ) -> Result<Vec<ManifestRecord>, MetadataError> {
+    ) -> Result<Vec<ManifestRecord>> {
         let (repo, digest) = after
             .map(|(r, d)| (r.to_string(), d.to_string()))
             .unwrap_or_default();
-        let rows = sqlx::query(MANIFESTS_AFTER)
-            .bind(repo)
-            .bind(digest)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ManifestRecord {
-                    repository: stored(r.get::<&str, _>(0))?,
-                    digest: stored(r.get::<&str, _>(1))?,
-                    media_type: r.get(2),
-                    content: r.get(3),
-                })
+        let query = sqlx::query(
+            "SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             LEFT JOIN manifest_contents c ON c.digest = m.digest
+             WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)
+             ORDER BY r.name, m.digest LIMIT $3",
+        )
+        .bind(repo)
+        .bind(digest)
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            Ok(ManifestRecord {
+                repository: stored(r.get::<&str, _>(0))?,
+                digest: stored(r.get::<&str, _>(1))?,
+                media_type: r.get(2),
+                content: r.get(3),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn recorded_references(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<RecordedReferences, MetadataError> {
-        let rows = sqlx::query(RECORDED_REFERENCES)
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .fetch_all(&self.reader)
-            .await?;
-        let rows = rows
-            .iter()
-            .map(|r| Ok((r.get::<String, _>(0), stored(r.get::<&str, _>(1))?)))
-            .collect::<Result<Vec<_>, MetadataError>>()?;
-        Ok(sort_references(rows))
+    ) -> Result<RecordedReferences> {
+        let rows = sqlx::query(
+            "SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
+             JOIN repositories r ON r.id = mr.repository_id
+             WHERE r.name = $1 AND mr.manifest_digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        let mut refs = RecordedReferences::default();
+        for r in &rows {
+            let digest = stored(r.get::<&str, _>(1))?;
+            match r.get::<&str, _>(0) {
+                "manifest" => refs.children.push(digest),
+                _ => refs.blobs.push(digest),
+            }
+        }
+        for list in [&mut refs.blobs, &mut refs.children] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(refs)
     }
 
-    async fn tag_count(&self) -> Result<u64, MetadataError> {
-        let row = sqlx::query(TAG_COUNT).fetch_one(&self.reader).await?;
+    async fn tag_count(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT count(*) FROM tags")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(row.get::<i64, _>(0) as u64)
     }
 
-    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>, MetadataError> {
-        let rows = sqlx::query(DANGLING_TAGS).fetch_all(&self.reader).await?;
+    async fn dangling_tags(&self) -> Result<Vec<DanglingTag>> {
+        let rows = sqlx::query(
+            "SELECT r.name, t.name, t.manifest_digest FROM tags t
+             JOIN repositories r ON r.id = t.repository_id
+             LEFT JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+             WHERE m.digest IS NULL
+             ORDER BY r.name, t.name",
+        )
+        .fetch_all(&self.reader).await?;
         rows.iter()
             .map(|r| {
                 Ok(DanglingTag {
@@ -99,9 +115,10 @@ impl FsckStore for SqlStore {
             .collect()
     }
 
-    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+    async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>> {
         let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, digest).await?;
+        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
+            .await?;
         let digest = digest.to_string();
         let Some(size) = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(&digest)
@@ -116,25 +133,27 @@ impl FsckStore for SqlStore {
         Ok(Some(size))
     }
 
-    async fn forget_quarantined_blob(
-        &self,
-        digest: &Digest,
-    ) -> Result<Vec<RepoName>, MetadataError> {
+    async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>> {
         let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, digest).await?;
+        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
+            .await?;
         let digest = digest.to_string();
-        let repos = sqlx::query(LINKING_REPOSITORIES)
-            .bind(&digest)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| stored(r.get::<&str, _>(0)))
-            .collect::<Result<Vec<RepoName>, _>>()?;
-        for statement in FORGET_BLOB {
-            sqlx::query(statement)
-                .bind(&digest)
-                .execute(&mut *tx)
-                .await?;
+        let repos = sqlx::query(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1 ORDER BY r.name",
+        )
+        .bind(&digest)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(first)
+        .collect::<Result<Vec<RepoName>, _>>()?;
+        for sql in [
+            "DELETE FROM repository_blobs WHERE digest = $1",
+            "DELETE FROM blobs WHERE digest = $1",
+            "DELETE FROM blob_deletions WHERE digest = $1",
+        ] {
+            sqlx::query(sql).bind(&digest).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(repos)

@@ -21,12 +21,12 @@
 
 use std::sync::OnceLock;
 
-use sqlx::any::AnyQueryResult;
-use sqlx::AnyPool;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, Transaction};
+use sqlx::{AnyPool, Row};
 
 use super::sqlite::cache::{ContentCache, Invalidation};
-use super::{backend, MetadataError};
+use super::{stored, MetadataError, Result};
 
 mod accounts;
 mod collection;
@@ -46,13 +46,10 @@ impl Dialect {
         match self {
             Dialect::Sqlite => {
                 // SQLite has no row locks: its one writer holds the whole database.
-                match portable
+                let lock = portable
                     .find(" FOR UPDATE")
-                    .or_else(|| portable.find(" FOR SHARE"))
-                {
-                    Some(at) => portable[..at].to_string(),
-                    None => portable.to_string(),
-                }
+                    .or_else(|| portable.find(" FOR SHARE"));
+                portable[..lock.unwrap_or(portable.len())].to_string()
             }
             Dialect::Postgres => {
                 let mut text = portable.replace("instr(", "strpos(");
@@ -73,15 +70,11 @@ impl Dialect {
     /// The spelling of `portable` for this database, from a call site's own cache.
     pub(crate) fn pick(
         self,
-        spellings: &'static OnceLock<[String; 2]>,
+        cache: &'static OnceLock<[String; 2]>,
         portable: &str,
     ) -> &'static str {
-        &spellings.get_or_init(|| {
-            [
-                Dialect::Sqlite.spell(portable),
-                Dialect::Postgres.spell(portable),
-            ]
-        })[self as usize]
+        let both = [Dialect::Sqlite, Dialect::Postgres];
+        &cache.get_or_init(|| both.map(|dialect| dialect.spell(portable)))[self as usize]
     }
 }
 
@@ -96,6 +89,12 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// A write transaction.
+type Tx = Transaction<'static, Any>;
+
+/// A statement with its parameters bound.
+type Query = sqlx::query::Query<'static, Any, AnyArguments>;
+
 /// How a lock between replicas is held.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LockMode {
@@ -108,19 +107,14 @@ pub(crate) enum LockMode {
 pub struct SqlStore {
     /// Runs every write. On SQLite a single connection, so that this process's transactions
     /// never contend with each other.
-    writer: AnyPool,
+    pub(super) writer: AnyPool,
     /// Runs reads outside transactions, concurrently with writes (the same pool as `writer`
     /// on PostgreSQL).
-    reader: AnyPool,
-    dialect: Dialect,
+    pub(super) reader: AnyPool,
+    pub(super) dialect: Dialect,
     /// The embedded backend's hot reads; every write that changes tags, manifests or
     /// repositories invalidates it.
-    cache: Option<ContentCache>,
-}
-
-/// The number of an advisory-lock key's class on PostgreSQL, from four ASCII letters.
-pub(crate) const fn lock_class(name: &[u8; 4]) -> i32 {
-    i32::from_be_bytes(*name)
+    pub(super) cache: Option<ContentCache>,
 }
 
 /// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every
@@ -132,29 +126,10 @@ pub(crate) fn lock_key(name: &str) -> i32 {
 }
 
 impl SqlStore {
-    pub(super) fn new(
-        writer: AnyPool,
-        reader: AnyPool,
-        dialect: Dialect,
-        cache: Option<ContentCache>,
-    ) -> SqlStore {
-        SqlStore {
-            writer,
-            reader,
-            dialect,
-            cache,
-        }
-    }
-
-    /// Which database this store runs on.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// Begins a write transaction.
-    async fn begin(&self) -> Result<Transaction<'static, Any>, MetadataError> {
+    async fn begin(&self) -> Result<Tx> {
         if self.dialect == Dialect::Postgres {
-            return self.writer.begin().await.map_err(backend);
+            return Ok(self.writer.begin().await?);
         }
         // IMMEDIATE takes the write lock up front, so another process (the CLI) makes this
         // wait on the busy timeout instead of failing the transaction half-way.
@@ -166,25 +141,17 @@ impl SqlStore {
                 tracing::warn!("replacing the metadata writer connection after a failed commit");
                 let stale = self.writer.acquire().await?;
                 let _ = sqlx::Connection::close(stale.detach()).await;
-                self.writer
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(backend)
+                Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
             }
-            result => result.map_err(backend),
+            result => Ok(result?),
         }
     }
 
-    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with.
-    /// Replicas on PostgreSQL share these; on SQLite every write transaction already holds
-    /// the whole database, so there is nothing to take.
-    async fn lock(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        mode: LockMode,
-        class: i32,
-        key: i32,
-    ) -> Result<(), MetadataError> {
+    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with;
+    /// `class` names what is locked in four ASCII letters. Replicas on PostgreSQL share these
+    /// (as advisory locks); on SQLite every write transaction already holds the whole
+    /// database, so there is nothing to take.
+    async fn lock(&self, tx: &mut Tx, mode: LockMode, class: &[u8; 4], key: i32) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
         }
@@ -193,11 +160,48 @@ impl SqlStore {
             LockMode::Exclusive => "SELECT pg_advisory_xact_lock($1, $2)",
         };
         sqlx::query(statement)
-            .bind(class)
+            .bind(i32::from_be_bytes(*class))
             .bind(key)
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Takes the per-digest lock until `tx` ends: shared by pushes linking or referencing the
+    /// blob, exclusive for a collector or the integrity check taking it out of service.
+    async fn lock_digest(&self, tx: &mut Tx, mode: LockMode, digest: &oci::Digest) -> Result<()> {
+        // The first 32 bits of the digest.
+        let key = u32::from_str_radix(&digest.hex()[..8], 16).unwrap_or(0) as i32;
+        self.lock(tx, mode, b"blob", key).await
+    }
+
+    /// Runs a statement outside a transaction; how many rows it changed.
+    async fn write(&self, query: Query) -> Result<u64> {
+        Ok(query.execute(&self.writer).await?.rows_affected())
+    }
+
+    /// What a query reads outside a transaction, each row mapped by `row`.
+    async fn read_all<T, C: FromIterator<T>>(
+        &self,
+        query: Query,
+        row: impl FnMut(&AnyRow) -> Result<T>,
+    ) -> Result<C> {
+        query
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    /// The first row a query reads outside a transaction, mapped by `row`.
+    async fn read_one<T>(
+        &self,
+        query: Query,
+        row: impl FnOnce(&AnyRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let found = query.fetch_optional(&self.reader).await?;
+        found.as_ref().map(row).transpose()
     }
 
     /// Drops what the read cache holds for `repo` (every repository for `None`) once the
@@ -205,18 +209,11 @@ impl SqlStore {
     fn invalidate_on_exit(&self, repo: Option<&str>) -> Option<Invalidation<'_>> {
         self.cache.as_ref().map(|c| c.invalidate_on_exit(repo))
     }
-
-    /// Drops what the read cache holds for `repo`, after a write committed.
-    fn invalidate(&self, repo: &str) {
-        if let Some(cache) = &self.cache {
-            cache.invalidate(repo);
-        }
-    }
 }
 
-/// `Ok` when a statement changed exactly one row, else `otherwise`.
-fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<(), MetadataError> {
-    if done.rows_affected() == 1 {
+/// `Ok` when a statement changed exactly one row (`changed`), else `otherwise`.
+fn changed_one(changed: u64, otherwise: MetadataError) -> Result<()> {
+    if changed == 1 {
         Ok(())
     } else {
         Err(otherwise)
@@ -227,6 +224,16 @@ fn changed_one(done: AnyQueryResult, otherwise: MetadataError) -> Result<(), Met
 fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
     let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
     serde_json::Value::from(items).to_string()
+}
+
+/// A row's first column: text this store wrote from a `T`.
+fn first<T: std::str::FromStr<Err: std::fmt::Display>>(r: &AnyRow) -> Result<T> {
+    stored(r.get::<&str, _>(0))
+}
+
+/// A `(digest, size)` row.
+fn digest_and_size(r: &AnyRow) -> Result<(oci::Digest, u64)> {
+    Ok((first(r)?, r.get::<i64, _>(1) as u64))
 }
 
 /// PostgreSQL text cannot hold NUL and refuses a parameter that has one; SQLite would only

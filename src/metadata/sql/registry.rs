@@ -12,27 +12,32 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use oci::{Algorithm, Digest, RepoName, Tag};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
 use super::{
-    changed_one, has_nul, json_list, lock_class, lock_key, ordering_bound, sql, LockMode, SqlStore,
+    changed_one, digest_and_size, first, has_nul, json_list, lock_key, ordering_bound, sql,
+    LockMode, SqlStore, Tx,
 };
 use crate::metadata::sqlite::cache;
 use crate::metadata::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
-    MetadataStore, NewManifest, QuotaExceeded, Referrer, StoredManifest, TagDetail,
+    MetadataStore, NewManifest, QuotaExceeded, Referrer, Result, StoredManifest, TagDetail,
     TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
 
-const ENSURE_REPO: &str =
-    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING";
-
-/// The lock class under which upload sessions of one owner open.
-const UPLOAD_OWNER_LOCK_CLASS: i32 = lock_class(b"uplo");
-/// The lock class under which upload sessions of one repository open.
-const UPLOAD_REPOSITORY_LOCK_CLASS: i32 = lock_class(b"uplr");
+/// Creates the repository unless it exists (pushes to a new one may race to create it).
+async fn ensure_repo<'c>(db: impl AnyExecutor<'c>, repo: &RepoName, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
 
 /// A query reading the columns [`upload_row`] expects, followed by `$tail`.
 macro_rules! select_uploads {
@@ -45,7 +50,7 @@ macro_rules! select_uploads {
     };
 }
 
-fn upload_row(r: &AnyRow) -> Result<UploadRecord, MetadataError> {
+fn upload_row(r: &AnyRow) -> Result<UploadRecord> {
     Ok(UploadRecord {
         id: UploadId::parse(r.get::<&str, _>(0))
             .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
@@ -75,7 +80,7 @@ macro_rules! select_describers {
     };
 }
 
-fn describer_row(r: &AnyRow) -> Result<Describer, MetadataError> {
+fn describer_row(r: &AnyRow) -> Result<Describer> {
     Ok(Describer {
         target: stored(r.get::<&str, _>(0))?,
         digest: stored(r.get::<&str, _>(1))?,
@@ -88,16 +93,11 @@ fn describer_row(r: &AnyRow) -> Result<Describer, MetadataError> {
 
 #[async_trait]
 impl MetadataStore for SqlStore {
-    async fn ensure_repository(&self, repo: &RepoName) -> Result<(), MetadataError> {
-        sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now_millis())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+    async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {
+        ensure_repo(&self.writer, repo, now_millis()).await
     }
 
-    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
         if self.cache.as_ref().is_some_and(|c| c.exists(repo.as_str())) {
             return Ok(true);
         }
@@ -112,38 +112,25 @@ impl MetadataStore for SqlStore {
         Ok(row.is_some())
     }
 
-    async fn list_repositories(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RepoName>, MetadataError> {
-        let rows =
+    async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>> {
+        let query =
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(ordering_bound(after.unwrap_or("")))
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+                .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetadataError> {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let now = now_millis();
         let mut tx = self.begin().await?;
         // Shared with other pushes, exclusive with a collector deleting this digest.
-        let key = gc::blob_lock_key(digest);
-        self.lock(&mut tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
-            .await?;
+        self.lock_digest(&mut tx, LockMode::Shared, digest).await?;
         let digest = digest.to_string();
-        let pending = sqlx::query("SELECT started_at FROM blob_deletions WHERE digest = $1")
-            .bind(&digest)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get::<i64, _>(0));
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT started_at FROM blob_deletions WHERE digest = $1")
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(started_at) = pending {
             if started_at > now - gc::STALE_DELETION.as_millis() as i64 {
                 // A collector is deleting these bytes; the push writes them again after.
@@ -154,11 +141,7 @@ impl MetadataStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        ensure_repo(&mut *tx, repo, now).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $3)
              ON CONFLICT(digest) DO UPDATE SET linked_at = excluded.linked_at",
@@ -181,23 +164,17 @@ impl MetadataStore for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let query = sqlx::query(
             "DELETE FROM repository_blobs WHERE digest = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(digest.to_string());
+        Ok(self.write(query).await? > 0)
     }
 
-    async fn linked_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, MetadataError> {
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT b.size FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
@@ -215,9 +192,9 @@ impl MetadataStore for SqlStore {
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashMap<Digest, u64>, MetadataError> {
+    ) -> Result<HashMap<Digest, u64>> {
         // One round trip: the digests travel as one JSON list.
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             "SELECT b.digest, b.size FROM repository_blobs rb
              JOIN blobs b ON b.digest = rb.digest
@@ -225,15 +202,11 @@ impl MetadataStore for SqlStore {
                AND rb.digest IN (SELECT value FROM json_each($2))"
         ))
         .bind(repo.as_str())
-        .bind(json_list(digests))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((stored(r.get::<&str, _>(0))?, r.get::<i64, _>(1) as u64)))
-            .collect()
+        .bind(json_list(digests));
+        self.read_all(query, digest_and_size).await
     }
 
-    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetadataError> {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_optional(&self.reader)
@@ -246,21 +219,14 @@ impl MetadataStore for SqlStore {
         upload: &UploadRecord,
         owner: &str,
         quota: UploadQuota,
-    ) -> Result<Result<(), QuotaExceeded>, MetadataError> {
+    ) -> Result<Result<(), QuotaExceeded>> {
         let now = now_millis();
         let mut tx = self.begin().await?;
-        sqlx::query(ENSURE_REPO)
-            .bind(upload.repository.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        ensure_repo(&mut *tx, &upload.repository, now).await?;
         // Sessions opening for the same owner or repository on any replica wait here until
         // this one has counted and inserted. Always the owner first, then the repository, so
         // two openings never wait for each other in a circle.
-        for (class, key) in [
-            (UPLOAD_OWNER_LOCK_CLASS, owner),
-            (UPLOAD_REPOSITORY_LOCK_CLASS, upload.repository.as_str()),
-        ] {
+        for (class, key) in [(b"uplo", owner), (b"uplr", upload.repository.as_str())] {
             self.lock(&mut tx, LockMode::Exclusive, class, lock_key(key))
                 .await?;
         }
@@ -294,12 +260,9 @@ impl MetadataStore for SqlStore {
         Ok(Ok(()))
     }
 
-    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, MetadataError> {
-        let row = sqlx::query(select_uploads!(" WHERE u.id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(upload_row).transpose()
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        let query = sqlx::query(select_uploads!(" WHERE u.id = $1")).bind(id.as_str());
+        self.read_one(query, upload_row).await
     }
 
     async fn advance_upload(
@@ -309,8 +272,8 @@ impl MetadataStore for SqlStore {
         to: u64,
         hash_state: &[u8],
         progress: Option<&[u8]>,
-    ) -> Result<(), MetadataError> {
-        let done = sqlx::query(
+    ) -> Result<()> {
+        let query = sqlx::query(
             "UPDATE uploads SET length = $3, updated_at = $4, hash_state = $5, progress = $6
              WHERE id = $1 AND length = $2",
         )
@@ -319,25 +282,19 @@ impl MetadataStore for SqlStore {
         .bind(to as i64)
         .bind(now_millis())
         .bind(hash_state)
-        .bind(progress)
-        .execute(&self.writer)
-        .await?;
-        changed_one(done, MetadataError::Conflict)
+        .bind(progress);
+        changed_one(self.write(query).await?, MetadataError::Conflict)
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<(), MetadataError> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await?;
+    async fn delete_upload(&self, id: &UploadId) -> Result<()> {
+        let query = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.as_str());
+        self.write(query).await?;
         Ok(())
     }
 
-    async fn list_uploads(&self) -> Result<Vec<UploadRecord>, MetadataError> {
-        let rows = sqlx::query(select_uploads!(""))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(upload_row).collect()
+    async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
+        let query = sqlx::query(select_uploads!(""));
+        self.read_all(query, upload_row).await
     }
 
     async fn put_manifest(
@@ -345,7 +302,7 @@ impl MetadataStore for SqlStore {
         repo: &RepoName,
         manifest: &NewManifest,
         tags: &[Tag],
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let now = now_millis();
         let digest = manifest.digest.to_string();
         let annotations = manifest
@@ -354,17 +311,13 @@ impl MetadataStore for SqlStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(backend)?;
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let mut tx = self.begin().await?;
-        sqlx::query(ENSURE_REPO)
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let repo_id: i64 = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        ensure_repo(&mut *tx, repo, now).await?;
+        let repo_id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+            .await?;
         self.verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
@@ -393,19 +346,17 @@ impl MetadataStore for SqlStore {
         .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            if let Some(signed) = &manifest.facts.signed {
-                // Pushed again under a cosign tag: remember what it signs.
-                sqlx::query(
-                    "UPDATE manifests SET signed_digest = $3
-                     WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
-                )
-                .bind(repo_id)
-                .bind(&digest)
-                .bind(signed.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
+        if let (0, Some(signed)) = (inserted.rows_affected(), &manifest.facts.signed) {
+            // Pushed again under a cosign tag: remember what it signs.
+            sqlx::query(
+                "UPDATE manifests SET signed_digest = $3
+                 WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
+            )
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(signed.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         // One statement per list. `WHERE true` tells SQLite's parser that ON CONFLICT is not
         // a join constraint.
@@ -446,16 +397,14 @@ impl MetadataStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         }
-        let committed = tx.commit().await.map_err(backend);
-        self.invalidate(repo.as_str());
-        committed
+        Ok(tx.commit().await?)
     }
 
     async fn manifest(
         &self,
         repo: &RepoName,
         key: ManifestKey<'_>,
-    ) -> Result<Option<StoredManifest>, MetadataError> {
+    ) -> Result<Option<StoredManifest>> {
         let digest_text;
         let lookup = match key {
             ManifestKey::Tag(tag) => cache::Lookup::Tag(tag.as_str()),
@@ -472,88 +421,75 @@ impl MetadataStore for SqlStore {
             return Ok(Some(StoredManifest::clone(&hit)));
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());
-        let query = match key {
-            ManifestKey::Tag(tag) => sqlx::query(
+        let (sql, value) = match lookup {
+            cache::Lookup::Tag(tag) => (
                 "SELECT m.digest, m.media_type, c.content FROM tags t
                  JOIN repositories r ON r.id = t.repository_id
                  JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
                  JOIN manifest_contents c ON c.digest = m.digest
                  WHERE r.name = $1 AND t.name = $2",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str()),
-            ManifestKey::Digest(digest) => sqlx::query(
+                tag,
+            ),
+            cache::Lookup::Digest(digest) => (
                 "SELECT m.digest, m.media_type, c.content FROM manifests m
                  JOIN repositories r ON r.id = m.repository_id
                  JOIN manifest_contents c ON c.digest = m.digest
                  WHERE r.name = $1 AND m.digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(digest.to_string()),
+                digest,
+            ),
         };
-        let row = query.fetch_optional(&self.reader).await?;
-        let found = row
-            .map(|r| {
-                Ok::<_, MetadataError>(StoredManifest {
-                    digest: stored(r.get::<&str, _>(0))?,
-                    media_type: r.get(1),
-                    content: r.get(2),
-                })
-            })
-            .transpose()?;
-        if let (Some(cache), Some(ticket), Some(m)) = (&self.cache, ticket, &found) {
-            cache.store_manifest(ticket, repo.as_str(), &lookup, Arc::new(m.clone()));
+        let query = sqlx::query(sql).bind(repo.as_str()).bind(value);
+        let Some(r) = query.fetch_optional(&self.reader).await? else {
+            return Ok(None);
+        };
+        let found = StoredManifest {
+            digest: first(&r)?,
+            media_type: r.get(1),
+            content: r.get(2),
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.store_manifest(ticket, repo.as_str(), &lookup, Arc::new(found.clone()));
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     async fn present_manifests(
         &self,
         repo: &RepoName,
         digests: &[Digest],
-    ) -> Result<HashSet<Digest>, MetadataError> {
-        let rows = sqlx::query(sql!(
+    ) -> Result<HashSet<Digest>> {
+        let query = sqlx::query(sql!(
             self,
             "SELECT m.digest FROM manifests m
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
                AND m.digest IN (SELECT value FROM json_each($2))"
         ))
         .bind(repo.as_str())
-        .bind(json_list(digests))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(json_list(digests));
+        self.read_all(query, first).await
     }
 
-    async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError> {
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         // Tags and reference rows go with it through ON DELETE CASCADE.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM manifests WHERE digest = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
-        .execute(&self.writer)
-        .await;
-        self.invalidate(repo.as_str());
-        Ok(done.map_err(backend)?.rows_affected() > 0)
+        .bind(digest.to_string());
+        Ok(self.write(query).await? > 0)
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetadataError> {
-        let done = sqlx::query(
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
+        let query = sqlx::query(
             "DELETE FROM tags WHERE name = $2
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repo.as_str())
-        .bind(tag.as_str())
-        .execute(&self.writer)
-        .await;
-        self.invalidate(repo.as_str());
-        Ok(done.map_err(backend)?.rows_affected() > 0)
+        .bind(tag.as_str());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn list_tags(
@@ -561,7 +497,7 @@ impl MetadataStore for SqlStore {
         repo: &RepoName,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Tag>, MetadataError> {
+    ) -> Result<Vec<Tag>> {
         if let Some(cache) = &self.cache {
             let page = |all: &[Tag]| {
                 // Both databases compare text bytewise, as `str` does.
@@ -581,35 +517,26 @@ impl MetadataStore for SqlStore {
             .fetch_all(&self.reader)
             .await?;
             if rows.len() <= cache::MAX_CACHED_TAGS {
-                let all = rows
-                    .iter()
-                    .map(|r| stored(r.get::<&str, _>(0)))
-                    .collect::<Result<Vec<Tag>, _>>()?;
+                let all = rows.iter().map(first).collect::<Result<Vec<Tag>, _>>()?;
                 let answer = page(&all);
                 cache.store_tags(ticket, repo.as_str(), Arc::new(all));
                 return Ok(answer);
             }
         }
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
         )
         .bind(repo.as_str())
         .bind(ordering_bound(after.unwrap_or("")))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
-    async fn tag_details(
-        &self,
-        repo: &RepoName,
-        query: &TagQuery<'_>,
-    ) -> Result<Vec<TagDetail>, MetadataError> {
+    async fn tag_details(&self, repo: &RepoName, query: &TagQuery<'_>) -> Result<Vec<TagDetail>> {
         // A cosign tag is `sha256-<hex>` and a suffix; `substr` with one start compares the
         // same bytes on both databases (SQLite's GLOB and PostgreSQL's LIKE differ in case).
-        let rows = sqlx::query(sql!(
+        let select = sqlx::query(sql!(
             self,
             "SELECT t.name, m.digest, m.media_type, m.kind, COALESCE(m.artifact_type, m.config_media_type),
                     m.total_size, t.updated_at, m.signed_digest, m.details
@@ -625,35 +552,27 @@ impl MetadataStore for SqlStore {
         .bind(query.filter)
         .bind(i64::from(query.limit))
         .bind(i64::from(query.offset))
-        .bind(query.cosign_tags)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let signed: Option<&str> = r.get(7);
-                Ok(TagDetail {
-                    name: r.get(0),
-                    digest: stored(r.get::<&str, _>(1))?,
-                    media_type: r.get(2),
-                    kind: r.get(3),
-                    artifact_type: r.get(4),
-                    total_size: r.get::<i64, _>(5) as u64,
-                    updated_at: r.get(6),
-                    signed: signed.map(stored).transpose()?,
-                    details: r.get(8),
-                })
+        .bind(query.cosign_tags);
+        self.read_all(select, |r| {
+            Ok(TagDetail {
+                name: r.get(0),
+                digest: stored(r.get::<&str, _>(1))?,
+                media_type: r.get(2),
+                kind: r.get(3),
+                artifact_type: r.get(4),
+                total_size: r.get::<i64, _>(5) as u64,
+                updated_at: r.get(6),
+                signed: r.get::<Option<&str>, _>(7).map(stored).transpose()?,
+                details: r.get(8),
             })
-            .collect()
+        })
+        .await
     }
 
-    async fn describers(
-        &self,
-        repo: &RepoName,
-        targets: &[Digest],
-    ) -> Result<Vec<Describer>, MetadataError> {
+    async fn describers(&self, repo: &RepoName, targets: &[Digest]) -> Result<Vec<Describer>> {
         let mut found = Vec::new();
         for chunk in targets.chunks(500) {
-            let rows = sqlx::query(sql!(
+            let query = sqlx::query(sql!(
                 self,
                 select_describers!(
                     "m.signed_digest IN (SELECT value FROM json_each($2))
@@ -661,12 +580,8 @@ impl MetadataStore for SqlStore {
                 )
             ))
             .bind(repo.as_str())
-            .bind(json_list(chunk))
-            .fetch_all(&self.reader)
-            .await?;
-            for r in &rows {
-                found.push(describer_row(r)?);
-            }
+            .bind(json_list(chunk));
+            found.extend(self.read_all::<_, Vec<_>>(query, describer_row).await?);
         }
         Ok(found)
     }
@@ -677,7 +592,7 @@ impl MetadataStore for SqlStore {
         target: &Digest,
         offset: u32,
         limit: u32,
-    ) -> Result<(Vec<Describer>, u64), MetadataError> {
+    ) -> Result<(Vec<Describer>, u64)> {
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id
              WHERE r.name = $1 AND m.signed_digest = $2",
@@ -686,24 +601,24 @@ impl MetadataStore for SqlStore {
         .bind(target.to_string())
         .fetch_one(&self.reader)
         .await?;
-        let rows = sqlx::query(select_describers!(
+        let query = sqlx::query(select_describers!(
             "m.signed_digest = $2 ORDER BY m.kind, m.digest LIMIT $3 OFFSET $4"
         ))
         .bind(repo.as_str())
         .bind(target.to_string())
         .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.reader)
-        .await?;
-        let page = rows.iter().map(describer_row).collect::<Result<_, _>>()?;
-        Ok((page, total.max(0) as u64))
+        .bind(i64::from(offset));
+        Ok((
+            self.read_all(query, describer_row).await?,
+            total.max(0) as u64,
+        ))
     }
 
     async fn manifest_summary(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<ManifestSummary>, MetadataError> {
+    ) -> Result<Option<ManifestSummary>> {
         let row = sqlx::query(
             "SELECT m.media_type, m.kind, m.artifact_type, m.total_size, m.created_at,
                     m.signed_digest, m.details
@@ -715,7 +630,6 @@ impl MetadataStore for SqlStore {
         .fetch_optional(&self.reader)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        let signed: Option<&str> = r.get(5);
         let tags = sqlx::query_scalar(
             "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
              WHERE r.name = $1 AND t.manifest_digest = $2 ORDER BY t.name",
@@ -731,18 +645,14 @@ impl MetadataStore for SqlStore {
             artifact_type: r.get(2),
             total_size: r.get::<i64, _>(3) as u64,
             created_at: r.get(4),
-            signed: signed.map(stored).transpose()?,
+            signed: r.get::<Option<&str>, _>(5).map(stored).transpose()?,
             details: r.get(6),
             tags,
         }))
     }
 
-    async fn move_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        digest: &Digest,
-    ) -> Result<bool, MetadataError> {
+    async fn move_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<bool> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
         let done = sqlx::query(
             "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
              SELECT m.repository_id, $2, m.digest, $4 FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -756,7 +666,6 @@ impl MetadataStore for SqlStore {
         .bind(now_millis())
         .execute(&self.writer)
         .await;
-        self.invalidate(repo.as_str());
         match done {
             Ok(done) => Ok(done.rows_affected() > 0),
             // The manifest was deleted (by a client or garbage collection) between this
@@ -776,8 +685,8 @@ impl MetadataStore for SqlStore {
         tag: Option<&Tag>,
         since: i64,
         limit: u32,
-    ) -> Result<Vec<TagHistoryEntry>, MetadataError> {
-        let rows = sqlx::query(
+    ) -> Result<Vec<TagHistoryEntry>> {
+        let query = sqlx::query(
             "SELECT h.name, h.manifest_digest, h.started_at, h.ended_at FROM tag_history h
              JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = $1 AND ($2 IS NULL OR h.name = $2) AND h.ended_at >= $3
@@ -788,19 +697,16 @@ impl MetadataStore for SqlStore {
         .bind(repo.as_str())
         .bind(tag.map(Tag::as_str))
         .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TagHistoryEntry {
-                    name: r.get::<String, _>(0),
-                    digest: stored(r.get::<&str, _>(1))?,
-                    started_at: r.get(2),
-                    ended_at: r.get(3),
-                })
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            Ok(TagHistoryEntry {
+                name: r.get::<String, _>(0),
+                digest: stored(r.get::<&str, _>(1))?,
+                started_at: r.get(2),
+                ended_at: r.get(3),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn restore_tag(
@@ -809,7 +715,7 @@ impl MetadataStore for SqlStore {
         tag: &Tag,
         digest: &Digest,
         since: i64,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<bool> {
         let known = sqlx::query(
             "SELECT 1 FROM tag_history h JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = $1 AND h.name = $2 AND h.manifest_digest = $3 AND h.ended_at >= $4",
@@ -833,11 +739,11 @@ impl MetadataStore for SqlStore {
         artifact_type: Option<&str>,
         after: Option<&Digest>,
         limit: u32,
-    ) -> Result<Vec<Referrer>, MetadataError> {
+    ) -> Result<Vec<Referrer>> {
         if artifact_type.is_some_and(has_nul) {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, COALESCE(m.artifact_type, m.config_media_type),
                     m.annotations
              FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -850,24 +756,21 @@ impl MetadataStore for SqlStore {
         .bind(subject.to_string())
         .bind(artifact_type)
         .bind(after.map(Digest::to_string).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let annotations: Option<&str> = r.get(4);
-                Ok(Referrer {
-                    digest: stored(r.get::<&str, _>(0))?,
-                    media_type: r.get(1),
-                    size: r.get::<i64, _>(2) as u64,
-                    artifact_type: r.get(3),
-                    annotations: annotations
-                        .map(serde_json::from_str::<BTreeMap<String, String>>)
-                        .transpose()
-                        .map_err(backend)?,
-                })
+        .bind(i64::from(limit));
+        self.read_all(query, |r| {
+            let annotations: Option<&str> = r.get(4);
+            Ok(Referrer {
+                digest: stored(r.get::<&str, _>(0))?,
+                media_type: r.get(1),
+                size: r.get::<i64, _>(2) as u64,
+                artifact_type: r.get(3),
+                annotations: annotations
+                    .map(serde_json::from_str::<BTreeMap<String, String>>)
+                    .transpose()
+                    .map_err(backend)?,
             })
-            .collect()
+        })
+        .await
     }
 }
 
@@ -879,21 +782,19 @@ impl MetadataStore for SqlStore {
 impl SqlStore {
     async fn verify_references(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Tx,
         repo_id: i64,
         manifest: &NewManifest,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<()> {
         let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
         blobs.sort_by_key(|d| d.to_string());
         blobs.dedup();
         // In digest order, so two pushes sharing layers take the locks in the same order.
         for digest in &blobs {
-            let key = gc::blob_lock_key(digest);
-            self.lock(tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
-                .await?;
+            self.lock_digest(tx, LockMode::Shared, digest).await?;
         }
         if !blobs.is_empty() {
-            let found: i64 = sqlx::query(sql!(
+            let found: i64 = sqlx::query_scalar(sql!(
                 self,
                 "SELECT count(*) FROM repository_blobs
              WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
@@ -901,8 +802,7 @@ impl SqlStore {
             .bind(repo_id)
             .bind(json_list(&blobs))
             .fetch_one(&mut **tx)
-            .await?
-            .get(0);
+            .await?;
             if found as usize != blobs.len() {
                 return Err(MetadataError::Conflict);
             }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use sqlx::any::AnyPoolOptions;
-use sqlx::Executor;
+use sqlx::{AnyPool, Executor};
 
 use super::sql::{Dialect, SqlStore};
-use super::{backend, MetadataError};
+use super::{backend, MetadataError, Result};
 
 pub(crate) mod cache;
 
@@ -27,7 +27,7 @@ const PATH_IN_URL: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'?').add(b'#')
 
 /// Opens (creating and migrating if needed) the database at `path`. A database file or
 /// journal other accounts may read (as an older berth left them) is made private first.
-pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
+pub async fn open(path: &Path) -> Result<SqlStore> {
     sqlx::any::install_default_drivers();
     restrict_database_files(path).map_err(backend)?;
     let path_text = path.to_str().ok_or_else(|| {
@@ -43,25 +43,27 @@ pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
         BUSY_TIMEOUT.as_millis()
     );
-    let writer_pragmas = format!("{pragmas} PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-    let writer = AnyPoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            let pragmas = writer_pragmas.clone();
-            Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                Ok(())
-            })
-        })
-        .connect(&url("rwc"))
-        .await
-        .map_err(backend)?;
+    let durable = format!("{pragmas} PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+    let writer = pool(url("rwc"), 1, durable).await?;
     sqlx::migrate!("./migrations/sqlite")
         .run(&writer)
         .await
         .map_err(backend)?;
-    let reader = AnyPoolOptions::new()
-        .max_connections(READERS)
+    let reader = pool(url("ro"), READERS, pragmas).await?;
+    let counter =
+        cache::ChangeCounter::open(&path.with_extension("db-changes")).map_err(backend)?;
+    Ok(SqlStore {
+        writer,
+        reader,
+        dialect: Dialect::Sqlite,
+        cache: Some(cache::ContentCache::with_counter(counter)),
+    })
+}
+
+/// A pool of `size` connections to `url`, each set up by `pragmas` first.
+async fn pool(url: String, size: u32, pragmas: String) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(size)
         .after_connect(move |conn, _| {
             let pragmas = pragmas.clone();
             Box::pin(async move {
@@ -69,17 +71,9 @@ pub async fn open(path: &Path) -> Result<SqlStore, MetadataError> {
                 Ok(())
             })
         })
-        .connect(&url("ro"))
+        .connect(&url)
         .await
-        .map_err(backend)?;
-    let counter =
-        cache::ChangeCounter::open(&path.with_extension("db-changes")).map_err(backend)?;
-    Ok(SqlStore::new(
-        writer,
-        reader,
-        Dialect::Sqlite,
-        Some(cache::ContentCache::with_counter(counter)),
-    ))
+        .map_err(backend)
 }
 
 /// Takes group and other permissions away from the database at `path`, its journals and its
