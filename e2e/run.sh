@@ -69,9 +69,8 @@ cleanup() {
 trap cleanup EXIT
 
 CONFIG=$OUT/config.yaml
-# The Quay workshop snippet (encrypted layers allowed), plus the two OCI 1.1 artifact types
-# the seed pushes: a configured map replaces berth's defaults, which would otherwise allow
-# the cosign referrer signature.
+# The Quay workshop snippet (encrypted layers allowed), plus the test's own OCI 1.1 artifact
+# type; the configured map adds to berth's defaults, which allow the cosign referrer signature.
 cat >"$CONFIG" <<'YAML'
 ALLOWED_OCI_ARTIFACT_TYPES:
   application/vnd.oci.image.config.v1+json:
@@ -79,8 +78,6 @@ ALLOWED_OCI_ARTIFACT_TYPES:
   - application/vnd.oci.image.layer.v1.tar+gzip+encrypted
   application/vnd.cncf.helm.config.v1+json:
   - application/tar+gzip
-  application/vnd.dev.cosign.artifact.sig.v1+json:
-  - application/vnd.dev.cosign.simplesigning.v1+json
   application/vnd.berth.e2e.note.v1+json:
   - text/plain
 YAML

@@ -33,7 +33,7 @@ pub struct Settings {
     /// `LIST_MAX_PAGE_SIZE`: largest page of tags, repositories or referrers (default 10,000).
     pub list_max_page_size: u32,
     /// The artifact-type policy keys (`FEATURE_GENERAL_OCI_SUPPORT`, `FEATURE_HELM_OCI_SUPPORT`,
-    /// `ALLOWED_OCI_ARTIFACT_TYPES`, `IGNORE_UNKNOWN_MEDIATYPES`).
+    /// `ALLOWED_OCI_ARTIFACT_TYPES`, `DEFAULT_OCI_ARTIFACT_TYPES`, `IGNORE_UNKNOWN_MEDIATYPES`).
     pub policy: PolicySettings,
     /// Accounts and tokens (`SUPER_USERS`, `TOKEN_LIFETIME_SECONDS`, `LOGIN_FAILURES_PER_MINUTE`,
     /// `CREATE_PRIVATE_REPO_ON_PUSH`).
@@ -156,7 +156,7 @@ fn boolean(map: &Mapping, key: &str) -> Result<Option<bool>, ConfigError> {
 }
 
 /// Reads `ALLOWED_OCI_ARTIFACT_TYPES`: media type -> list of media types (an empty or null list
-/// allows the key with no layers).
+/// allows the key with no layers). The map adds to berth's defaults; see [`PolicySettings`].
 fn type_map(
     map: &Mapping,
     key: &str,
@@ -231,6 +231,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_HELM_OCI_SUPPORT",
     "ALLOWED_OCI_ARTIFACT_TYPES",
     "IGNORE_UNKNOWN_MEDIATYPES",
+    "DEFAULT_OCI_ARTIFACT_TYPES",
     "DB_URI",
     "FEATURE_GARBAGE_COLLECTION",
     "GC_INTERVAL_SECONDS",
@@ -276,6 +277,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     if let Some(b) = boolean(&map, "IGNORE_UNKNOWN_MEDIATYPES")? {
         settings.policy.ignore_unknown_mediatypes = b;
+    }
+    if let Some(b) = boolean(&map, "DEFAULT_OCI_ARTIFACT_TYPES")? {
+        settings.policy.default_artifact_types = b;
     }
     settings.policy.allowed_artifact_types = type_map(&map, "ALLOWED_OCI_ARTIFACT_TYPES")?;
     if let Some(users) = string_list(&map, "SUPER_USERS")? {
@@ -442,17 +446,20 @@ mod tests {
     fn policy_keys() {
         let l = parse(
             "FEATURE_GENERAL_OCI_SUPPORT: false\nFEATURE_HELM_OCI_SUPPORT: false\nIGNORE_UNKNOWN_MEDIATYPES: true\n\
-             ALLOWED_OCI_ARTIFACT_TYPES:\n  application/x:\n  - application/y\n  application/z:\n",
+             DEFAULT_OCI_ARTIFACT_TYPES: false\nALLOWED_OCI_ARTIFACT_TYPES:\n  application/x:\n  - application/y\n  application/z:\n",
         )
         .unwrap();
         let p = l.settings.policy;
         assert!(!p.general_oci_support && !p.helm_oci_support && p.ignore_unknown_mediatypes);
+        assert!(!p.default_artifact_types);
+        assert!(parse("").unwrap().settings.policy.default_artifact_types);
         let map = p.allowed_artifact_types.unwrap();
         assert_eq!(map["application/x"], vec!["application/y".to_string()]);
         assert!(map["application/z"].is_empty());
         assert!(l.warnings.is_empty());
         for bad in [
             "FEATURE_GENERAL_OCI_SUPPORT: maybe",
+            "DEFAULT_OCI_ARTIFACT_TYPES: no thanks",
             "ALLOWED_OCI_ARTIFACT_TYPES: [a, b]",
             "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: b",
             "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: [1, {x: y}]",

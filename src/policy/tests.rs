@@ -49,6 +49,12 @@ fn images_always_pass() {
             allowed_artifact_types: Some(BTreeMap::new()),
             ..Default::default()
         }),
+        ArtifactPolicy::new(PolicySettings {
+            default_artifact_types: false,
+            helm_oci_support: false,
+            ..Default::default()
+        }),
+        snippet_without_defaults(),
     ] {
         assert!(policy
             .check(&manifest(
@@ -131,8 +137,63 @@ fn defaults_allow_signatures_sboms_helm_but_not_encryption() {
     );
 }
 
+/// The referrers and tag-scheme artifacts the real clients push (clientlab flows F, H, J, K).
+fn client_artifacts() -> Vec<(&'static str, ParsedManifest)> {
+    vec![
+        (
+            "cosign .sig",
+            manifest(OCI_IMAGE_CONFIG, &[mt::COSIGN_SIMPLESIGNING], None),
+        ),
+        (
+            "cosign .att",
+            manifest(OCI_IMAGE_CONFIG, &[mt::DSSE_ENVELOPE], None),
+        ),
+        (
+            "cosign OCI 1.1 signature",
+            manifest(
+                OCI_EMPTY,
+                &[mt::COSIGN_SIMPLESIGNING],
+                Some(mt::COSIGN_SIG_ARTIFACT),
+            ),
+        ),
+        (
+            "cosign 3 bundle",
+            manifest(OCI_EMPTY, &[mt::SIGSTORE_BUNDLE], Some(mt::SIGSTORE_BUNDLE)),
+        ),
+        (
+            "oras CycloneDX SBOM",
+            manifest(
+                OCI_EMPTY,
+                &["application/vnd.cyclonedx+json"],
+                Some("application/vnd.cyclonedx+json"),
+            ),
+        ),
+        (
+            "notation JWS",
+            manifest(OCI_EMPTY, &[mt::JOSE_JSON], Some(mt::NOTARY_SIGNATURE)),
+        ),
+        (
+            "notation COSE",
+            manifest(OCI_EMPTY, &[mt::COSE], Some(mt::NOTARY_SIGNATURE)),
+        ),
+    ]
+}
+
 #[test]
-fn seed_snippet_allows_encrypted_images_and_replaces_defaults() {
+fn notary_signatures_are_allowed_by_default() {
+    let p = ArtifactPolicy::default();
+    for (what, m) in client_artifacts() {
+        assert!(p.check(&m).is_ok(), "{what}");
+    }
+    // The envelope types are allowed with the Notary artifact type only.
+    let v = p
+        .check(&manifest(OCI_IMAGE_CONFIG, &[mt::JOSE_JSON], None))
+        .unwrap_err();
+    assert_eq!(v.refused, mt::JOSE_JSON);
+}
+
+#[test]
+fn seed_snippet_adds_to_the_defaults() {
     let p = with_snippet();
     assert!(p
         .check(&manifest(OCI_IMAGE_CONFIG, &[ENC, ENC], None))
@@ -142,6 +203,34 @@ fn seed_snippet_allows_encrypted_images_and_replaces_defaults() {
             .is_ok(),
         "partly encrypted image"
     );
+    // berth's defaults stay: every client's signatures, attestations and SBOMs pass.
+    for (what, m) in client_artifacts() {
+        assert!(p.check(&m).is_ok(), "{what}");
+    }
+    assert!(p
+        .check(&manifest(OCI_IMAGE_CONFIG, &["text/spdx"], None))
+        .is_ok());
+    // Helm keeps its built-in layer types beside the listed legacy one.
+    assert!(p
+        .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART], None))
+        .is_ok());
+    assert!(p
+        .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART_LEGACY], None))
+        .is_ok());
+}
+
+fn snippet_without_defaults() -> ArtifactPolicy {
+    let loaded =
+        crate::config::parse(&format!("DEFAULT_OCI_ARTIFACT_TYPES: false\n{SNIPPET}")).unwrap();
+    ArtifactPolicy::new(loaded.settings.policy)
+}
+
+#[test]
+fn defaults_off_leaves_the_configured_map() {
+    let p = snippet_without_defaults();
+    assert!(p
+        .check(&manifest(OCI_IMAGE_CONFIG, &[GZ, ENC], None))
+        .is_ok());
     assert!(p
         .check(&manifest(
             OCI_IMAGE_CONFIG,
@@ -149,12 +238,52 @@ fn seed_snippet_allows_encrypted_images_and_replaces_defaults() {
             None
         ))
         .is_ok());
-    // Replaced defaults: SBOM layers are no longer listed.
     assert!(p
+        .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART_LEGACY], None))
+        .is_ok());
+    let v = p
+        .check(&manifest(
+            OCI_EMPTY,
+            &[mt::JOSE_JSON],
+            Some(mt::NOTARY_SIGNATURE),
+        ))
+        .unwrap_err();
+    assert_eq!(v.refused, mt::NOTARY_SIGNATURE);
+    assert!(!v.refused_is_layer && v.defaults_off);
+    let text = v.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "artifact type {} is not allowed",
+            mt::NOTARY_SIGNATURE
+        )) && text.contains("DEFAULT_OCI_ARTIFACT_TYPES is false"),
+        "{text}"
+    );
+    let v = p
         .check(&manifest(OCI_IMAGE_CONFIG, &["text/spdx"], None))
-        .is_err());
-    // Helm stays allowed through FEATURE_HELM_OCI_SUPPORT, with its built-in layer types.
-    assert!(p
+        .unwrap_err();
+    assert_eq!(v.refused, "text/spdx");
+    assert!(v.refused_is_layer);
+    // Without any key for the image config, a non-image layer is still what is named.
+    let bare = ArtifactPolicy::new(PolicySettings {
+        default_artifact_types: false,
+        ..Default::default()
+    });
+    let v = bare
+        .check(&manifest(OCI_IMAGE_CONFIG, &[GZ, ENC], None))
+        .unwrap_err();
+    assert_eq!((v.refused.as_str(), v.refused_is_layer), (ENC, true));
+    assert!(
+        v.to_string().starts_with(&format!(
+            "layer media type {ENC} is not allowed with config media type {OCI_IMAGE_CONFIG}"
+        )),
+        "{v}"
+    );
+    assert_eq!(
+        v.yaml.as_deref(),
+        Some(format!("ALLOWED_OCI_ARTIFACT_TYPES:\n  {OCI_IMAGE_CONFIG}:\n  - {ENC}\n").as_str())
+    );
+    // Helm follows its own flag, not DEFAULT_OCI_ARTIFACT_TYPES.
+    assert!(bare
         .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART], None))
         .is_ok());
 }
@@ -173,15 +302,39 @@ fn pairs_not_union() {
 
 #[test]
 fn helm_feature_off_follows_the_map() {
+    for allowed_artifact_types in [None, Some(BTreeMap::new())] {
+        let p = ArtifactPolicy::new(PolicySettings {
+            helm_oci_support: false,
+            allowed_artifact_types,
+            ..Default::default()
+        });
+        let v = p
+            .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART], None))
+            .unwrap_err();
+        assert_eq!(v.refused, HELM_CONFIG);
+        assert!(!v.refused_is_layer);
+    }
+    // A configured Helm key allows what it lists, and only that.
+    let mut map = BTreeMap::new();
+    map.insert(
+        HELM_CONFIG.to_string(),
+        vec![mt::HELM_CHART_LEGACY.to_string()],
+    );
     let p = ArtifactPolicy::new(PolicySettings {
         helm_oci_support: false,
-        allowed_artifact_types: Some(BTreeMap::new()),
+        allowed_artifact_types: Some(map),
         ..Default::default()
     });
+    assert!(p
+        .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART_LEGACY], None))
+        .is_ok());
     let v = p
         .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART], None))
         .unwrap_err();
-    assert_eq!(v.refused, HELM_CONFIG);
+    assert_eq!(
+        (v.refused.as_str(), v.refused_is_layer),
+        (mt::HELM_CHART, true)
+    );
 }
 
 #[test]
@@ -194,6 +347,7 @@ fn general_oci_off_refuses_helm_but_not_images() {
         .check(&manifest(HELM_CONFIG, &[mt::HELM_CHART], None))
         .unwrap_err();
     assert!(v.yaml.is_none());
+    assert_eq!(v.refused, HELM_CONFIG);
     assert!(v.to_string().contains("FEATURE_GENERAL_OCI_SUPPORT"));
     assert!(p
         .check(&manifest(
@@ -203,6 +357,40 @@ fn general_oci_off_refuses_helm_but_not_images() {
         ))
         .is_err());
     assert!(p.check(&manifest(OCI_IMAGE_CONFIG, &[GZ], None)).is_ok());
+}
+
+#[test]
+fn general_oci_off_names_the_layer_that_is_not_an_image_layer() {
+    let snippet_flags_off = {
+        let text = format!("{SNIPPET}FEATURE_GENERAL_OCI_SUPPORT: false\n");
+        ArtifactPolicy::new(crate::config::parse(&text).unwrap().settings.policy)
+    };
+    for p in [
+        ArtifactPolicy::new(PolicySettings {
+            general_oci_support: false,
+            ..Default::default()
+        }),
+        snippet_flags_off,
+    ] {
+        let v = p
+            .check(&manifest(OCI_IMAGE_CONFIG, &[GZ, ENC], None))
+            .unwrap_err();
+        assert_eq!((v.refused.as_str(), v.refused_is_layer), (ENC, true));
+        let text = v.to_string();
+        assert!(
+            text.starts_with(&format!("layer media type {ENC} is not allowed"))
+                && text.contains("FEATURE_GENERAL_OCI_SUPPORT is false"),
+            "{text}"
+        );
+        let v = p
+            .check(&manifest(
+                OCI_EMPTY,
+                &[mt::JOSE_JSON],
+                Some(mt::NOTARY_SIGNATURE),
+            ))
+            .unwrap_err();
+        assert_eq!(v.refused, mt::NOTARY_SIGNATURE);
+    }
 }
 
 #[test]
@@ -264,12 +452,41 @@ fn indexes() {
 }
 
 #[test]
-fn describe_lists_the_effective_map() {
+fn describe_lists_each_pair_and_where_it_comes_from() {
     let text = with_snippet().describe();
-    assert!(text.contains(ENC));
+    let line = |key: &str, layer: &str| -> &str {
+        let prefix = format!("{key} -> {layer}  # ");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no pair {key} -> {layer} in:\n{text}"))
+    };
+    assert!(line(OCI_IMAGE_CONFIG, ENC).ends_with("# ALLOWED_OCI_ARTIFACT_TYPES"));
+    assert!(line(OCI_IMAGE_CONFIG, mt::COSIGN_SIMPLESIGNING)
+        .ends_with("# berth default, ALLOWED_OCI_ARTIFACT_TYPES"));
+    assert!(line(OCI_IMAGE_CONFIG, "text/spdx").ends_with("# berth default"));
+    assert!(line(mt::NOTARY_SIGNATURE, mt::COSE).ends_with("# berth default"));
+    assert!(line(HELM_CONFIG, mt::HELM_CHART).ends_with("# FEATURE_HELM_OCI_SUPPORT"));
+    assert!(line(HELM_CONFIG, mt::HELM_CHART_LEGACY)
+        .ends_with("# ALLOWED_OCI_ARTIFACT_TYPES, FEATURE_HELM_OCI_SUPPORT"));
+    assert!(line(OCI_IMAGE_CONFIG, GZ).contains("image layers"));
+    assert!(text.contains("DEFAULT_OCI_ARTIFACT_TYPES: true\n"));
+
+    let off = snippet_without_defaults().describe();
+    assert!(off.contains("DEFAULT_OCI_ARTIFACT_TYPES: false\n"));
+    assert!(!off.contains("text/spdx") && !off.contains(mt::NOTARY_SIGNATURE));
+    assert!(off.contains(&format!(
+        "{OCI_IMAGE_CONFIG} -> {ENC}  # ALLOWED_OCI_ARTIFACT_TYPES\n"
+    )));
+
+    let mut map = BTreeMap::new();
+    map.insert("application/x".to_string(), Vec::new());
+    let empty_key = ArtifactPolicy::new(PolicySettings {
+        allowed_artifact_types: Some(map),
+        ..Default::default()
+    })
+    .describe();
     assert!(
-        text.contains(mt::HELM_CHART),
-        "helm types added by FEATURE_HELM_OCI_SUPPORT: {text}"
+        empty_key.contains("application/x -> (no layers)  # ALLOWED_OCI_ARTIFACT_TYPES\n"),
+        "{empty_key}"
     );
-    assert!(!text.contains("text/spdx"));
 }

@@ -63,6 +63,7 @@ pub fn classify(m: &ParsedManifest) -> ManifestKind {
         mt::COSIGN_SIMPLESIGNING,
         mt::COSIGN_SIG_ARTIFACT,
         mt::SIGSTORE_BUNDLE,
+        mt::NOTARY_SIGNATURE,
     ]) {
         ManifestKind::Signature
     } else if is(&[mt::DSSE_ENVELOPE, mt::IN_TOTO]) || artifact.contains("in-toto") {
@@ -229,6 +230,22 @@ mod tests {
             classify(&manifest("application/x", &[("application/y", None)])),
             ManifestKind::Artifact
         );
+        for (artifact_type, layer) in [
+            (mt::NOTARY_SIGNATURE, mt::JOSE_JSON),
+            (mt::NOTARY_SIGNATURE, mt::COSE),
+            (mt::SIGSTORE_BUNDLE, mt::SIGSTORE_BUNDLE),
+            (mt::COSIGN_SIG_ARTIFACT, mt::COSIGN_SIMPLESIGNING),
+        ] {
+            let v = json!({"schemaVersion": 2, "artifactType": artifact_type,
+                "config": {"mediaType": mt::OCI_EMPTY, "digest": D, "size": 2},
+                "layers": [{"mediaType": layer, "digest": D, "size": 10}],
+                "subject": {"mediaType": mt::OCI_MANIFEST, "digest": D, "size": 10}});
+            let m =
+                oci::manifest::parse(&serde_json::to_vec(&v).unwrap(), mt::OCI_MANIFEST).unwrap();
+            let f = facts(&m, 100, &[], None);
+            assert_eq!(f.kind, ManifestKind::Signature, "{artifact_type}");
+            assert_eq!(f.signed.unwrap().to_string(), D, "{artifact_type}");
+        }
         let enc = manifest(
             mt::OCI_IMAGE_CONFIG,
             &[

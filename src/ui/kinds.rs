@@ -2,6 +2,7 @@
 //! pulls it.
 
 use maud::{html, Markup};
+use oci::media_type as mt;
 use serde_json::Value;
 
 use super::layout::icon;
@@ -53,7 +54,7 @@ impl KindView {
                 };
                 ("helm-chart", "Helm chart", detail)
             }
-            "signature" => ("signature", "Cosign signature", None),
+            "signature" => ("signature", signature_label(artifact_type), None),
             "attestation" => (
                 "attestation",
                 "Attestation",
@@ -122,6 +123,16 @@ impl KindView {
             }
             _ => format!("oras pull {host}/{repo}:{tag}"),
         }
+    }
+}
+
+/// What signs: the recorded `artifactType` tells Notary Project signatures and sigstore bundles
+/// from cosign's own signatures (tag-scheme `.sig` manifests carry no artifact type).
+fn signature_label(artifact_type: Option<&str>) -> &'static str {
+    match artifact_type {
+        Some(mt::NOTARY_SIGNATURE) => "Notary signature",
+        Some(mt::SIGSTORE_BUNDLE) => "Sigstore bundle",
+        _ => "Cosign signature",
     }
 }
 
@@ -212,6 +223,15 @@ mod tests {
             huge.detail.as_deref(),
             Some("linux/arch0, linux/arch1, linux/arch2, linux/arch3, linux/arch4, linux/arch5, linux/arch6, linux/arch7, and 24992 more")
         );
+        for (artifact_type, label) in [
+            (None, "Cosign signature"),
+            (Some(mt::COSIGN_SIG_ARTIFACT), "Cosign signature"),
+            (Some(mt::NOTARY_SIGNATURE), "Notary signature"),
+            (Some(mt::SIGSTORE_BUNDLE), "Sigstore bundle"),
+        ] {
+            let v = KindView::new("signature", artifact_type, None);
+            assert_eq!((v.key, v.label), ("signature", label), "{artifact_type:?}");
+        }
         let other = KindView::new("artifact", Some("application/x.thing"), None);
         assert_eq!(
             (other.label, other.detail.as_deref()),

@@ -236,6 +236,46 @@ async fn push_showcase(s: &TestServer) -> String {
              "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
         ]
     })).await;
+    // An image signed with notation (a Notary Project signature) and one with cosign 3 (a
+    // sigstore bundle), both as OCI 1.1 referrers.
+    let empty = push_blob(&s.client, &s.base, repo, b"{}").await;
+    for (tag, artifact_type, layer_type) in [
+        (
+            "notary-signed",
+            "application/vnd.cncf.notary.signature",
+            "application/jose+json",
+        ),
+        (
+            "bundle-signed",
+            "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "application/vnd.dev.sigstore.bundle.v0.3+json",
+        ),
+    ] {
+        let signed = push_image(&s.client, &s.base, repo, tag, tag.as_bytes()).await;
+        let size = s
+            .get(&format!("/v2/{repo}/manifests/{signed}"))
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .len();
+        let envelope = push_blob(
+            &s.client,
+            &s.base,
+            repo,
+            format!("{tag} envelope").as_bytes(),
+        )
+        .await;
+        let referrer = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": layer_type, "digest": envelope, "size": tag.len() + 9}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": signed, "size": size}
+        });
+        let digest = sha256(&serde_json::to_vec(&referrer).unwrap());
+        put_json_manifest(s, repo, &digest, &referrer).await;
+    }
     let chart_repo = "userorg/helm/quarkus";
     let chart = br#"{"name":"quarkus","version":"0.0.3","appVersion":"1.0.0","description":"Quarkus demo chart","apiVersion":"v2"}"#;
     let chart_config = push_blob(&s.client, &s.base, chart_repo, chart).await;
@@ -459,6 +499,31 @@ async fn tags_page_tells_each_kind_apart() {
         "{enc}"
     );
     assert!(!enc.contains("badge-signed"));
+    // Notary Project signatures and sigstore bundles sign too.
+    for (tag, label) in [
+        ("notary-signed", "Notary signature"),
+        ("bundle-signed", "Sigstore bundle"),
+    ] {
+        let r = row(&p, tag);
+        assert!(r.contains("class=\"badge-signed\""), "{tag}: {r}");
+        let digest = r
+            .split("data-copy=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let m = b
+            .get(&format!("/repository/userorg/showcase/manifest/{digest}"))
+            .await;
+        let referrers = section(&m, "referrers");
+        assert!(
+            referrers.contains("class=\"referrer\" data-kind=\"signature\"")
+                && referrers.contains(label)
+                && !referrers.contains("Cosign signature"),
+            "{tag}: {referrers}"
+        );
+    }
     assert!(row(&p, "zstd").contains("data-kind=\"zstd-image\""));
     let multi = row(&p, "multi");
     assert!(

@@ -28,6 +28,7 @@ mod manifests;
 mod memory;
 mod oci_client;
 mod policy;
+mod policy_clients;
 mod postgres;
 mod read_cache;
 mod replicas;

@@ -250,7 +250,7 @@ async fn pairs_are_checked_not_the_union() {
     .await;
     let e = expect_refused(r, ENC).await;
     assert_eq!(e["detail"]["configMediaType"], HELM_CONFIG);
-    // The configured map replaced the defaults: SBOM layers are no longer listed.
+    // The configured map adds to the defaults: SBOM layers stay allowed.
     let (r, _) = push(
         &s.client,
         &s.base,
@@ -261,7 +261,7 @@ async fn pairs_are_checked_not_the_union() {
         None,
     )
     .await;
-    expect_refused(r, "text/spdx+json").await;
+    assert_eq!(r.status(), 201);
 }
 
 #[tokio::test]
@@ -461,6 +461,44 @@ async fn config_changes_apply_without_restart_and_bad_configs_are_refused() {
         "the previous good config is still in force"
     );
 
+    // Turning berth's defaults off applies at once too: a Notary signature is refused, the
+    // snippet's encrypted layers stay allowed.
+    let notary = "application/vnd.cncf.notary.signature";
+    let notary_layers = ["application/jose+json"];
+    let empty = "application/vnd.oci.empty.v1+json";
+    let (r, _) = push(
+        &client,
+        &base,
+        "userorg/enc",
+        "n1",
+        empty,
+        &notary_layers,
+        Some(notary),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "Notary signatures are a default");
+    std::fs::write(
+        &config,
+        format!("{text}DEFAULT_OCI_ARTIFACT_TYPES: false\n"),
+    )
+    .unwrap();
+    berth
+        .wait_for("config reloaded", std::time::Duration::from_secs(5))
+        .await;
+    let (r, _) = push(
+        &client,
+        &base,
+        "userorg/enc",
+        "n2",
+        empty,
+        &notary_layers,
+        Some(notary),
+    )
+    .await;
+    expect_refused(r, notary).await;
+    let (r, _) = push(&client, &base, "userorg/enc", "4", OCI_CONFIG, &[ENC], None).await;
+    assert_eq!(r.status(), 201);
+
     // Back to defaults: new encrypted pushes are refused, earlier ones stay readable.
     std::fs::write(&config, "BROWSER_API_CALLS_XHR_ONLY: false\n").unwrap();
     berth
@@ -492,9 +530,19 @@ async fn config_check_prints_the_effective_policy() {
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
+    // Each effective pair, with where it comes from.
+    for line in [
+        format!("{OCI_CONFIG} -> {ENC}  # ALLOWED_OCI_ARTIFACT_TYPES"),
+        format!("{OCI_CONFIG} -> application/vnd.dev.cosign.simplesigning.v1+json  # berth default, ALLOWED_OCI_ARTIFACT_TYPES"),
+        format!("{OCI_CONFIG} -> text/spdx+json  # berth default"),
+        "application/vnd.cncf.notary.signature -> application/cose  # berth default".to_string(),
+        format!("{HELM_CONFIG} -> application/vnd.cncf.helm.chart.content.v1.tar+gzip  # FEATURE_HELM_OCI_SUPPORT"),
+        format!("{HELM_CONFIG} -> application/tar+gzip  # ALLOWED_OCI_ARTIFACT_TYPES, FEATURE_HELM_OCI_SUPPORT"),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in:\n{stdout}");
+    }
     assert!(
-        stdout.contains(ENC)
-            && stdout.contains("application/vnd.cncf.helm.chart.content.v1.tar+gzip"),
+        stdout.contains("DEFAULT_OCI_ARTIFACT_TYPES: true\n"),
         "{stdout}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("BROWSER_API_CALLS_XHR_ONLY"));

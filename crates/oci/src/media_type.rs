@@ -58,6 +58,14 @@ pub const SIGSTORE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json
 pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// in-toto statement (buildx attestations, attestation artifacts).
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// Notary Project signature (notation), as the `artifactType` of a referrer.
+pub const NOTARY_SIGNATURE: &str = "application/vnd.cncf.notary.signature";
+/// Notary Project signature envelope in JWS JSON serialization (a signature layer).
+pub const JOSE_JSON: &str = "application/jose+json";
+/// Notary Project signature envelope in COSE (a signature layer).
+pub const COSE: &str = "application/cose";
+/// Signature envelope layer types of Notary Project signatures.
+pub const NOTARY_ENVELOPE_TYPES: &[&str] = &[JOSE_JSON, COSE];
 
 /// Layer media types of container images, for OCI and Docker configs alike.
 pub const IMAGE_LAYER_TYPES: &[&str] = &[

@@ -31,6 +31,9 @@ const TYPES: &[&str] = &[
     mt::SIGSTORE_BUNDLE,
     mt::DSSE_ENVELOPE,
     mt::IN_TOTO,
+    mt::NOTARY_SIGNATURE,
+    mt::JOSE_JSON,
+    mt::COSE,
     "text/spdx+json",
     mt::OCI_EMPTY,
     "application/x-unknown",
@@ -53,6 +56,8 @@ fn structured(mut input: Input) {
         general_oci_support: flags & 1 != 0,
         helm_oci_support: flags & 2 != 0,
         ignore_unknown_mediatypes: flags & 4 != 0,
+        // Clear in the older seeds, which were written while the defaults were always on.
+        default_artifact_types: flags & 16 == 0,
         allowed_artifact_types: None,
     };
     if flags & 8 != 0 {
@@ -95,8 +100,12 @@ fn raw_config(text: &str) {
 fn yaml(s: &PolicySettings) -> String {
     let quoted = |t: &str| serde_json::to_string(t).expect("a string serializes");
     let mut out = format!(
-        "FEATURE_GENERAL_OCI_SUPPORT: {}\nFEATURE_HELM_OCI_SUPPORT: {}\nIGNORE_UNKNOWN_MEDIATYPES: {}\n",
-        s.general_oci_support, s.helm_oci_support, s.ignore_unknown_mediatypes
+        "FEATURE_GENERAL_OCI_SUPPORT: {}\nFEATURE_HELM_OCI_SUPPORT: {}\nIGNORE_UNKNOWN_MEDIATYPES: {}\n\
+         DEFAULT_OCI_ARTIFACT_TYPES: {}\n",
+        s.general_oci_support,
+        s.helm_oci_support,
+        s.ignore_unknown_mediatypes,
+        s.default_artifact_types
     );
     if let Some(map) = &s.allowed_artifact_types {
         out.push_str("ALLOWED_OCI_ARTIFACT_TYPES:");
@@ -176,23 +185,34 @@ fn samples() -> Vec<ParsedManifest> {
             &[mt::SIGSTORE_BUNDLE],
             Some(mt::SIGSTORE_BUNDLE),
         ),
+        build_manifest(
+            false,
+            false,
+            mt::OCI_EMPTY,
+            &[mt::JOSE_JSON],
+            Some(mt::NOTARY_SIGNATURE),
+        ),
         build_manifest(false, false, mt::OCI_IMAGE_CONFIG, &["x"], None),
         build_manifest(true, false, "", &[], Some(mt::IN_TOTO)),
         build_manifest(true, true, "", &[], None),
     ]
 }
 
-/// The effective allow-list as the policy's rules define it: the configured map (or the
-/// defaults), image layer types added to the OCI image config's key, and the Helm config key
-/// with the Helm layer types while Helm support is on.
+/// The effective allow-list as the policy's rules define it: the defaults (unless turned off)
+/// merged key by key with the configured map, image layer types added to the OCI image config's
+/// key, and the Helm config key with the Helm layer types while Helm support is on.
 fn expected_effective(s: &PolicySettings) -> BTreeMap<String, Vec<String>> {
-    let mut map: BTreeMap<String, BTreeSet<String>> = s
-        .allowed_artifact_types
-        .clone()
-        .unwrap_or_else(default_allowed_types)
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let defaults = s
+        .default_artifact_types
+        .then(default_allowed_types)
+        .unwrap_or_default();
+    for (k, v) in defaults
         .into_iter()
-        .map(|(k, v)| (k, v.into_iter().collect()))
-        .collect();
+        .chain(s.allowed_artifact_types.clone().unwrap_or_default())
+    {
+        map.entry(k).or_default().extend(v);
+    }
     if let Some(set) = map.get_mut(mt::OCI_IMAGE_CONFIG) {
         set.extend(mt::IMAGE_LAYER_TYPES.iter().map(|t| t.to_string()));
     }
@@ -255,8 +275,15 @@ pub fn check_decision(policy: &ArtifactPolicy, m: &ParsedManifest) {
     );
     if let Err(v) = decision {
         assert_eq!(v.yaml.is_some(), s.general_oci_support);
-        assert_eq!(v.defaults_in_force, s.allowed_artifact_types.is_none());
+        assert_eq!(v.defaults_off, !s.default_artifact_types);
         assert_eq!(v.artifact_type, m.artifact_type);
+        if v.refused_is_layer {
+            assert!(
+                m.layers.iter().any(|l| l.media_type == v.refused),
+                "a refused layer type {:?} is one of the manifest's layers",
+                v.refused
+            );
+        }
         let named = m
             .layers
             .iter()
