@@ -26,6 +26,9 @@ pub struct ManifestRecord {
     pub media_type: String,
     /// The stored bytes; `None` when the content row is missing.
     pub content: Option<Vec<u8>>,
+    /// Accepted sparse: it named a layer or child manifest that was absent when it was pushed
+    /// (see [`crate::registry::SparseSettings`]), so absent ones are not a problem.
+    pub sparse: bool,
 }
 
 /// What metadata recorded a manifest as referencing (`manifest_references`).
@@ -102,7 +105,7 @@ pub(crate) const BLOBS_AFTER: &str =
 
 /// `$1` = after repository ('' for the start), `$2` = after digest, `$3` = limit.
 pub(crate) const MANIFESTS_AFTER: &str = "
-SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
+SELECT r.name, m.digest, m.media_type, c.content, m.sparse FROM manifests m
 JOIN repositories r ON r.id = m.repository_id
 LEFT JOIN manifest_contents c ON c.digest = m.digest
 WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)

@@ -59,6 +59,7 @@ impl FsckStore for SqlStore {
                     digest: stored(r.get::<&str, _>(1))?,
                     media_type: r.get(2),
                     content: r.get(3),
+                    sparse: r.get::<i64, _>(4) != 0,
                 })
             })
             .collect()

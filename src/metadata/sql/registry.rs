@@ -365,7 +365,7 @@ impl MetadataStore for SqlStore {
             .fetch_one(&mut *tx)
             .await?
             .get(0);
-        self.verify_references(&mut tx, repo_id, manifest).await?;
+        let sparse = self.verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
             .bind(&manifest.content)
@@ -374,8 +374,8 @@ impl MetadataStore for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
                  config_media_type, subject_digest, annotations, created_at,
-                 kind, total_size, signed_digest, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 kind, total_size, signed_digest, details, sparse)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT(repository_id, digest) DO NOTHING",
         )
         .bind(repo_id)
@@ -391,8 +391,19 @@ impl MetadataStore for SqlStore {
         .bind(manifest.facts.total_size as i64)
         .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
         .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
+        .bind(i64::from(sparse))
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 && sparse {
+            // Pushed again while something it names is absent (a child deleted since, say):
+            // it is sparse from now on. The mark is never cleared, so the integrity check
+            // keeps accepting what was accepted once.
+            sqlx::query("UPDATE manifests SET sparse = 1 WHERE repository_id = $1 AND digest = $2")
+                .bind(repo_id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+        }
         if inserted.rows_affected() == 0 {
             if let Some(signed) = &manifest.facts.signed {
                 // Pushed again under a cosign tag: remember what it signs.
@@ -877,12 +888,15 @@ impl MetadataStore for SqlStore {
 /// child manifests and on the manifest itself if it exists (a collector locks the row for
 /// update). `Conflict` when one is gone, so the registry checks again and names it.
 impl SqlStore {
+    /// Checks, under the locks a collection takes, that every reference `manifest` requires is
+    /// still there (`Conflict` when one is gone). Returns whether one of its optional
+    /// references is absent: the manifest is stored sparse.
     async fn verify_references(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         repo_id: i64,
         manifest: &NewManifest,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<bool, MetadataError> {
         let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
         blobs.sort_by_key(|d| d.to_string());
         blobs.dedup();
@@ -892,26 +906,37 @@ impl SqlStore {
             self.lock(tx, LockMode::Shared, gc::BLOB_LOCK_CLASS, key)
                 .await?;
         }
+        let optional: HashSet<String> = manifest.optional.iter().map(Digest::to_string).collect();
+        let optional = |d: &str| optional.contains(d);
+        let mut sparse = false;
         if !blobs.is_empty() {
-            let found: i64 = sqlx::query(sql!(
+            let found: HashSet<String> = sqlx::query(sql!(
                 self,
-                "SELECT count(*) FROM repository_blobs
+                "SELECT digest FROM repository_blobs
              WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
             ))
             .bind(repo_id)
             .bind(json_list(&blobs))
-            .fetch_one(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?
-            .get(0);
-            if found as usize != blobs.len() {
-                return Err(MetadataError::Conflict);
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            for digest in blobs.iter().map(|d| d.to_string()) {
+                if found.contains(&digest) {
+                    continue;
+                }
+                if !optional(&digest) {
+                    return Err(MetadataError::Conflict);
+                }
+                sparse = true;
             }
         }
         let mut children: Vec<String> = manifest.children.iter().map(Digest::to_string).collect();
         children.sort();
         children.dedup();
         if !children.is_empty() {
-            let found = sqlx::query(sql!(
+            let found: HashSet<String> = sqlx::query(sql!(
                 self,
                 "SELECT digest FROM manifests
              WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))
@@ -920,9 +945,15 @@ impl SqlStore {
             .bind(repo_id)
             .bind(json_list(&children))
             .fetch_all(&mut **tx)
-            .await?;
-            if found.len() != children.len() {
-                return Err(MetadataError::Conflict);
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            for digest in children.iter().filter(|d| !found.contains(*d)) {
+                if !optional(digest) {
+                    return Err(MetadataError::Conflict);
+                }
+                sparse = true;
             }
         }
         sqlx::query(sql!(
@@ -933,6 +964,6 @@ impl SqlStore {
         .bind(manifest.digest.to_string())
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(())
+        Ok(sparse)
     }
 }
