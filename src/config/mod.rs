@@ -19,6 +19,7 @@ use crate::auth::AuthSettings;
 use crate::client::TrustedProxies;
 use crate::gc::{parse_expiration, GcSettings};
 use crate::policy::PolicySettings;
+use crate::registry::SparseSettings;
 use crate::server::ConnectionSettings;
 pub use database::{DatabaseUri, DB_URI_ENV};
 pub use limits::Limits;
@@ -76,6 +77,9 @@ pub struct Settings {
     /// `Forwarded` and `X-Forwarded-Proto` headers name the client (see [`crate::client`]).
     /// Empty by default: the client is the socket peer and those headers are ignored.
     pub trusted_proxies: TrustedProxies,
+    /// Sparse manifests (`FEATURE_SPARSE_INDEX`, `SPARSE_INDEX_REQUIRED_ARCHS`,
+    /// `FEATURE_SPARSE_MANIFESTS`): which references a manifest push may leave absent.
+    pub sparse: SparseSettings,
 }
 
 impl Default for Settings {
@@ -97,6 +101,7 @@ impl Default for Settings {
             limits: Limits::default(),
             connections: ConnectionSettings::default(),
             trusted_proxies: TrustedProxies::default(),
+            sparse: SparseSettings::default(),
         }
     }
 }
@@ -252,6 +257,9 @@ const KNOWN_KEYS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_CLIENT",
     "TRUSTED_PROXIES",
+    "FEATURE_SPARSE_INDEX",
+    "SPARSE_INDEX_REQUIRED_ARCHS",
+    "FEATURE_SPARSE_MANIFESTS",
 ];
 
 /// Parses config text.
@@ -351,6 +359,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
                 message,
             })?;
     }
+    settings.sparse = sparse_settings(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -386,6 +395,14 @@ fn gc_settings(map: &Mapping) -> Result<GcSettings, ConfigError> {
         })?;
     }
     Ok(gc)
+}
+
+fn sparse_settings(map: &Mapping) -> Result<SparseSettings, ConfigError> {
+    Ok(SparseSettings {
+        index: boolean(map, "FEATURE_SPARSE_INDEX")?.unwrap_or(false),
+        required_archs: string_list(map, "SPARSE_INDEX_REQUIRED_ARCHS")?.unwrap_or_default(),
+        manifests: boolean(map, "FEATURE_SPARSE_MANIFESTS")?.unwrap_or(false),
+    })
 }
 
 fn connection_settings(map: &Mapping) -> Result<ConnectionSettings, ConfigError> {
@@ -464,6 +481,25 @@ mod tests {
             "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: b",
             "ALLOWED_OCI_ARTIFACT_TYPES:\n  a: [1, {x: y}]",
         ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sparse_keys() {
+        let l = parse(
+            "FEATURE_SPARSE_INDEX: true\nSPARSE_INDEX_REQUIRED_ARCHS: [amd64, arm64]\nFEATURE_SPARSE_MANIFESTS: true\n",
+        )
+        .unwrap();
+        let want = SparseSettings {
+            index: true,
+            required_archs: vec!["amd64".into(), "arm64".into()],
+            manifests: true,
+        };
+        assert_eq!(l.settings.sparse, want);
+        assert!(l.warnings.is_empty());
+        for bad in ["FEATURE_SPARSE_INDEX: yes", "SPARSE_INDEX_REQUIRED_ARCHS: amd64"] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }

@@ -161,6 +161,10 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests it references (an index's children).
     pub children: Vec<Digest>,
+    /// Which of `blobs` and `children` may be absent from the repository (a sparse manifest's,
+    /// see [`crate::registry::SparseSettings`]), sorted; empty for an ordinary manifest. The
+    /// manifest is recorded as sparse when one of them is absent as it is stored.
+    pub optional: Vec<Digest>,
     /// Facts recorded for listings (kind, total size, what it signs, details).
     pub facts: crate::registry::facts::ManifestFacts,
 }

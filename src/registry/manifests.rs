@@ -54,7 +54,8 @@ impl Registry {
             }
             Reference::Tag(_) => Algorithm::Sha256.digest_of(&bytes),
         };
-        self.check_references(repo, &parsed).await?;
+        let optional = self.options().sparse.optional_references(&parsed);
+        self.check_references(repo, &parsed, &optional).await?;
         let mut tags = extra_tags;
         if let Reference::Tag(t) = reference {
             tags.insert(0, t.clone());
@@ -77,6 +78,7 @@ impl Registry {
             annotations: parsed.annotations.clone(),
             blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
             children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            optional,
             content: bytes,
             facts,
         };
@@ -85,7 +87,7 @@ impl Registry {
                 // Garbage collection removed a referenced blob or child since the check above:
                 // checking again names what is gone; if nothing is, a second attempt goes
                 // through.
-                self.check_references(repo, &parsed).await?;
+                self.check_references(repo, &parsed, &record.optional).await?;
                 self.meta.put_manifest(repo, &record, &tags).await?;
             }
             other => other?,
@@ -97,12 +99,15 @@ impl Registry {
         })
     }
 
-    /// Checks that every blob and child manifest is readable in `repo` with the declared size.
+    /// Checks that every blob and child manifest is readable in `repo` with the declared size,
+    /// except those in `optional` (sorted), which may be absent (a sparse manifest's).
     async fn check_references(
         &self,
         repo: &RepoName,
         parsed: &ParsedManifest,
+        optional: &[Digest],
     ) -> Result<(), RegistryError> {
+        let may_be_absent = |d: &Digest| optional.binary_search(d).is_ok();
         let wanted: Vec<Digest> = parsed.blob_references().map(|d| d.digest.clone()).collect();
         // The empty blob is supplied only once every other reference is known to be there, so
         // a refused manifest leaves nothing behind.
@@ -119,6 +124,7 @@ impl Registry {
                         )))
                     }
                     None if is_empty_json(d) => supply_empty_json = true,
+                    None if may_be_absent(&d.digest) => {}
                     None => return Err(RegistryError::ManifestBlobUnknown(d.digest.clone())),
                 }
             }
@@ -126,7 +132,10 @@ impl Registry {
         if !parsed.manifests.is_empty() {
             let children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
             let present = self.meta.present_manifests(repo, &children).await?;
-            if let Some(missing) = children.iter().find(|d| !present.contains(*d)) {
+            let missing = children
+                .iter()
+                .find(|d| !present.contains(*d) && !may_be_absent(d));
+            if let Some(missing) = missing {
                 return Err(RegistryError::ManifestBlobUnknown(missing.clone()));
             }
         }

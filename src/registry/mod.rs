@@ -4,7 +4,8 @@
 //! - A blob becomes readable in a repository only after its digest was verified and its bytes
 //!   are durable; the metadata link is written after the bytes.
 //! - A manifest is stored only when every blob and child manifest it references is readable
-//!   in the same repository (its `subject` may be absent).
+//!   in the same repository (its `subject` may be absent), except what the sparse-manifest
+//!   switches let it leave absent ([`SparseSettings`]).
 //! - Deleting a tag, manifest or blob link never deletes bytes; that is garbage collection's job.
 
 mod blobs;
@@ -13,6 +14,7 @@ pub mod facts;
 mod listing;
 mod manifests;
 mod slots;
+mod sparse;
 mod uploads;
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ pub use blobs::BlobBody;
 pub use error::RegistryError;
 pub use listing::{Page, ReferrersPage};
 pub use manifests::PushedManifest;
+pub use sparse::SparseSettings;
 pub use uploads::{ChunkRange, UploadState, Uploader};
 
 use crate::config::Settings;
@@ -43,6 +46,8 @@ pub struct RegistryOptions {
     pub proxy_storage: bool,
     /// Open upload sessions, blob size and tags per push.
     pub limits: crate::config::Limits,
+    /// Which references a manifest push may leave absent.
+    pub sparse: SparseSettings,
 }
 
 /// The settings that a config reload replaces, swapped as one value.
@@ -60,6 +65,7 @@ impl Live {
                 tag_expiration: settings.gc.tag_expiration,
                 proxy_storage: settings.proxy_storage,
                 limits: settings.limits,
+                sparse: settings.sparse.clone(),
             },
             policy: Arc::new(ArtifactPolicy::new(settings.policy.clone())),
         }

@@ -39,6 +39,7 @@ mod schema_equivalence;
 mod shutdown;
 mod slow_clients;
 mod smoke;
+mod sparse;
 mod storage_conformance;
 mod storage_memory;
 mod upload_limits;

@@ -196,6 +196,7 @@ async fn concurrent_manifest_pushes_moving_the_same_tags_all_succeed() {
                 annotations: None,
                 blobs: vec![digest(1), digest(2)],
                 children: vec![],
+                optional: vec![],
                 facts: ManifestFacts {
                     kind: ManifestKind::Image,
                     total_size: 10,

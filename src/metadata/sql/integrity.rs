@@ -39,7 +39,7 @@ impl FsckStore for SqlStore {
             .map(|(r, d)| (r.to_string(), d.to_string()))
             .unwrap_or_default();
         let query = sqlx::query(
-            "SELECT r.name, m.digest, m.media_type, c.content FROM manifests m
+            "SELECT r.name, m.digest, m.media_type, c.content, m.sparse FROM manifests m
              JOIN repositories r ON r.id = m.repository_id
              LEFT JOIN manifest_contents c ON c.digest = m.digest
              WHERE r.name > $1 OR (r.name = $1 AND m.digest > $2)
@@ -54,6 +54,7 @@ impl FsckStore for SqlStore {
                 digest: stored(r.get::<&str, _>(1))?,
                 media_type: r.get(2),
                 content: r.get(3),
+                sparse: r.get::<i64, _>(4) != 0,
             })
         })
         .await

@@ -318,7 +318,7 @@ impl MetadataStore for SqlStore {
             .bind(repo.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        self.verify_references(&mut tx, repo_id, manifest).await?;
+        let sparse = self.verify_references(&mut tx, repo_id, manifest).await?;
         sqlx::query("INSERT INTO manifest_contents (digest, content) VALUES ($1, $2) ON CONFLICT(digest) DO NOTHING")
             .bind(&digest)
             .bind(&manifest.content)
@@ -327,8 +327,8 @@ impl MetadataStore for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,
                  config_media_type, subject_digest, annotations, created_at,
-                 kind, total_size, signed_digest, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 kind, total_size, signed_digest, details, sparse)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT(repository_id, digest) DO NOTHING",
         )
         .bind(repo_id)
@@ -344,17 +344,22 @@ impl MetadataStore for SqlStore {
         .bind(manifest.facts.total_size as i64)
         .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
         .bind(serde_json::Value::Object(manifest.facts.details.clone()).to_string())
+        .bind(i64::from(sparse))
         .execute(&mut *tx)
         .await?;
-        if let (0, Some(signed)) = (inserted.rows_affected(), &manifest.facts.signed) {
-            // Pushed again under a cosign tag: remember what it signs.
+        if inserted.rows_affected() == 0 && (sparse || manifest.facts.signed.is_some()) {
+            // Pushed again: under a cosign tag it says what it signs; with something it names
+            // absent (a child deleted since, say) it is sparse from now on. The mark is never
+            // cleared, so the integrity check keeps accepting what was accepted once.
             sqlx::query(
-                "UPDATE manifests SET signed_digest = $3
-                 WHERE repository_id = $1 AND digest = $2 AND signed_digest IS NULL",
+                "UPDATE manifests SET signed_digest = coalesce(signed_digest, $3),
+                     sparse = CASE WHEN $4 = 1 THEN 1 ELSE sparse END
+                 WHERE repository_id = $1 AND digest = $2",
             )
             .bind(repo_id)
             .bind(&digest)
-            .bind(signed.to_string())
+            .bind(manifest.facts.signed.as_ref().map(Digest::to_string))
+            .bind(i64::from(sparse))
             .execute(&mut *tx)
             .await?;
         }
@@ -780,12 +785,15 @@ impl MetadataStore for SqlStore {
 /// child manifests and on the manifest itself if it exists (a collector locks the row for
 /// update). `Conflict` when one is gone, so the registry checks again and names it.
 impl SqlStore {
+    /// Checks, under the locks a collection takes, that every reference `manifest` requires is
+    /// still there (`Conflict` when one is gone). Returns whether one of its optional
+    /// references is absent: the manifest is stored sparse.
     async fn verify_references(
         &self,
         tx: &mut Tx,
         repo_id: i64,
         manifest: &NewManifest,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut blobs: Vec<&Digest> = manifest.blobs.iter().collect();
         blobs.sort_by_key(|d| d.to_string());
         blobs.dedup();
@@ -793,36 +801,37 @@ impl SqlStore {
         for digest in &blobs {
             self.lock_digest(tx, LockMode::Shared, digest).await?;
         }
-        if !blobs.is_empty() {
-            let found: i64 = sqlx::query_scalar(sql!(
-                self,
-                "SELECT count(*) FROM repository_blobs
-             WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
-            ))
-            .bind(repo_id)
-            .bind(json_list(&blobs))
-            .fetch_one(&mut **tx)
-            .await?;
-            if found as usize != blobs.len() {
-                return Err(MetadataError::Conflict);
-            }
-        }
-        let mut children: Vec<String> = manifest.children.iter().map(Digest::to_string).collect();
+        let mut children: Vec<&Digest> = manifest.children.iter().collect();
         children.sort();
         children.dedup();
-        if !children.is_empty() {
-            let found = sqlx::query(sql!(
-                self,
-                "SELECT digest FROM manifests
+        let blobs_found = sql!(
+            self,
+            "SELECT digest FROM repository_blobs
+             WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))"
+        );
+        let children_found = sql!(
+            self,
+            "SELECT digest FROM manifests
              WHERE repository_id = $1 AND digest IN (SELECT value FROM json_each($2))
              ORDER BY digest FOR SHARE"
-            ))
-            .bind(repo_id)
-            .bind(json_list(&children))
-            .fetch_all(&mut **tx)
-            .await?;
-            if found.len() != children.len() {
-                return Err(MetadataError::Conflict);
+        );
+        let mut sparse = false;
+        for (wanted, query) in [(&blobs, blobs_found), (&children, children_found)] {
+            if wanted.is_empty() {
+                continue;
+            }
+            let found: HashSet<String> = sqlx::query_scalar(query)
+                .bind(repo_id)
+                .bind(json_list(wanted))
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .collect();
+            for absent in wanted.iter().filter(|d| !found.contains(&d.to_string())) {
+                if !manifest.optional.contains(absent) {
+                    return Err(MetadataError::Conflict);
+                }
+                sparse = true;
             }
         }
         sqlx::query(sql!(
@@ -833,6 +842,6 @@ impl SqlStore {
         .bind(manifest.digest.to_string())
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(())
+        Ok(sparse)
     }
 }
