@@ -332,8 +332,9 @@ async fn a_full_disk_refuses_pushes_clearly_keeps_what_was_stored_and_recovers()
         }
     }
     eprintln!("full_disk: {refused_manifest} of 20 manifest pushes refused on a full disk");
+    // On PostgreSQL the metadata lives on the database server's disk, not the one filled here.
     assert!(
-        refused_manifest > 0,
+        refused_manifest > 0 || postgres_under_test().is_some(),
         "the metadata database must run out of room too, or this test proves nothing about it"
     );
 
