@@ -26,6 +26,9 @@ pub struct ManifestRecord {
     pub media_type: String,
     /// The stored bytes; `None` when the content row is missing.
     pub content: Option<Vec<u8>>,
+    /// Accepted sparse: it named a layer or child manifest that was absent when it was pushed
+    /// (see [`crate::registry::SparseSettings`]), so absent ones are not a problem.
+    pub sparse: bool,
 }
 
 /// What metadata recorded a manifest as referencing (`manifest_references`).
