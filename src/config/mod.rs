@@ -499,7 +499,10 @@ mod tests {
         };
         assert_eq!(l.settings.sparse, want);
         assert!(l.warnings.is_empty());
-        for bad in ["FEATURE_SPARSE_INDEX: yes", "SPARSE_INDEX_REQUIRED_ARCHS: amd64"] {
+        for bad in [
+            "FEATURE_SPARSE_INDEX: yes",
+            "SPARSE_INDEX_REQUIRED_ARCHS: amd64",
+        ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }

@@ -87,7 +87,8 @@ impl Registry {
                 // Garbage collection removed a referenced blob or child since the check above:
                 // checking again names what is gone; if nothing is, a second attempt goes
                 // through.
-                self.check_references(repo, &parsed, &record.optional).await?;
+                self.check_references(repo, &parsed, &record.optional)
+                    .await?;
                 self.meta.put_manifest(repo, &record, &tags).await?;
             }
             other => other?,

@@ -102,7 +102,8 @@ mod tests {
     }
 
     fn image() -> ParsedManifest {
-        let d = |n: u8, mt: &str| serde_json::json!({"mediaType": mt, "digest": digest(n), "size": 10});
+        let d =
+            |n: u8, mt: &str| serde_json::json!({"mediaType": mt, "digest": digest(n), "size": 10});
         let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
         parse(serde_json::json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -63,7 +63,8 @@ fn index_of(children: &[(&[u8], Option<&str>)]) -> Vec<u8> {
     let manifests: Vec<Value> = children
         .iter()
         .map(|(bytes, arch)| {
-            let mut d = json!({"mediaType": MANIFEST, "digest": sha256(bytes), "size": bytes.len()});
+            let mut d =
+                json!({"mediaType": MANIFEST, "digest": sha256(bytes), "size": bytes.len()});
             if let Some(a) = arch {
                 d["platform"] = json!({"os": "linux", "architecture": a});
             }
@@ -142,7 +143,12 @@ async fn a_sparse_index_needs_the_flag_and_links_a_child_pushed_later() {
     assert_pulls(&s, "multi", &index).await;
     let (ppc, _) = image_bytes(3);
     let other = index_of(&[(&amd64, Some("amd64")), (&ppc, Some("ppc64le"))]);
-    assert_error(put(&s, "other", INDEX, &other).await, 400, "MANIFEST_BLOB_UNKNOWN").await;
+    assert_error(
+        put(&s, "other", INDEX, &other).await,
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -239,7 +245,9 @@ async fn fsck_accepts_what_was_accepted_sparse() {
     let whole = push_whole_image(&s, 9).await;
     put_ok(&s, "whole", MANIFEST, &whole).await;
     let (_, layer) = image_bytes(9);
-    let r = s.delete(&format!("/v2/{REPO}/blobs/{}", sha256(&layer))).await;
+    let r = s
+        .delete(&format!("/v2/{REPO}/blobs/{}", sha256(&layer)))
+        .await;
     assert_eq!(r.status(), 202);
     let out = fsck(&s, &[]).await;
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
