@@ -5,7 +5,7 @@ use oci::{Digest, RepoName};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{changed_one, has_nul, ordering_bound, sql, LockMode, SqlStore};
+use super::{changed_one, first, has_nul, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
@@ -131,10 +131,10 @@ impl AccountStore for SqlStore {
     }
 
     async fn count_users(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
             .fetch_one(&self.reader)
             .await?;
-        Ok(row.get::<i64, _>(0) as u64)
+        Ok(count as u64)
     }
 
     async fn create_user(
@@ -334,16 +334,16 @@ impl AccountStore for SqlStore {
             return Ok(());
         }
         // Nothing inserted: already a member, or a name did not resolve.
-        let exists = sqlx::query(
+        let query = sqlx::query(
             "SELECT 1 FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
              JOIN accounts m ON m.id = tm.account_id WHERE o.name = $1 AND t.name = $2 AND m.name = $3",
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .fetch_optional(&self.reader)
-        .await?;
-        exists.map(|_| ()).ok_or(MetadataError::NotFound)
+        .bind(member);
+        self.read_one(query, |_| Ok(()))
+            .await?
+            .ok_or(MetadataError::NotFound)
     }
 
     async fn remove_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<bool> {
@@ -379,7 +379,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights> {
-        let row = sqlx::query(
+        let row: Option<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT ns.id, ns.kind,
                 (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)
                  FROM teams t JOIN team_members m ON m.team_id = t.id
@@ -390,11 +390,10 @@ impl AccountStore for SqlStore {
         .bind(namespace)
         .fetch_optional(&self.reader)
         .await?;
-        let Some(row) = row else {
+        let Some((ns_id, kind, rank)) = row else {
             return Ok(NamespaceRights::default());
         };
-        let (ns_id, kind, rank): (i64, &str, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-        let (admin, create) = match kind {
+        let (admin, create) = match kind.as_str() {
             "user" => (ns_id == account_id, ns_id == account_id),
             "organization" => (rank == Some(3), rank >= Some(2)),
             _ => (false, false),
@@ -407,7 +406,7 @@ impl AccountStore for SqlStore {
         account_id: i64,
         repo: &RepoName,
     ) -> Result<Option<Role>, MetadataError> {
-        let row = sqlx::query(
+        let rank: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)
              FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
              WHERE r.name = $2 AND (p.account_id = $1
@@ -417,7 +416,7 @@ impl AccountStore for SqlStore {
         .bind(repo.as_str())
         .fetch_one(&self.reader)
         .await?;
-        Ok(match row.get::<Option<i64>, _>(0) {
+        Ok(match rank {
             Some(3) => Some(Role::Admin),
             Some(2) => Some(Role::Write),
             Some(1) => Some(Role::Read),
@@ -433,11 +432,10 @@ impl AccountStore for SqlStore {
             return Ok(Some(info));
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());
-        let row = sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        let info = row.as_ref().map(repository_row).transpose()?;
+        let query =
+            sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
+                .bind(repo.as_str());
+        let info = self.read_one(query, repository_row).await?;
         if let (Some(cache), Some(ticket), Some(info)) = (&self.cache, ticket, &info) {
             cache.store_info(ticket, info.clone());
         }
@@ -454,7 +452,7 @@ impl AccountStore for SqlStore {
             return Ok(Vec::new());
         }
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             concat!(
                 "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
@@ -469,20 +467,17 @@ impl AccountStore for SqlStore {
         .bind(everything)
         .bind(account)
         .bind(namespace)
-        .bind(filter)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RepositorySummary {
-                    name: stored(r.get::<&str, _>(0))?,
-                    public: r.get::<i64, _>(1) != 0,
-                    description: r.get(2),
-                    tag_count: r.get::<i64, _>(3) as u64,
-                    last_modified: r.get(4),
-                })
+        .bind(filter);
+        self.read_all(query, |r| {
+            Ok(RepositorySummary {
+                name: stored(r.get(0))?,
+                public: r.get::<i64, _>(1) != 0,
+                description: r.get(2),
+                tag_count: r.get::<i64, _>(3) as u64,
+                last_modified: r.get(4),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn readable_repositories(
@@ -495,7 +490,7 @@ impl AccountStore for SqlStore {
         let (everything, account) = query.reader.bindings();
         // A namespace's names are the namespace itself and those from `ns/` up to `ns0`
         // (`0` follows `/` in byte order).
-        let rows = sqlx::query(sql!(
+        let select = sqlx::query(sql!(
             self,
             concat!(
                 "SELECT r.name, r.public, r.description FROM repositories r
@@ -511,10 +506,8 @@ impl AccountStore for SqlStore {
         .bind(account)
         .bind(ordering_bound(query.after.unwrap_or("")))
         .bind(query.namespace)
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(repository_row).collect()
+        .bind(i64::from(query.limit));
+        self.read_all(select, repository_row).await
     }
 
     async fn readable_repositories_with_blob(
@@ -524,7 +517,7 @@ impl AccountStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<RepoName>, MetadataError> {
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             concat!(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
@@ -536,10 +529,8 @@ impl AccountStore for SqlStore {
         .bind(everything)
         .bind(account)
         .bind(digest.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
     async fn create_repository(
@@ -565,22 +556,18 @@ impl AccountStore for SqlStore {
         description: &str,
     ) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
+        let query = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
             .bind(repo.as_str())
-            .bind(description)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(description);
+        Ok(self.write(query).await? > 0)
     }
 
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
+        let query = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
             .bind(repo.as_str())
-            .bind(i64::from(public))
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(i64::from(public));
+        Ok(self.write(query).await? > 0)
     }
 
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError> {
@@ -604,16 +591,14 @@ impl AccountStore for SqlStore {
 
     async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM repositories WHERE name = $1
                AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
                AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
                AND NOT EXISTS (SELECT 1 FROM uploads WHERE repository_id = repositories.id)",
         )
-        .bind(repo.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(repo.as_str());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn set_permission(&self, repo: &RepoName, grantee: &Grantee, role: Role) -> Result<()> {
@@ -631,7 +616,7 @@ impl AccountStore for SqlStore {
         .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
-                let row = sqlx::query(
+                let (id, kind, namespace): (i64, String, Option<String>) = sqlx::query_as(
                     "SELECT a.id, a.kind, (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
                      FROM accounts a WHERE a.name = $1 AND a.kind IN ('user', 'robot')",
                 )
@@ -639,9 +624,7 @@ impl AccountStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(MetadataError::NotFound)?;
-                let (id, kind, namespace): (i64, &str, Option<&str>) =
-                    (row.get(0), row.get(1), row.get(2));
-                if kind == "robot" && namespace != Some(repo.namespace()) {
+                if kind == "robot" && namespace.as_deref() != Some(repo.namespace()) {
                     return Err(MetadataError::Refused(
                         "a robot may only be granted rights in its own namespace",
                     ));
@@ -680,7 +663,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn remove_permission(&self, repo: &RepoName, grantee: &Grantee) -> Result<bool> {
-        let done = match grantee {
+        let query = match grantee {
             Grantee::Account(name) => sqlx::query(
                 "DELETE FROM repository_permissions
                  WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
@@ -697,10 +680,8 @@ impl AccountStore for SqlStore {
             .bind(repo.as_str())
             .bind(name)
             .bind(repo.namespace()),
-        }
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        };
+        Ok(self.write(query).await? > 0)
     }
 
     async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>> {
@@ -736,7 +717,7 @@ impl AccountStore for SqlStore {
     ) -> Result<ApiToken> {
         let account_id = self.required_id(account_name).await?;
         let now = now_millis();
-        let row = sqlx::query(
+        let id = sqlx::query_scalar(
             "INSERT INTO api_tokens (account_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(account_id)
@@ -747,7 +728,7 @@ impl AccountStore for SqlStore {
         .await
         .map_err(conflict)?;
         Ok(ApiToken {
-            id: row.get(0),
+            id,
             name: name.to_string(),
             account: account_name.to_string(),
             created_at: now,
@@ -775,12 +756,12 @@ impl AccountStore for SqlStore {
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
-        let rows =
-            sqlx::query("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
+        let keys =
+            sqlx::query_as("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(keys)
     }
 
     async fn create_session(
