@@ -102,10 +102,8 @@ impl GcStore for SqlStore {
         ))
         .bind(created_since)
         .bind(history_since);
-        self.read_all(query, |r| {
-            Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?))
-        })
-        .await
+        self.read_all(query, |r| Ok((stored(r.get(0))?, stored(r.get(1))?)))
+            .await
     }
 
     async fn delete_unreachable_manifest(
