@@ -48,7 +48,7 @@ macro_rules! readable_by_reader {
 
 fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
     Ok(RepositoryInfo {
-        name: stored(r.get::<&str, _>(0))?,
+        name: stored(r.get(0))?,
         public: r.get::<i64, _>(1) != 0,
         description: r.get(2),
     })

@@ -222,13 +222,12 @@ fn changed_one(changed: u64, otherwise: MetadataError) -> Result<()> {
 
 /// A list of values bound as one parameter, which a query reads as `json_each($N)`.
 fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
-    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    serde_json::Value::from(items).to_string()
+    serde_json::Value::from_iter(items.into_iter().map(|i| i.to_string())).to_string()
 }
 
 /// A row's first column: text this store wrote from a `T`.
 fn first<T: std::str::FromStr<Err: std::fmt::Display>>(r: &AnyRow) -> Result<T> {
-    stored(r.get::<&str, _>(0))
+    stored(r.get(0))
 }
 
 /// A `(digest, size)` row.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oci::{Algorithm, Digest, RepoName, Tag};
+use oci::{Digest, RepoName, Tag};
 use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
@@ -54,8 +54,8 @@ fn upload_row(r: &AnyRow) -> Result<UploadRecord> {
     Ok(UploadRecord {
         id: UploadId::parse(r.get::<&str, _>(0))
             .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
-        repository: stored(r.get::<&str, _>(1))?,
-        algorithm: stored::<Algorithm>(r.get::<&str, _>(2))?,
+        repository: stored(r.get(1))?,
+        algorithm: stored(r.get(2))?,
         length: r.get::<i64, _>(3) as u64,
         resumable: r.get::<i64, _>(4) != 0,
         hash_state: r.get(5),
@@ -82,8 +82,8 @@ macro_rules! select_describers {
 
 fn describer_row(r: &AnyRow) -> Result<Describer> {
     Ok(Describer {
-        target: stored(r.get::<&str, _>(0))?,
-        digest: stored(r.get::<&str, _>(1))?,
+        target: stored(r.get(0))?,
+        digest: stored(r.get(1))?,
         kind: r.get(2),
         artifact_type: r.get(3),
         total_size: r.get::<i64, _>(4) as u64,
@@ -557,7 +557,7 @@ impl MetadataStore for SqlStore {
         self.read_all(select, |r| {
             Ok(TagDetail {
                 name: r.get(0),
-                digest: stored(r.get::<&str, _>(1))?,
+                digest: stored(r.get(1))?,
                 media_type: r.get(2),
                 kind: r.get(3),
                 artifact_type: r.get(4),
@@ -700,7 +700,7 @@ impl MetadataStore for SqlStore {
         self.read_all(query, |r| {
             Ok(TagHistoryEntry {
                 name: r.get(0),
-                digest: stored(r.get::<&str, _>(1))?,
+                digest: stored(r.get(1))?,
                 started_at: r.get(2),
                 ended_at: r.get(3),
             })
@@ -755,7 +755,7 @@ impl MetadataStore for SqlStore {
         self.read_all(query, |r| {
             let annotations: Option<&str> = r.get(4);
             Ok(Referrer {
-                digest: stored(r.get::<&str, _>(0))?,
+                digest: stored(r.get(0))?,
                 media_type: r.get(1),
                 size: r.get::<i64, _>(2) as u64,
                 artifact_type: r.get(3),
