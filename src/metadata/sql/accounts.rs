@@ -24,10 +24,9 @@ macro_rules! select_accounts {
     };
 }
 
-/// Whether repository `r` may be pulled by the reader bound as `$1` (1: every repository) and
-/// `$2` (the account, NULL for anonymous); queries with it go through [`sql!`]: the pull rule of `Auth::live_actions` (public, a
-/// namespace the account administers, or any role granted directly or through a team).
-/// `tests/integration/visibility.rs` checks that both agree.
+/// Whether repository `r` may be pulled by the reader bound as `$1` and `$2`
+/// ([`Reader::bindings`]), by the pull rule of `Auth::live_actions`, which
+/// `tests/integration/visibility.rs` checks it agrees with. Queries with it go through [`sql!`].
 macro_rules! readable_by_reader {
     () => {
         "($1 = 1 OR r.public = 1
@@ -87,10 +86,7 @@ fn conflict(e: sqlx::Error) -> MetadataError {
 impl SqlStore {
     /// The accounts a [`select_accounts!`] query finds with `values` bound as `$1`, `$2`, ...
     async fn accounts(&self, sql: &'static str, values: &[&str]) -> Result<Vec<Account>> {
-        let mut query = sqlx::query(sql);
-        for value in values {
-            query = query.bind(*value);
-        }
+        let query = values.iter().fold(sqlx::query(sql), |q, v| q.bind(*v));
         self.read_all(query, account).await
     }
 

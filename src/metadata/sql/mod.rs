@@ -186,12 +186,8 @@ impl SqlStore {
         query: Query,
         row: impl FnMut(&AnyRow) -> Result<T>,
     ) -> Result<C> {
-        query
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(row).collect()
     }
 
     /// The first row a query reads outside a transaction, mapped by `row`.

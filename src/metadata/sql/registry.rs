@@ -7,7 +7,7 @@
 //! ([`SqlStore::lock`]) or a row lock. Text columns compare bytewise on both (`COLLATE "C"` on
 //! PostgreSQL), so listings and pagination order the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -753,14 +753,14 @@ impl MetadataStore for SqlStore {
         .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(i64::from(limit));
         self.read_all(query, |r| {
-            let annotations: Option<&str> = r.get(4);
             Ok(Referrer {
                 digest: stored(r.get(0))?,
                 media_type: r.get(1),
                 size: r.get::<i64, _>(2) as u64,
                 artifact_type: r.get(3),
-                annotations: annotations
-                    .map(serde_json::from_str::<BTreeMap<String, String>>)
+                annotations: r
+                    .get::<Option<&str>, _>(4)
+                    .map(serde_json::from_str)
                     .transpose()
                     .map_err(backend)?,
             })
