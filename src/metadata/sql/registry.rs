@@ -7,7 +7,7 @@
 //! ([`SqlStore::lock`]) or a row lock. Text columns compare bytewise on both (`COLLATE "C"` on
 //! PostgreSQL), so listings and pagination order the same.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -382,9 +382,7 @@ impl MetadataStore for SqlStore {
         }
         // In name order, so two pushes moving overlapping tags lock them in the same order (and
         // once each: one statement may not update a row twice).
-        let mut tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
-        tags.sort_unstable();
-        tags.dedup();
+        let tags: BTreeSet<&str> = tags.iter().map(Tag::as_str).collect();
         if !tags.is_empty() {
             sqlx::query(sql!(
             self,
