@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
 use super::{changed_one, first, has_nul, ordering_bound, sql, LockMode, SqlStore};
@@ -93,14 +93,20 @@ impl SqlStore {
     async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
         Ok(self.accounts(sql, &[value]).await?.into_iter().next())
     }
+}
 
-    async fn required_id(&self, name: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(MetadataError::NotFound)
-    }
+/// The id of the account `name` (only of `kind`, when given); `NotFound` when there is none.
+async fn required_id<'c>(
+    db: impl AnyExecutor<'c>,
+    name: &str,
+    kind: Option<AccountKind>,
+) -> Result<i64> {
+    sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND ($2 IS NULL OR kind = $2)")
+        .bind(name)
+        .bind(kind.map(AccountKind::as_str))
+        .fetch_optional(db)
+        .await?
+        .ok_or(MetadataError::NotFound)
 }
 
 #[async_trait]
@@ -166,12 +172,7 @@ impl AccountStore for SqlStore {
     async fn create_organization(&self, name: &str, owner: &str) -> Result<Account> {
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let owner_id: i64 =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(MetadataError::NotFound)?;
+        let owner_id = required_id(&mut *tx, owner, Some(AccountKind::User)).await?;
         let org_id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, created_at) VALUES ($1, 'organization', $2) RETURNING id",
         )
@@ -202,7 +203,7 @@ impl AccountStore for SqlStore {
         short: &str,
         token_hash: &str,
     ) -> Result<Account> {
-        let ns_id = self.required_id(namespace).await?;
+        let ns_id = required_id(&self.reader, namespace, None).await?;
         let name = format!("{namespace}+{short}");
         sqlx::query(
             "INSERT INTO accounts (name, kind, token_hash, namespace_id, created_at) VALUES ($1, 'robot', $2, $3, $4)",
@@ -264,12 +265,7 @@ impl AccountStore for SqlStore {
         role: TeamRole,
         description: &str,
     ) -> Result<Team> {
-        let org_id: i64 =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
-                .bind(org)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or(MetadataError::NotFound)?;
+        let org_id = required_id(&self.reader, org, Some(AccountKind::Organization)).await?;
         let row = sqlx::query(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, $2, $3, $4)
              ON CONFLICT(org_id, name) DO UPDATE SET role = excluded.role, description = excluded.description
@@ -711,7 +707,7 @@ impl AccountStore for SqlStore {
         name: &str,
         token_hash: &str,
     ) -> Result<ApiToken> {
-        let account_id = self.required_id(account_name).await?;
+        let account_id = required_id(&self.reader, account_name, None).await?;
         let now = now_millis();
         let id = sqlx::query_scalar(
             "INSERT INTO api_tokens (account_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::{digest_and_size, first, json_list, sql, LockMode, SqlStore, Tx};
+use super::{digest_and_size, first, json_list, sql, SqlStore, Tx};
 use crate::metadata::gc::GcStore;
 use crate::metadata::{now_millis, stored, Result};
 
@@ -195,10 +195,7 @@ impl GcStore for SqlStore {
     }
 
     async fn begin_blob_deletion(&self, digest: &Digest, linked_before: i64) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         // No manifest references it and no link is newer than the cutoff?
         let still = sqlx::query(
             "SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.linked_at < $2
@@ -224,10 +221,7 @@ impl GcStore for SqlStore {
     }
 
     async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         let known = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)

@@ -8,7 +8,7 @@ use oci::{Digest, RepoName};
 use sqlx::Row;
 
 use super::collection::mark_pending;
-use super::{digest_and_size, LockMode, SqlStore};
+use super::{digest_and_size, SqlStore};
 use crate::metadata::fsck::{DanglingTag, FsckStore, ManifestRecord, RecordedReferences};
 use crate::metadata::{stored, Result};
 
@@ -116,10 +116,7 @@ impl FsckStore for SqlStore {
     }
 
     async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         let Some(size) = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
@@ -133,10 +130,7 @@ impl FsckStore for SqlStore {
     }
 
     async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
              WHERE rb.digest = $1 ORDER BY r.name",

@@ -175,6 +175,15 @@ impl SqlStore {
         self.lock(tx, mode, b"blob", key).await
     }
 
+    /// Begins a write transaction holding `digest`'s lock exclusively, as a collector or the
+    /// integrity check does to take a blob out of service; with the digest as text.
+    async fn begin_exclusive(&self, digest: &oci::Digest) -> Result<(Tx, String)> {
+        let mut tx = self.begin().await?;
+        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
+            .await?;
+        Ok((tx, digest.to_string()))
+    }
+
     /// Runs a statement outside a transaction; how many rows it changed.
     async fn write(&self, query: Query) -> Result<u64> {
         Ok(query.execute(&self.writer).await?.rows_affected())
@@ -209,11 +218,7 @@ impl SqlStore {
 
 /// `Ok` when a statement changed exactly one row (`changed`), else `otherwise`.
 fn changed_one(changed: u64, otherwise: MetadataError) -> Result<()> {
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(otherwise)
-    }
+    (changed == 1).then_some(()).ok_or(otherwise)
 }
 
 /// A list of values bound as one parameter, which a query reads as `json_each($N)`.
