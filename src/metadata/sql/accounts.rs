@@ -804,7 +804,6 @@ impl AccountStore for SqlStore {
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let query = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash);
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 }

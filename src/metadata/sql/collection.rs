@@ -39,16 +39,17 @@ live(repository_id, digest) AS (
     };
 }
 
-pub(super) async fn mark_pending(tx: &mut Tx, digest: &str) -> Result<()> {
+/// Records a pending deletion of `digest` and commits `tx`.
+pub(super) async fn commit_pending_deletion(mut tx: Tx, digest: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO blob_deletions (digest, started_at) VALUES ($1, $2)
          ON CONFLICT(digest) DO UPDATE SET started_at = excluded.started_at",
     )
     .bind(digest)
     .bind(now_millis())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(tx.commit().await?)
 }
 
 #[async_trait]
@@ -71,8 +72,7 @@ impl GcStore for SqlStore {
         let query = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder);
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn expire_tag_history(&self, before: i64) -> Result<u64> {
@@ -215,8 +215,7 @@ impl GcStore for SqlStore {
         ] {
             sqlx::query(sql).bind(&digest).execute(&mut *tx).await?;
         }
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
+        commit_pending_deletion(tx, &digest).await?;
         Ok(true)
     }
 
@@ -229,22 +228,19 @@ impl GcStore for SqlStore {
         if known.is_some() {
             return Ok(false);
         }
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
+        commit_pending_deletion(tx, &digest).await?;
         Ok(true)
     }
 
     async fn end_blob_deletion(&self, digest: &Digest) -> Result<()> {
         let query =
             sqlx::query("DELETE FROM blob_deletions WHERE digest = $1").bind(digest.to_string());
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>> {
         let query = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest");
-        self.read_all(query, |r| Ok((first(r)?, r.get::<i64, _>(1))))
-            .await
+        self.read_all(query, |r| Ok((first(r)?, r.get(1)))).await
     }
 
     async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::collection::mark_pending;
+use super::collection::commit_pending_deletion;
 use super::{digest_and_size, SqlStore};
 use crate::metadata::fsck::{DanglingTag, FsckStore, ManifestRecord, RecordedReferences};
 use crate::metadata::{stored, Result};
@@ -124,8 +124,7 @@ impl FsckStore for SqlStore {
         else {
             return Ok(None);
         };
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
+        commit_pending_deletion(tx, &digest).await?;
         Ok(Some(size as u64))
     }
 

@@ -147,10 +147,8 @@ impl SqlStore {
         }
     }
 
-    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with;
-    /// `class` names what is locked in four ASCII letters. Replicas on PostgreSQL share these
-    /// (as advisory locks); on SQLite every write transaction already holds the whole
-    /// database, so there is nothing to take.
+    /// Takes the lock `(class, key)` (`class` names what is locked in four ASCII letters) until
+    /// `tx` ends; nothing to take on SQLite, whose write transactions hold the whole database.
     async fn lock(&self, tx: &mut Tx, mode: LockMode, class: &[u8; 4], key: i32) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());

@@ -286,8 +286,7 @@ impl MetadataStore for SqlStore {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<()> {
         let query = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.as_str());
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
