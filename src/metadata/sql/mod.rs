@@ -68,11 +68,7 @@ impl Dialect {
     }
 
     /// The spelling of `portable` for this database, from a call site's own cache.
-    pub(crate) fn pick(
-        self,
-        cache: &'static OnceLock<[String; 2]>,
-        portable: &str,
-    ) -> &'static str {
+    fn pick(self, cache: &'static OnceLock<[String; 2]>, portable: &str) -> &'static str {
         let both = [Dialect::Sqlite, Dialect::Postgres];
         &cache.get_or_init(|| both.map(|dialect| dialect.spell(portable)))[self as usize]
     }
