@@ -58,11 +58,10 @@ impl From<sqlx::Error> for MetadataError {
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
-    let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
-    if is_disk_full(e.as_ref()) {
+    if is_disk_full(&e) {
         return MetadataError::Full;
     }
-    MetadataError::Backend(e)
+    MetadataError::Backend(Box::new(e))
 }
 
 /// Whether a database error says its disk is full: SQLite's `SQLITE_FULL` (13, also seen as
@@ -87,10 +86,7 @@ fn now_millis() -> i64 {
 }
 
 /// Parses a value this store wrote itself; a failure means the database was edited by hand.
-fn stored<T: FromStr>(s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
+fn stored<T: FromStr<Err: std::fmt::Display>>(s: &str) -> Result<T> {
     s.parse::<T>()
         .map_err(|e| MetadataError::Backend(format!("corrupt metadata value {s:?}: {e}").into()))
 }

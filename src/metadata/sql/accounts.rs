@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use oci::{Digest, RepoName};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
-use super::{changed_one, has_nul, ordering_bound, sql, LockMode, SqlStore};
+use super::{changed_one, first, has_nul, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
     RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
@@ -24,10 +24,9 @@ macro_rules! select_accounts {
     };
 }
 
-/// Whether repository `r` may be pulled by the reader bound as `$1` (1: every repository) and
-/// `$2` (the account, NULL for anonymous); queries with it go through [`sql!`]: the pull rule of `Auth::live_actions` (public, a
-/// namespace the account administers, or any role granted directly or through a team).
-/// `tests/integration/visibility.rs` checks that both agree.
+/// Whether repository `r` may be pulled by the reader bound as `$1` and `$2`
+/// ([`Reader::bindings`]), by the pull rule of `Auth::live_actions`, which
+/// `tests/integration/visibility.rs` checks it agrees with. Queries with it go through [`sql!`].
 macro_rules! readable_by_reader {
     () => {
         "($1 = 1 OR r.public = 1
@@ -48,7 +47,7 @@ macro_rules! readable_by_reader {
 
 fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
     Ok(RepositoryInfo {
-        name: stored(r.get::<&str, _>(0))?,
+        name: stored(r.get(0))?,
         public: r.get::<i64, _>(1) != 0,
         description: r.get(2),
     })
@@ -87,24 +86,27 @@ fn conflict(e: sqlx::Error) -> MetadataError {
 impl SqlStore {
     /// The accounts a [`select_accounts!`] query finds with `values` bound as `$1`, `$2`, ...
     async fn accounts(&self, sql: &'static str, values: &[&str]) -> Result<Vec<Account>> {
-        let mut query = sqlx::query(sql);
-        for value in values {
-            query = query.bind(*value);
-        }
+        let query = values.iter().fold(sqlx::query(sql), |q, v| q.bind(*v));
         self.read_all(query, account).await
     }
 
     async fn account_by(&self, sql: &'static str, value: &str) -> Result<Option<Account>> {
         Ok(self.accounts(sql, &[value]).await?.into_iter().next())
     }
+}
 
-    async fn required_id(&self, name: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(MetadataError::NotFound)
-    }
+/// The id of the account `name` (only of `kind`, when given); `NotFound` when there is none.
+async fn required_id<'c>(
+    db: impl AnyExecutor<'c>,
+    name: &str,
+    kind: Option<AccountKind>,
+) -> Result<i64> {
+    sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND ($2 IS NULL OR kind = $2)")
+        .bind(name)
+        .bind(kind.map(AccountKind::as_str))
+        .fetch_optional(db)
+        .await?
+        .ok_or(MetadataError::NotFound)
 }
 
 #[async_trait]
@@ -131,10 +133,10 @@ impl AccountStore for SqlStore {
     }
 
     async fn count_users(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE kind = 'user'")
             .fetch_one(&self.reader)
             .await?;
-        Ok(row.get::<i64, _>(0) as u64)
+        Ok(count as u64)
     }
 
     async fn create_user(
@@ -170,12 +172,7 @@ impl AccountStore for SqlStore {
     async fn create_organization(&self, name: &str, owner: &str) -> Result<Account> {
         let now = now_millis();
         let mut tx = self.begin().await?;
-        let owner_id: i64 =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'user'")
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(MetadataError::NotFound)?;
+        let owner_id = required_id(&mut *tx, owner, Some(AccountKind::User)).await?;
         let org_id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, created_at) VALUES ($1, 'organization', $2) RETURNING id",
         )
@@ -206,7 +203,7 @@ impl AccountStore for SqlStore {
         short: &str,
         token_hash: &str,
     ) -> Result<Account> {
-        let ns_id = self.required_id(namespace).await?;
+        let ns_id = required_id(&self.reader, namespace, None).await?;
         let name = format!("{namespace}+{short}");
         sqlx::query(
             "INSERT INTO accounts (name, kind, token_hash, namespace_id, created_at) VALUES ($1, 'robot', $2, $3, $4)",
@@ -268,12 +265,7 @@ impl AccountStore for SqlStore {
         role: TeamRole,
         description: &str,
     ) -> Result<Team> {
-        let org_id: i64 =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1 AND kind = 'organization'")
-                .bind(org)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or(MetadataError::NotFound)?;
+        let org_id = required_id(&self.reader, org, Some(AccountKind::Organization)).await?;
         let row = sqlx::query(
             "INSERT INTO teams (org_id, name, role, description) VALUES ($1, $2, $3, $4)
              ON CONFLICT(org_id, name) DO UPDATE SET role = excluded.role, description = excluded.description
@@ -334,16 +326,16 @@ impl AccountStore for SqlStore {
             return Ok(());
         }
         // Nothing inserted: already a member, or a name did not resolve.
-        let exists = sqlx::query(
+        let query = sqlx::query(
             "SELECT 1 FROM team_members tm JOIN teams t ON t.id = tm.team_id JOIN accounts o ON o.id = t.org_id
              JOIN accounts m ON m.id = tm.account_id WHERE o.name = $1 AND t.name = $2 AND m.name = $3",
         )
         .bind(org)
         .bind(team_name)
-        .bind(member)
-        .fetch_optional(&self.reader)
-        .await?;
-        exists.map(|_| ()).ok_or(MetadataError::NotFound)
+        .bind(member);
+        self.read_one(query, |_| Ok(()))
+            .await?
+            .ok_or(MetadataError::NotFound)
     }
 
     async fn remove_team_member(&self, org: &str, team_name: &str, member: &str) -> Result<bool> {
@@ -379,7 +371,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn namespace_rights(&self, account_id: i64, namespace: &str) -> Result<NamespaceRights> {
-        let row = sqlx::query(
+        let row: Option<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT ns.id, ns.kind,
                 (SELECT MAX(CASE t.role WHEN 'member' THEN 1 WHEN 'creator' THEN 2 WHEN 'admin' THEN 3 END)
                  FROM teams t JOIN team_members m ON m.team_id = t.id
@@ -390,11 +382,10 @@ impl AccountStore for SqlStore {
         .bind(namespace)
         .fetch_optional(&self.reader)
         .await?;
-        let Some(row) = row else {
+        let Some((ns_id, kind, rank)) = row else {
             return Ok(NamespaceRights::default());
         };
-        let (ns_id, kind, rank): (i64, &str, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-        let (admin, create) = match kind {
+        let (admin, create) = match kind.as_str() {
             "user" => (ns_id == account_id, ns_id == account_id),
             "organization" => (rank == Some(3), rank >= Some(2)),
             _ => (false, false),
@@ -407,7 +398,7 @@ impl AccountStore for SqlStore {
         account_id: i64,
         repo: &RepoName,
     ) -> Result<Option<Role>, MetadataError> {
-        let row = sqlx::query(
+        let rank: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)
              FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
              WHERE r.name = $2 AND (p.account_id = $1
@@ -417,7 +408,7 @@ impl AccountStore for SqlStore {
         .bind(repo.as_str())
         .fetch_one(&self.reader)
         .await?;
-        Ok(match row.get::<Option<i64>, _>(0) {
+        Ok(match rank {
             Some(3) => Some(Role::Admin),
             Some(2) => Some(Role::Write),
             Some(1) => Some(Role::Read),
@@ -433,11 +424,10 @@ impl AccountStore for SqlStore {
             return Ok(Some(info));
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());
-        let row = sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        let info = row.as_ref().map(repository_row).transpose()?;
+        let query =
+            sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
+                .bind(repo.as_str());
+        let info = self.read_one(query, repository_row).await?;
         if let (Some(cache), Some(ticket), Some(info)) = (&self.cache, ticket, &info) {
             cache.store_info(ticket, info.clone());
         }
@@ -454,7 +444,7 @@ impl AccountStore for SqlStore {
             return Ok(Vec::new());
         }
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             concat!(
                 "SELECT r.name, r.public, r.description, count(t.name), max(t.updated_at)
@@ -469,20 +459,17 @@ impl AccountStore for SqlStore {
         .bind(everything)
         .bind(account)
         .bind(namespace)
-        .bind(filter)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RepositorySummary {
-                    name: stored(r.get::<&str, _>(0))?,
-                    public: r.get::<i64, _>(1) != 0,
-                    description: r.get(2),
-                    tag_count: r.get::<i64, _>(3) as u64,
-                    last_modified: r.get(4),
-                })
+        .bind(filter);
+        self.read_all(query, |r| {
+            Ok(RepositorySummary {
+                name: stored(r.get(0))?,
+                public: r.get::<i64, _>(1) != 0,
+                description: r.get(2),
+                tag_count: r.get::<i64, _>(3) as u64,
+                last_modified: r.get(4),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn readable_repositories(
@@ -495,7 +482,7 @@ impl AccountStore for SqlStore {
         let (everything, account) = query.reader.bindings();
         // A namespace's names are the namespace itself and those from `ns/` up to `ns0`
         // (`0` follows `/` in byte order).
-        let rows = sqlx::query(sql!(
+        let select = sqlx::query(sql!(
             self,
             concat!(
                 "SELECT r.name, r.public, r.description FROM repositories r
@@ -511,10 +498,8 @@ impl AccountStore for SqlStore {
         .bind(account)
         .bind(ordering_bound(query.after.unwrap_or("")))
         .bind(query.namespace)
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(repository_row).collect()
+        .bind(i64::from(query.limit));
+        self.read_all(select, repository_row).await
     }
 
     async fn readable_repositories_with_blob(
@@ -524,7 +509,7 @@ impl AccountStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<RepoName>, MetadataError> {
         let (everything, account) = reader.bindings();
-        let rows = sqlx::query(sql!(
+        let query = sqlx::query(sql!(
             self,
             concat!(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
@@ -536,10 +521,8 @@ impl AccountStore for SqlStore {
         .bind(everything)
         .bind(account)
         .bind(digest.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(|r| stored(r.get::<&str, _>(0))).collect()
+        .bind(i64::from(limit));
+        self.read_all(query, first).await
     }
 
     async fn create_repository(
@@ -565,22 +548,18 @@ impl AccountStore for SqlStore {
         description: &str,
     ) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
+        let query = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
             .bind(repo.as_str())
-            .bind(description)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(description);
+        Ok(self.write(query).await? > 0)
     }
 
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
+        let query = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
             .bind(repo.as_str())
-            .bind(i64::from(public))
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .bind(i64::from(public));
+        Ok(self.write(query).await? > 0)
     }
 
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetadataError> {
@@ -604,16 +583,14 @@ impl AccountStore for SqlStore {
 
     async fn delete_repository_if_empty(&self, repo: &RepoName) -> Result<bool, MetadataError> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let done = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM repositories WHERE name = $1
                AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
                AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
                AND NOT EXISTS (SELECT 1 FROM uploads WHERE repository_id = repositories.id)",
         )
-        .bind(repo.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(repo.as_str());
+        Ok(self.write(query).await? > 0)
     }
 
     async fn set_permission(&self, repo: &RepoName, grantee: &Grantee, role: Role) -> Result<()> {
@@ -631,7 +608,7 @@ impl AccountStore for SqlStore {
         .ok_or(MetadataError::NotFound)?;
         let (account_id, team_id): (Option<i64>, Option<i64>) = match grantee {
             Grantee::Account(name) => {
-                let row = sqlx::query(
+                let (id, kind, namespace): (i64, String, Option<String>) = sqlx::query_as(
                     "SELECT a.id, a.kind, (SELECT n.name FROM accounts n WHERE n.id = a.namespace_id)
                      FROM accounts a WHERE a.name = $1 AND a.kind IN ('user', 'robot')",
                 )
@@ -639,9 +616,7 @@ impl AccountStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(MetadataError::NotFound)?;
-                let (id, kind, namespace): (i64, &str, Option<&str>) =
-                    (row.get(0), row.get(1), row.get(2));
-                if kind == "robot" && namespace != Some(repo.namespace()) {
+                if kind == "robot" && namespace.as_deref() != Some(repo.namespace()) {
                     return Err(MetadataError::Refused(
                         "a robot may only be granted rights in its own namespace",
                     ));
@@ -680,7 +655,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn remove_permission(&self, repo: &RepoName, grantee: &Grantee) -> Result<bool> {
-        let done = match grantee {
+        let query = match grantee {
             Grantee::Account(name) => sqlx::query(
                 "DELETE FROM repository_permissions
                  WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
@@ -697,10 +672,8 @@ impl AccountStore for SqlStore {
             .bind(repo.as_str())
             .bind(name)
             .bind(repo.namespace()),
-        }
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        };
+        Ok(self.write(query).await? > 0)
     }
 
     async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>> {
@@ -734,9 +707,9 @@ impl AccountStore for SqlStore {
         name: &str,
         token_hash: &str,
     ) -> Result<ApiToken> {
-        let account_id = self.required_id(account_name).await?;
+        let account_id = required_id(&self.reader, account_name, None).await?;
         let now = now_millis();
-        let row = sqlx::query(
+        let id = sqlx::query_scalar(
             "INSERT INTO api_tokens (account_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(account_id)
@@ -747,7 +720,7 @@ impl AccountStore for SqlStore {
         .await
         .map_err(conflict)?;
         Ok(ApiToken {
-            id: row.get(0),
+            id,
             name: name.to_string(),
             account: account_name.to_string(),
             created_at: now,
@@ -775,12 +748,12 @@ impl AccountStore for SqlStore {
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
-        let rows =
-            sqlx::query("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
+        let keys =
+            sqlx::query_as("SELECT kid, private_pem FROM signing_keys ORDER BY created_at, kid")
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(keys)
     }
 
     async fn create_session(
@@ -831,7 +804,6 @@ impl AccountStore for SqlStore {
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let query = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash);
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 }

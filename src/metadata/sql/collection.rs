@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::{digest_and_size, first, json_list, sql, LockMode, SqlStore, Tx};
+use super::{digest_and_size, first, json_list, sql, SqlStore, Tx};
 use crate::metadata::gc::GcStore;
 use crate::metadata::{now_millis, stored, Result};
 
@@ -39,16 +39,17 @@ live(repository_id, digest) AS (
     };
 }
 
-pub(super) async fn mark_pending(tx: &mut Tx, digest: &str) -> Result<()> {
+/// Records a pending deletion of `digest` and commits `tx`.
+pub(super) async fn commit_pending_deletion(mut tx: Tx, digest: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO blob_deletions (digest, started_at) VALUES ($1, $2)
          ON CONFLICT(digest) DO UPDATE SET started_at = excluded.started_at",
     )
     .bind(digest)
     .bind(now_millis())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(tx.commit().await?)
 }
 
 #[async_trait]
@@ -71,8 +72,7 @@ impl GcStore for SqlStore {
         let query = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder);
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn expire_tag_history(&self, before: i64) -> Result<u64> {
@@ -102,10 +102,8 @@ impl GcStore for SqlStore {
         ))
         .bind(created_since)
         .bind(history_since);
-        self.read_all(query, |r| {
-            Ok((stored(r.get::<&str, _>(0))?, stored(r.get::<&str, _>(1))?))
-        })
-        .await
+        self.read_all(query, |r| Ok((stored(r.get(0))?, stored(r.get(1))?)))
+            .await
     }
 
     async fn delete_unreachable_manifest(
@@ -197,10 +195,7 @@ impl GcStore for SqlStore {
     }
 
     async fn begin_blob_deletion(&self, digest: &Digest, linked_before: i64) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         // No manifest references it and no link is newer than the cutoff?
         let still = sqlx::query(
             "SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.linked_at < $2
@@ -220,16 +215,12 @@ impl GcStore for SqlStore {
         ] {
             sqlx::query(sql).bind(&digest).execute(&mut *tx).await?;
         }
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
+        commit_pending_deletion(tx, &digest).await?;
         Ok(true)
     }
 
     async fn begin_orphan_deletion(&self, digest: &Digest) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
         let known = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
@@ -237,22 +228,19 @@ impl GcStore for SqlStore {
         if known.is_some() {
             return Ok(false);
         }
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
+        commit_pending_deletion(tx, &digest).await?;
         Ok(true)
     }
 
     async fn end_blob_deletion(&self, digest: &Digest) -> Result<()> {
         let query =
             sqlx::query("DELETE FROM blob_deletions WHERE digest = $1").bind(digest.to_string());
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn pending_blob_deletions(&self) -> Result<Vec<(Digest, i64)>> {
         let query = sqlx::query("SELECT digest, started_at FROM blob_deletions ORDER BY digest");
-        self.read_all(query, |r| Ok((first(r)?, r.get::<i64, _>(1))))
-            .await
+        self.read_all(query, |r| Ok((first(r)?, r.get(1)))).await
     }
 
     async fn known_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {

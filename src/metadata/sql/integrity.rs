@@ -7,18 +7,19 @@ use async_trait::async_trait;
 use oci::{Digest, RepoName};
 use sqlx::Row;
 
-use super::collection::mark_pending;
-use super::{digest_and_size, first, LockMode, SqlStore};
+use super::collection::commit_pending_deletion;
+use super::{digest_and_size, SqlStore};
 use crate::metadata::fsck::{DanglingTag, FsckStore, ManifestRecord, RecordedReferences};
 use crate::metadata::{stored, Result};
 
 #[async_trait]
 impl FsckStore for SqlStore {
     async fn blob_totals(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query("SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs")
-            .fetch_one(&self.reader)
-            .await?;
-        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
+        let (count, size): (i64, i64) =
+            sqlx::query_as("SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok((count as u64, size as u64))
     }
 
     async fn blobs_after(&self, after: Option<&Digest>, limit: u32) -> Result<Vec<(Digest, u64)>> {
@@ -50,8 +51,8 @@ impl FsckStore for SqlStore {
         .bind(i64::from(limit));
         self.read_all(query, |r| {
             Ok(ManifestRecord {
-                repository: stored(r.get::<&str, _>(0))?,
-                digest: stored(r.get::<&str, _>(1))?,
+                repository: stored(r.get(0))?,
+                digest: stored(r.get(1))?,
                 media_type: r.get(2),
                 content: r.get(3),
                 sparse: r.get::<i64, _>(4) != 0,
@@ -65,7 +66,7 @@ impl FsckStore for SqlStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<RecordedReferences> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
              JOIN repositories r ON r.id = mr.repository_id
              WHERE r.name = $1 AND mr.manifest_digest = $2",
@@ -75,9 +76,9 @@ impl FsckStore for SqlStore {
         .fetch_all(&self.reader)
         .await?;
         let mut refs = RecordedReferences::default();
-        for r in &rows {
-            let digest = stored(r.get::<&str, _>(1))?;
-            match r.get::<&str, _>(0) {
+        for (kind, digest) in rows {
+            let digest = stored(&digest)?;
+            match kind.as_str() {
                 "manifest" => refs.children.push(digest),
                 _ => refs.blobs.push(digest),
             }
@@ -90,65 +91,53 @@ impl FsckStore for SqlStore {
     }
 
     async fn tag_count(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT count(*) FROM tags")
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tags")
             .fetch_one(&self.reader)
             .await?;
-        Ok(row.get::<i64, _>(0) as u64)
+        Ok(count as u64)
     }
 
     async fn dangling_tags(&self) -> Result<Vec<DanglingTag>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT r.name, t.name, t.manifest_digest FROM tags t
              JOIN repositories r ON r.id = t.repository_id
              LEFT JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
              WHERE m.digest IS NULL
              ORDER BY r.name, t.name",
-        )
-        .fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DanglingTag {
-                    repository: stored(r.get::<&str, _>(0))?,
-                    tag: r.get(1),
-                    digest: stored(r.get::<&str, _>(2))?,
-                })
+        );
+        self.read_all(query, |r| {
+            Ok(DanglingTag {
+                repository: stored(r.get(0))?,
+                tag: r.get(1),
+                digest: stored(r.get(2))?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn begin_blob_quarantine(&self, digest: &Digest) -> Result<Option<u64>> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
-        let Some(size) = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
+        let Some(size) = sqlx::query_scalar::<_, i64>("SELECT size FROM blobs WHERE digest = $1")
             .bind(&digest)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.get::<i64, _>(0) as u64)
         else {
             return Ok(None);
         };
-        mark_pending(&mut tx, &digest).await?;
-        tx.commit().await?;
-        Ok(Some(size))
+        commit_pending_deletion(tx, &digest).await?;
+        Ok(Some(size as u64))
     }
 
     async fn forget_quarantined_blob(&self, digest: &Digest) -> Result<Vec<RepoName>> {
-        let mut tx = self.begin().await?;
-        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
-            .await?;
-        let digest = digest.to_string();
-        let repos = sqlx::query(
+        let (mut tx, digest) = self.begin_exclusive(digest).await?;
+        let names: Vec<String> = sqlx::query_scalar(
             "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
              WHERE rb.digest = $1 ORDER BY r.name",
         )
         .bind(&digest)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(first)
-        .collect::<Result<Vec<RepoName>, _>>()?;
+        .await?;
+        let repos = names.iter().map(|r| stored(r)).collect::<Result<_>>()?;
         for sql in [
             "DELETE FROM repository_blobs WHERE digest = $1",
             "DELETE FROM blobs WHERE digest = $1",

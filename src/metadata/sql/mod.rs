@@ -68,11 +68,7 @@ impl Dialect {
     }
 
     /// The spelling of `portable` for this database, from a call site's own cache.
-    pub(crate) fn pick(
-        self,
-        cache: &'static OnceLock<[String; 2]>,
-        portable: &str,
-    ) -> &'static str {
+    fn pick(self, cache: &'static OnceLock<[String; 2]>, portable: &str) -> &'static str {
         let both = [Dialect::Sqlite, Dialect::Postgres];
         &cache.get_or_init(|| both.map(|dialect| dialect.spell(portable)))[self as usize]
     }
@@ -147,10 +143,8 @@ impl SqlStore {
         }
     }
 
-    /// Takes the lock `(class, key)` until `tx` ends, waiting for holders it conflicts with;
-    /// `class` names what is locked in four ASCII letters. Replicas on PostgreSQL share these
-    /// (as advisory locks); on SQLite every write transaction already holds the whole
-    /// database, so there is nothing to take.
+    /// Takes the lock `(class, key)` (`class` names what is locked in four ASCII letters) until
+    /// `tx` ends; nothing to take on SQLite, whose write transactions hold the whole database.
     async fn lock(&self, tx: &mut Tx, mode: LockMode, class: &[u8; 4], key: i32) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
@@ -175,6 +169,15 @@ impl SqlStore {
         self.lock(tx, mode, b"blob", key).await
     }
 
+    /// Begins a write transaction holding `digest`'s lock exclusively, as a collector or the
+    /// integrity check does to take a blob out of service; with the digest as text.
+    async fn begin_exclusive(&self, digest: &oci::Digest) -> Result<(Tx, String)> {
+        let mut tx = self.begin().await?;
+        self.lock_digest(&mut tx, LockMode::Exclusive, digest)
+            .await?;
+        Ok((tx, digest.to_string()))
+    }
+
     /// Runs a statement outside a transaction; how many rows it changed.
     async fn write(&self, query: Query) -> Result<u64> {
         Ok(query.execute(&self.writer).await?.rows_affected())
@@ -186,12 +189,8 @@ impl SqlStore {
         query: Query,
         row: impl FnMut(&AnyRow) -> Result<T>,
     ) -> Result<C> {
-        query
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(row).collect()
     }
 
     /// The first row a query reads outside a transaction, mapped by `row`.
@@ -213,22 +212,17 @@ impl SqlStore {
 
 /// `Ok` when a statement changed exactly one row (`changed`), else `otherwise`.
 fn changed_one(changed: u64, otherwise: MetadataError) -> Result<()> {
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(otherwise)
-    }
+    (changed == 1).then_some(()).ok_or(otherwise)
 }
 
 /// A list of values bound as one parameter, which a query reads as `json_each($N)`.
 fn json_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
-    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    serde_json::Value::from(items).to_string()
+    serde_json::Value::from_iter(items.into_iter().map(|i| i.to_string())).to_string()
 }
 
 /// A row's first column: text this store wrote from a `T`.
 fn first<T: std::str::FromStr<Err: std::fmt::Display>>(r: &AnyRow) -> Result<T> {
-    stored(r.get::<&str, _>(0))
+    stored(r.get(0))
 }
 
 /// A `(digest, size)` row.

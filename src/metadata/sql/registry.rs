@@ -7,11 +7,11 @@
 //! ([`SqlStore::lock`]) or a row lock. Text columns compare bytewise on both (`COLLATE "C"` on
 //! PostgreSQL), so listings and pagination order the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oci::{Algorithm, Digest, RepoName, Tag};
+use oci::{Digest, RepoName, Tag};
 use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
@@ -54,8 +54,8 @@ fn upload_row(r: &AnyRow) -> Result<UploadRecord> {
     Ok(UploadRecord {
         id: UploadId::parse(r.get::<&str, _>(0))
             .ok_or_else(|| MetadataError::Backend("corrupt upload id".into()))?,
-        repository: stored(r.get::<&str, _>(1))?,
-        algorithm: stored::<Algorithm>(r.get::<&str, _>(2))?,
+        repository: stored(r.get(1))?,
+        algorithm: stored(r.get(2))?,
         length: r.get::<i64, _>(3) as u64,
         resumable: r.get::<i64, _>(4) != 0,
         hash_state: r.get(5),
@@ -82,8 +82,8 @@ macro_rules! select_describers {
 
 fn describer_row(r: &AnyRow) -> Result<Describer> {
     Ok(Describer {
-        target: stored(r.get::<&str, _>(0))?,
-        digest: stored(r.get::<&str, _>(1))?,
+        target: stored(r.get(0))?,
+        digest: stored(r.get(1))?,
         kind: r.get(2),
         artifact_type: r.get(3),
         total_size: r.get::<i64, _>(4) as u64,
@@ -102,14 +102,12 @@ impl MetadataStore for SqlStore {
             return Ok(true);
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());
-        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        if let (Some(cache), Some(ticket), Some(_)) = (&self.cache, ticket, &row) {
+        let query = sqlx::query("SELECT 1 FROM repositories WHERE name = $1").bind(repo.as_str());
+        let found = self.read_one(query, |_| Ok(())).await?.is_some();
+        if let (Some(cache), Some(ticket), true) = (&self.cache, ticket, found) {
             cache.store_exists(ticket, repo.as_str());
         }
-        Ok(row.is_some())
+        Ok(found)
     }
 
     async fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<RepoName>> {
@@ -175,7 +173,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let row = sqlx::query(
+        let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
              JOIN blobs b ON b.digest = rb.digest
@@ -185,7 +183,7 @@ impl MetadataStore for SqlStore {
         .bind(digest.to_string())
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+        Ok(size.map(|s| s as u64))
     }
 
     async fn linked_blobs(
@@ -207,11 +205,11 @@ impl MetadataStore for SqlStore {
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+        Ok(size.map(|s| s as u64))
     }
 
     async fn create_upload(
@@ -230,7 +228,7 @@ impl MetadataStore for SqlStore {
             self.lock(&mut tx, LockMode::Exclusive, class, lock_key(key))
                 .await?;
         }
-        let open = sqlx::query(
+        let (owner_open, repository_open) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM uploads WHERE owner = $1),
                     (SELECT count(*) FROM uploads
                      WHERE repository_id = (SELECT id FROM repositories WHERE name = $2))",
@@ -239,7 +237,7 @@ impl MetadataStore for SqlStore {
         .bind(upload.repository.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        if let Some(exceeded) = quota.exceeded(open.get(0), open.get(1)) {
+        if let Some(exceeded) = quota.exceeded(owner_open, repository_open) {
             // Rolled back on drop, with the repository it may have created.
             return Ok(Err(exceeded));
         }
@@ -288,8 +286,7 @@ impl MetadataStore for SqlStore {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<()> {
         let query = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id.as_str());
-        self.write(query).await?;
-        Ok(())
+        self.write(query).await.map(drop)
     }
 
     async fn list_uploads(&self) -> Result<Vec<UploadRecord>> {
@@ -384,9 +381,7 @@ impl MetadataStore for SqlStore {
         }
         // In name order, so two pushes moving overlapping tags lock them in the same order (and
         // once each: one statement may not update a row twice).
-        let mut tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
-        tags.sort_unstable();
-        tags.dedup();
+        let tags: BTreeSet<&str> = tags.iter().map(Tag::as_str).collect();
         if !tags.is_empty() {
             sqlx::query(sql!(
             self,
@@ -513,16 +508,14 @@ impl MetadataStore for SqlStore {
                 return Ok(page(&all));
             }
             let ticket = cache.ticket();
-            let rows = sqlx::query(
+            let query = sqlx::query(
                 "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
                  WHERE r.name = $1 ORDER BY t.name LIMIT $2",
             )
             .bind(repo.as_str())
-            .bind(cache::MAX_CACHED_TAGS as i64 + 1)
-            .fetch_all(&self.reader)
-            .await?;
-            if rows.len() <= cache::MAX_CACHED_TAGS {
-                let all = rows.iter().map(first).collect::<Result<Vec<Tag>, _>>()?;
+            .bind(cache::MAX_CACHED_TAGS as i64 + 1);
+            let all: Vec<Tag> = self.read_all(query, first).await?;
+            if all.len() <= cache::MAX_CACHED_TAGS {
                 let answer = page(&all);
                 cache.store_tags(ticket, repo.as_str(), Arc::new(all));
                 return Ok(answer);
@@ -561,7 +554,7 @@ impl MetadataStore for SqlStore {
         self.read_all(select, |r| {
             Ok(TagDetail {
                 name: r.get(0),
-                digest: stored(r.get::<&str, _>(1))?,
+                digest: stored(r.get(1))?,
                 media_type: r.get(2),
                 kind: r.get(3),
                 artifact_type: r.get(4),
@@ -613,10 +606,8 @@ impl MetadataStore for SqlStore {
         .bind(target.to_string())
         .bind(i64::from(limit))
         .bind(i64::from(offset));
-        Ok((
-            self.read_all(query, describer_row).await?,
-            total.max(0) as u64,
-        ))
+        let page = self.read_all(query, describer_row).await?;
+        Ok((page, total.max(0) as u64))
     }
 
     async fn manifest_summary(
@@ -705,8 +696,8 @@ impl MetadataStore for SqlStore {
         .bind(i64::from(limit));
         self.read_all(query, |r| {
             Ok(TagHistoryEntry {
-                name: r.get::<String, _>(0),
-                digest: stored(r.get::<&str, _>(1))?,
+                name: r.get(0),
+                digest: stored(r.get(1))?,
                 started_at: r.get(2),
                 ended_at: r.get(3),
             })
@@ -721,20 +712,16 @@ impl MetadataStore for SqlStore {
         digest: &Digest,
         since: i64,
     ) -> Result<bool> {
-        let known = sqlx::query(
+        let query = sqlx::query(
             "SELECT 1 FROM tag_history h JOIN repositories r ON r.id = h.repository_id
              WHERE r.name = $1 AND h.name = $2 AND h.manifest_digest = $3 AND h.ended_at >= $4",
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
         .bind(digest.to_string())
-        .bind(since)
-        .fetch_optional(&self.reader)
-        .await?;
-        if known.is_none() {
-            return Ok(false);
-        }
-        self.move_tag(repo, tag, digest).await
+        .bind(since);
+        let known = self.read_one(query, |_| Ok(())).await?.is_some();
+        Ok(known && self.move_tag(repo, tag, digest).await?)
     }
 
     async fn referrers(
@@ -763,14 +750,14 @@ impl MetadataStore for SqlStore {
         .bind(after.map(Digest::to_string).unwrap_or_default())
         .bind(i64::from(limit));
         self.read_all(query, |r| {
-            let annotations: Option<&str> = r.get(4);
             Ok(Referrer {
-                digest: stored(r.get::<&str, _>(0))?,
+                digest: stored(r.get(0))?,
                 media_type: r.get(1),
                 size: r.get::<i64, _>(2) as u64,
                 artifact_type: r.get(3),
-                annotations: annotations
-                    .map(serde_json::from_str::<BTreeMap<String, String>>)
+                annotations: r
+                    .get::<Option<&str>, _>(4)
+                    .map(serde_json::from_str)
                     .transpose()
                     .map_err(backend)?,
             })
@@ -779,15 +766,13 @@ impl MetadataStore for SqlStore {
     }
 }
 
-/// Checks, inside a manifest push's transaction, that every blob and child it references is
-/// still there, and holds them against garbage collection until the push commits: a shared
-/// advisory lock per blob digest (a collector takes it exclusively), and share locks on the
-/// child manifests and on the manifest itself if it exists (a collector locks the row for
-/// update). `Conflict` when one is gone, so the registry checks again and names it.
 impl SqlStore {
-    /// Checks, under the locks a collection takes, that every reference `manifest` requires is
-    /// still there (`Conflict` when one is gone). Returns whether one of its optional
-    /// references is absent: the manifest is stored sparse.
+    /// Checks, inside a manifest push's transaction, that every reference `manifest` requires
+    /// is still there (`Conflict` when one is gone, so the registry checks again and names it),
+    /// and holds them against garbage collection until the push commits: a shared lock per
+    /// blob digest (a collector takes it exclusively), and share locks on the child manifests
+    /// and on the manifest itself if it exists (a collector locks the row for update). Returns
+    /// whether an optional reference is absent: the manifest is stored sparse.
     async fn verify_references(
         &self,
         tx: &mut Tx,

@@ -44,6 +44,13 @@ struct Entry<T> {
 }
 
 impl<T: Clone> Entry<T> {
+    fn new(value: T) -> Entry<T> {
+        Entry {
+            value,
+            loaded: Instant::now(),
+        }
+    }
+
     fn fresh(&self) -> Option<T> {
         (self.loaded.elapsed() < TIME_TO_LIVE).then(|| self.value.clone())
     }
@@ -65,6 +72,16 @@ struct Entries {
     bytes: usize,
     /// The shared counter's value these entries are consistent with.
     seen: u64,
+}
+
+impl Entries {
+    /// Drops every entry; the counter value they are consistent with stays.
+    fn clear(&mut self) {
+        *self = Entries {
+            seen: self.seen,
+            ..Entries::default()
+        };
+    }
 }
 
 /// A change counter in shared memory, common to every process that opens the database.
@@ -134,10 +151,8 @@ impl ContentCache {
         if let Some(shared) = &self.shared {
             let now = shared.value().load(Ordering::Acquire);
             if now != entries.seen {
-                *entries = Entries {
-                    seen: now,
-                    ..Entries::default()
-                };
+                entries.clear();
+                entries.seen = now;
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
@@ -177,11 +192,7 @@ impl ContentCache {
     /// Forgets everything. Call after a commit whose repositories are not known by name.
     pub fn invalidate_all(&self) {
         let mut entries = self.lock();
-        let seen = entries.seen;
-        *entries = Entries {
-            seen,
-            ..Entries::default()
-        };
+        entries.clear();
         self.announce(&mut entries);
     }
 
@@ -206,11 +217,7 @@ impl ContentCache {
             return;
         }
         if entries.count + 1 > MAX_ENTRIES || entries.bytes + cost > MAX_BYTES {
-            let seen = entries.seen;
-            *entries = Entries {
-                seen,
-                ..Entries::default()
-            };
+            entries.clear();
         }
         let repository = entries.repositories.entry(repo.to_string()).or_default();
         let before = repository.size();
@@ -238,10 +245,7 @@ impl ContentCache {
     ) {
         let cost = manifest_cost(&manifest);
         self.store(ticket, repo, cost, |r| {
-            let entry = Entry {
-                value: manifest,
-                loaded: Instant::now(),
-            };
+            let entry = Entry::new(manifest);
             match lookup {
                 Lookup::Tag(t) => r.by_tag.insert(t.to_string(), entry),
                 Lookup::Digest(d) => r.by_digest.insert(d.to_string(), entry),
@@ -260,12 +264,7 @@ impl ContentCache {
     }
 
     pub fn store_exists(&self, ticket: Ticket, repo: &str) {
-        self.store(ticket, repo, 0, |r| {
-            r.exists = Some(Entry {
-                value: (),
-                loaded: Instant::now(),
-            })
-        });
+        self.store(ticket, repo, 0, |r| r.exists = Some(Entry::new(())));
     }
 
     /// `repo`'s visibility and description (absence is never cached, as for [`Self::exists`]).
@@ -276,12 +275,7 @@ impl ContentCache {
     pub fn store_info(&self, ticket: Ticket, info: RepositoryInfo) {
         let cost = info_cost(&info);
         let repo = info.name.to_string();
-        self.store(ticket, &repo, cost, |r| {
-            r.info = Some(Entry {
-                value: info,
-                loaded: Instant::now(),
-            })
-        });
+        self.store(ticket, &repo, cost, |r| r.info = Some(Entry::new(info)));
     }
 
     /// The whole sorted tag list of `repo`.
@@ -291,12 +285,7 @@ impl ContentCache {
 
     pub fn store_tags(&self, ticket: Ticket, repo: &str, tags: Arc<Vec<Tag>>) {
         let cost = tags_cost(&tags);
-        self.store(ticket, repo, cost, |r| {
-            r.tags = Some(Entry {
-                value: tags,
-                loaded: Instant::now(),
-            })
-        });
+        self.store(ticket, repo, cost, |r| r.tags = Some(Entry::new(tags)));
     }
 }
 

@@ -33,12 +33,8 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
     let path_text = path.to_str().ok_or_else(|| {
         MetadataError::Backend(format!("the database path {path:?} is not UTF-8").into())
     })?;
-    let url = |mode: &str| {
-        format!(
-            "sqlite://{}?mode={mode}",
-            utf8_percent_encode(path_text, PATH_IN_URL)
-        )
-    };
+    let encoded = utf8_percent_encode(path_text, PATH_IN_URL);
+    let url = |mode: &str| format!("sqlite://{encoded}?mode={mode}");
     let pragmas = format!(
         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
         BUSY_TIMEOUT.as_millis()
