@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use oci::{Digest, RepoName};
 
 use crate::metadata::accounts::{
-    Account, AccountKind, AccountStore, Grantee, Reader, RepositoryInfo, RepositoryQuery, Role,
+    Account, AccountKind, AccountStore, Reader, RepositoryInfo, RepositoryQuery, Role,
 };
 use crate::metadata::MetadataError;
 use limiter::LoginLimiter;
@@ -772,24 +772,25 @@ impl Auth {
             }
         }
         let public = !self.settings().create_private_repo_on_push;
-        match self.accounts.create_repository(repo, public, "").await {
-            Ok(()) => {}
-            // A concurrent push created it first.
-            Err(MetadataError::Conflict) => return Ok(PushTarget::Existing),
-            Err(e) => return Err(e),
-        }
-        if !rights.admin && !who.superuser {
-            // A robot gets what it can use: content rights, which an admin grant would not add to.
+        // A robot gets what it can use: content rights, which an admin grant would not add to.
+        let creator = (!rights.admin && !who.superuser).then(|| {
             let role = if may_administer(who) {
                 Role::Admin
             } else {
                 Role::Write
             };
-            self.accounts
-                .set_permission(repo, &Grantee::Account(who.name.clone()), role)
-                .await?;
+            (who.id, role)
+        });
+        match self
+            .accounts
+            .create_repository(repo, public, "", creator)
+            .await
+        {
+            Ok(()) => Ok(PushTarget::Created),
+            // A concurrent push created it first.
+            Err(MetadataError::Conflict) => Ok(PushTarget::Existing),
+            Err(e) => Err(e),
         }
-        Ok(PushTarget::Created)
     }
 }
 
@@ -800,7 +801,7 @@ impl Auth {
         if self.accounts.repository_info(repo).await?.is_some() {
             return Ok(PushTarget::Existing);
         }
-        match self.accounts.create_repository(repo, true, "").await {
+        match self.accounts.create_repository(repo, true, "", None).await {
             Ok(()) => Ok(PushTarget::Created),
             Err(MetadataError::Conflict) => Ok(PushTarget::Existing),
             Err(e) => Err(e),

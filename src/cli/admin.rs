@@ -390,7 +390,7 @@ pub async fn repo(target: &Target, cmd: RepoCommand) -> anyhow::Result<()> {
             if s.account(repo.namespace()).await?.is_none() {
                 bail!("namespace {} does not exist", repo.namespace());
             }
-            s.create_repository(&repo, public, "")
+            s.create_repository(&repo, public, "", None)
                 .await
                 .map_err(|e| explain(e, &format!("repository {name}")))?;
             println!(

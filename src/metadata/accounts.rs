@@ -303,12 +303,15 @@ pub trait AccountStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<RepoName>>;
 
-    /// Creates a repository (private unless `public`). `Conflict` if it exists.
+    /// Creates a repository (private unless `public`), with `creator` (an account id) granted
+    /// its role in the same transaction, so no request ever sees the repository without the
+    /// grant its creator's next request relies on. `Conflict` if it exists.
     async fn create_repository(
         &self,
         repo: &RepoName,
         public: bool,
         description: &str,
+        creator: Option<(i64, Role)>,
     ) -> Result<()>;
 
     /// Sets a repository's description.

@@ -743,3 +743,35 @@ async fn the_token_endpoint_refuses_authorization_it_cannot_use() {
         );
     }
 }
+
+/// A push that creates a repository grants its creator in the same step: a token asked for
+/// while the first upload is creating the repository still grants push (crane asks for a new
+/// token, with a mount source added, while its first blob upload creates the repository; a
+/// token without push made its next PATCH fail).
+#[tokio::test]
+async fn tokens_asked_for_while_a_push_creates_the_repository_grant_push() {
+    let s = TestServer::start().await;
+    s.create_org("acme").await;
+    s.create_team("acme", "builders", "creator").await;
+    s.create_user("dev").await;
+    s.add_team_member("acme", "builders", "dev").await;
+    let password = password_of("dev");
+    let dev = Some(("dev", password.as_str()));
+    for i in 0..20 {
+        let repo = format!("acme/race-{i}");
+        let scope = format!("repository:{repo}:push,pull");
+        let scopes = [scope.as_str()];
+        let first = registry_token(&s.base, dev, &scopes).await;
+        let creating = bearer_client(&first)
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .send();
+        let ask = || registry_token(&s.base, dev, &scopes);
+        let asking = futures::future::join_all((0..8).map(|_| ask()));
+        let (created, tokens) = tokio::join!(creating, asking);
+        assert_eq!(created.expect("upload").status(), 202, "{repo}");
+        for token in tokens {
+            let granted = granted_actions(&token, &repo);
+            assert!(granted.split(',').any(|a| a == "push"), "{repo}: {granted}");
+        }
+    }
+}

@@ -122,7 +122,7 @@ async fn populate(s: &TestServer) -> Vec<&'static str> {
     ];
     for (repo, public) in repos {
         store
-            .create_repository(&name(repo), public, "")
+            .create_repository(&name(repo), public, "", None)
             .await
             .unwrap();
     }
@@ -287,14 +287,14 @@ async fn the_catalog_reads_only_the_page_it_returns() {
     for chunk in hidden.chunks(100) {
         let creations = chunk
             .iter()
-            .map(|repo| store.create_repository(repo, false, ""));
+            .map(|repo| store.create_repository(repo, false, "", None));
         for result in futures::future::join_all(creations).await {
             result.unwrap();
         }
     }
     for repo in ["open/a", "open/b", "open/c", "zzz/last"] {
         store
-            .create_repository(&name(repo), true, "")
+            .create_repository(&name(repo), true, "", None)
             .await
             .unwrap();
     }

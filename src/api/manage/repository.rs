@@ -97,8 +97,14 @@ pub async fn create(
             repo.namespace()
         )));
     }
+    let creator = if state.auth.is_namespace_admin(who, repo.namespace()).await? {
+        None
+    } else {
+        Some((who.id, Role::Admin))
+    };
+    let description = body.description.as_deref().unwrap_or("");
     accounts
-        .create_repository(&repo, public, body.description.as_deref().unwrap_or(""))
+        .create_repository(&repo, public, description, creator)
         .await
         .map_err(|e| match e {
             crate::metadata::MetadataError::Conflict => {
@@ -106,11 +112,6 @@ pub async fn create(
             }
             other => other.into(),
         })?;
-    if !state.auth.is_namespace_admin(who, repo.namespace()).await? {
-        accounts
-            .set_permission(&repo, &Grantee::Account(who.name.clone()), Role::Admin)
-            .await?;
-    }
     let (ns, short) = repo.as_str().split_once('/').unwrap_or((repo.as_str(), ""));
     Ok((
         StatusCode::CREATED,

@@ -530,16 +530,31 @@ impl AccountStore for SqlStore {
         repo: &RepoName,
         public: bool,
         description: &str,
+        creator: Option<(i64, Role)>,
     ) -> Result<(), MetadataError> {
-        sqlx::query("INSERT INTO repositories (name, created_at, public, description) VALUES ($1, $2, $3, $4)")
-            .bind(repo.as_str())
-            .bind(now_millis())
-            .bind(i64::from(public))
-            .bind(description)
-            .execute(&self.writer)
-            .await
-            .map_err(conflict)?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        let repo_id: i64 = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, public, description)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(repo.as_str())
+        .bind(now_millis())
+        .bind(i64::from(public))
+        .bind(description)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict)?;
+        if let Some((account_id, role)) = creator {
+            sqlx::query(
+                "INSERT INTO repository_permissions (repository_id, account_id, role) VALUES ($1, $2, $3)",
+            )
+            .bind(repo_id)
+            .bind(account_id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn set_description(
