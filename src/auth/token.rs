@@ -4,6 +4,7 @@
 //! the same key; the first process to start stores it.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -56,7 +57,16 @@ pub struct TokenKeys {
     decoding: HashMap<String, DecodingKey>,
     /// Derived from the newest private key, so every replica derives the same MAC keys.
     mac_root: MacKey,
+    /// Claims of tokens verified before, by SHA-256 of the token: a client sends one token
+    /// with every request for its lifetime, and the ES256 check cost more than the rest of a
+    /// manifest GET. A token's signature and claims never change, so a remembered one is
+    /// refused exactly when a new check would refuse it: past its `exp` (with the leeway) or
+    /// for another audience.
+    verified: RwLock<HashMap<[u8; 32], Claims>>,
 }
+
+/// How many verified tokens are remembered; past it, expired ones are dropped, then all.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 fn key_id(public_pem: &str) -> String {
     hex::encode(&Sha256::digest(public_pem.as_bytes())[..12])
@@ -107,6 +117,7 @@ impl TokenKeys {
             kid,
             decoding,
             mac_root: MacKey::derive(pem.as_bytes(), "berth MAC keys"),
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
@@ -150,6 +161,30 @@ impl TokenKeys {
         if token.len() > 16 * 1024 {
             return Err(TokenError::Malformed);
         }
+        let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let unexpired = |c: &Claims| now_secs() <= c.exp.saturating_add(CLOCK_LEEWAY_SECS);
+        let verified = self.verified.read().expect("verified tokens lock poisoned");
+        let remembered = verified.get(&fingerprint);
+        if let Some(claims) = remembered.filter(|c| c.aud == audience && unexpired(c)) {
+            return Ok(claims.clone());
+        }
+        drop(verified);
+        let claims = self.verify_signature(token, audience)?;
+        let mut verified = self
+            .verified
+            .write()
+            .expect("verified tokens lock poisoned");
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            verified.retain(|_, c| unexpired(c));
+            if verified.len() >= MAX_VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(fingerprint, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.decoding.get(&kid).ok_or(TokenError::UnknownKey)?;
@@ -160,5 +195,53 @@ impl TokenKeys {
         validation.validate_nbf = true;
         validation.leeway = CLOCK_LEEWAY_SECS;
         Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::from_stored(&[generate_signing_key().unwrap()]).unwrap()
+    }
+
+    /// Signs `claims` as `issue` would, whatever their times say.
+    fn sign(keys: &TokenKeys, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(keys.kid.clone());
+        jsonwebtoken::encode(&header, claims, &keys.encoding).unwrap()
+    }
+
+    #[test]
+    fn a_remembered_token_is_checked_again_for_audience_and_expiry() {
+        let keys = keys();
+        let (token, _) = keys.issue("alice", "registry", Vec::new(), 60);
+        let claims = keys.verify(&token, "registry").unwrap();
+        assert_eq!(keys.verify(&token, "registry").unwrap(), claims);
+        assert!(keys.verify(&token, "elsewhere").is_err());
+
+        // A token verified while it was valid, now past its expiry and the leeway.
+        let now = now_secs();
+        let stale = Claims {
+            exp: now - CLOCK_LEEWAY_SECS - 1,
+            iat: now - 600,
+            nbf: now - 600,
+            ..claims
+        };
+        let expired = sign(&keys, &stale);
+        let fingerprint: [u8; 32] = Sha256::digest(expired.as_bytes()).into();
+        keys.verified.write().unwrap().insert(fingerprint, stale);
+        assert!(keys.verify(&expired, "registry").is_err());
+    }
+
+    #[test]
+    fn a_forged_token_is_never_remembered() {
+        let keys = keys();
+        let (token, _) = keys.issue("alice", "registry", Vec::new(), 60);
+        let forged = format!("{}x", token);
+        assert!(keys.verify(&forged, "registry").is_err());
+        assert!(keys.verify(&forged, "registry").is_err());
+        assert_eq!(keys.verified.read().unwrap().len(), 0);
     }
 }
