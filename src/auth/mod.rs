@@ -74,6 +74,10 @@ pub struct Identity {
     pub name: String,
     pub kind: AccountKind,
     pub superuser: bool,
+    /// A MAC of the account's id and credential (a user's password hash, a robot's token
+    /// hash), written into its registry tokens: a new password, a regenerated robot token, or
+    /// another account under the same name no longer matches, and the tokens stop working.
+    pub credential_mark: String,
 }
 
 /// How a request authenticated.
@@ -145,6 +149,8 @@ pub struct Auth {
     live_decisions: AtomicU64,
     /// Signs the dashboard's flash cookie.
     cookie_key: secret::MacKey,
+    /// Keys [`Identity::credential_mark`]: the same on every replica, opaque to token holders.
+    token_mark_key: secret::MacKey,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -163,8 +169,10 @@ impl Auth {
     ) -> anyhow::Result<Auth> {
         let keys = TokenKeys::load(accounts.as_ref()).await?;
         let cookie_key = keys.mac_key("dashboard cookies");
+        let token_mark_key = keys.mac_key("registry token credential marks");
         Ok(Auth {
             cookie_key,
+            token_mark_key,
             accounts,
             keys,
             settings: RwLock::new(Arc::new(settings)),
@@ -212,11 +220,16 @@ impl Auth {
                 .super_users
                 .iter()
                 .any(|s| s == &account.name);
+        let credential = account.password_hash.as_deref();
+        let credential = credential.or(account.token_hash.as_deref()).unwrap_or("");
+        let id = account.id.to_be_bytes();
+        let mark = self.token_mark_key.sign(&[&id, credential.as_bytes()]);
         Identity {
             id: account.id,
             name: account.name.clone(),
             kind: account.kind,
             superuser,
+            credential_mark: hex::encode(&mark[..16]),
         }
     }
 
@@ -364,10 +377,21 @@ impl Auth {
                 let identity = if claims.sub.is_empty() {
                     None
                 } else {
-                    let account = self.accounts.account(&claims.sub).await?.ok_or_else(|| {
-                        AuthError::BadToken("the token's account no longer exists".into())
-                    })?;
-                    Some(self.identity(&account))
+                    let identity = match self.accounts.account(&claims.sub).await? {
+                        Some(account) => self.identity(&account),
+                        None => {
+                            return Err(AuthError::BadToken(
+                                "the token's account no longer exists".into(),
+                            ))
+                        }
+                    };
+                    let mark = identity.credential_mark.as_bytes();
+                    if !secrets_equal(mark, claims.cred.as_bytes()) {
+                        return Err(AuthError::BadToken(
+                            "the token's account changed its credentials since".into(),
+                        ));
+                    }
+                    Some(identity)
                 };
                 Ok(Credential::Token { claims, identity })
             }
@@ -568,7 +592,7 @@ impl Auth {
             }
         }
         let lifetime = self.settings().token_lifetime_secs;
-        let subject = identity.map(|i| i.name.as_str()).unwrap_or("");
+        let subject = identity.map(|i| (i.name.as_str(), i.credential_mark.as_str()));
         let (token, issued_at) = self.keys.issue(subject, service, access, lifetime);
         Ok(IssuedToken {
             token,

@@ -37,6 +37,10 @@ pub struct Claims {
     pub iat: u64,
     pub jti: String,
     pub access: Vec<AccessEntry>,
+    /// The account's [`crate::auth::Identity::credential_mark`] when the token was issued;
+    /// empty for anonymous tokens.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cred: String,
 }
 
 /// Why a token was not accepted.
@@ -127,11 +131,12 @@ impl TokenKeys {
         self.mac_root.sub_key(purpose)
     }
 
-    /// Signs a token for `subject` (empty for anonymous) and `audience` (the service it is
-    /// for) with `access`, valid for `lifetime` seconds. Returns the token and its issue time.
+    /// Signs a token for `subject`, an account's name and credential mark (`None` for
+    /// anonymous), and `audience` (the service it is for) with `access`, valid for `lifetime`
+    /// seconds. Returns the token and its issue time.
     pub fn issue(
         &self,
-        subject: &str,
+        subject: Option<(&str, &str)>,
         audience: &str,
         access: Vec<AccessEntry>,
         lifetime: u64,
@@ -139,7 +144,8 @@ impl TokenKeys {
         let now = now_secs();
         let claims = Claims {
             iss: ISSUER.into(),
-            sub: subject.into(),
+            sub: subject.map_or("", |(name, _)| name).into(),
+            cred: subject.map_or("", |(_, mark)| mark).into(),
             aud: audience.into(),
             exp: now + lifetime,
             nbf: now.saturating_sub(5),
@@ -216,7 +222,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_checked_again_for_audience_and_expiry() {
         let keys = keys();
-        let (token, _) = keys.issue("alice", "registry", Vec::new(), 60);
+        let (token, _) = keys.issue(Some(("alice", "mark")), "registry", Vec::new(), 60);
         let claims = keys.verify(&token, "registry").unwrap();
         assert_eq!(keys.verify(&token, "registry").unwrap(), claims);
         assert!(keys.verify(&token, "elsewhere").is_err());
@@ -238,7 +244,7 @@ mod tests {
     #[test]
     fn a_forged_token_is_never_remembered() {
         let keys = keys();
-        let (token, _) = keys.issue("alice", "registry", Vec::new(), 60);
+        let (token, _) = keys.issue(Some(("alice", "mark")), "registry", Vec::new(), 60);
         let forged = format!("{}x", token);
         assert!(keys.verify(&forged, "registry").is_err());
         assert!(keys.verify(&forged, "registry").is_err());

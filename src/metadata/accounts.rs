@@ -65,6 +65,8 @@ pub struct Account {
     pub superuser: bool,
     /// The namespace a robot belongs to.
     pub namespace: Option<String>,
+    /// SHA-256 of a robot's token (robots only).
+    pub token_hash: Option<String>,
 }
 
 named_enum! {

@@ -403,9 +403,13 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
     // Control: a token made with the real key and berth's claims is accepted, so every
     // refusal below is about the one thing changed.
     let service = host(&s);
+    // dev's credential mark, as berth writes it into dev's tokens.
+    let mark = jwt_parts(&real).1["cred"].clone();
+    assert!(mark.as_str().is_some_and(|m| m.len() == 32), "{mark}");
     let claims = |sub: &str, iat: u64, lifetime: u64| {
         let mut c = token_claims(sub, iat, lifetime, &pull);
         c["aud"] = json!(service);
+        c["cred"] = mark.clone();
         c
     };
     let fresh = claims("dev", now(), 300);
@@ -459,6 +463,8 @@ async fn forged_expired_and_mis_signed_tokens_are_refused() {
         ("HS256 keyed with the private key", sign_token(HS256, pem, Some(kid), &fresh)),
         ("wrong issuer", sign_token(ES256, pem, Some(kid), &quay)),
         ("an account that does not exist", sign_token(ES256, pem, Some(kid), &claims("ghost", now(), 300))),
+        ("another credential mark", changed("cred", json!("0123456789abcdef0123456789abcdef"))),
+        ("no credential mark", changed("cred", Value::Null)),
         ("a real token with more access written in", parts.join(".")),
         ("a real token cut short", real[..real.len() - 10].to_string()),
         ("two parts", real.rsplit_once('.').unwrap().0.to_string()),
@@ -774,4 +780,77 @@ async fn tokens_asked_for_while_a_push_creates_the_repository_grant_push() {
             assert!(granted.split(',').any(|a| a == "push"), "{repo}: {granted}");
         }
     }
+}
+
+/// A registry token is for the account and credential it was issued for: a robot deleted and
+/// created again under the same name, a regenerated robot token and a new password each end
+/// the tokens issued before, at the next request.
+#[tokio::test]
+async fn tokens_end_with_the_credential_they_were_issued_for() {
+    let s = TestServer::start().await;
+    s.create_org("acme").await;
+    s.create_repo("acme/app", false).await;
+    push_image(&s.client, &s.base, "acme/app", "v1", b"app layer").await;
+    let scopes = ["repository:acme/app:pull"];
+    let pull = |token: String| {
+        let req = bearer_client(&token).get(s.url("/v2/acme/app/manifests/v1"));
+        status_of(req)
+    };
+
+    // A robot deleted and created again: SQLite may even give it the same id.
+    let secret = s.create_robot("acme", "ci").await;
+    s.grant("acme/app", "acme+ci", "read").await;
+    let old = registry_token(&s.base, Some(("acme+ci", &secret)), &scopes).await;
+    assert_eq!(pull(old.clone()).await, 200);
+    let r = s
+        .api("DELETE", "/api/v1/organization/acme/robots/ci", None)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let secret = s.create_robot("acme", "ci").await;
+    s.grant("acme/app", "acme+ci", "read").await;
+    assert_eq!(pull(old).await, 401, "a token of the robot deleted before");
+    let current = registry_token(&s.base, Some(("acme+ci", &secret)), &scopes).await;
+    assert_eq!(pull(current.clone()).await, 200);
+
+    // A regenerated robot token.
+    let r = s
+        .api(
+            "POST",
+            "/api/v1/organization/acme/robots/ci/regenerate",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        pull(current).await,
+        401,
+        "a token from before the regeneration"
+    );
+    let secret = r.body["token"]
+        .as_str()
+        .expect("new robot token")
+        .to_string();
+    let current = registry_token(&s.base, Some(("acme+ci", &secret)), &scopes).await;
+    assert_eq!(pull(current).await, 200);
+
+    // A new password.
+    s.create_user("dev").await;
+    s.grant("acme/app", "dev", "read").await;
+    let old_password = password_of("dev");
+    let old = registry_token(&s.base, Some(("dev", &old_password)), &scopes).await;
+    assert_eq!(pull(old.clone()).await, 200);
+    let out = berth_cli(
+        s.data_dir(),
+        &["user", "set-password", "dev", "--password-stdin"],
+        Some("a-new-password-for-dev"),
+    )
+    .await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        pull(old).await,
+        401,
+        "a token from before the password change"
+    );
+    let new = registry_token(&s.base, Some(("dev", "a-new-password-for-dev")), &scopes).await;
+    assert_eq!(pull(new).await, 200);
 }

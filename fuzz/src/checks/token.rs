@@ -43,8 +43,18 @@ fn fixture() -> &'static Fixture {
         }];
         // Long-lived, so the committed seeds keep verifying whenever the tests run.
         let lifetime = 20 * 365 * 24 * 3600;
-        let issue = |k: &TokenKeys, sub: &str| k.issue(sub, SERVICE, access.clone(), lifetime).0;
-        let elsewhere = keys.issue("alice", "elsewhere", access.clone(), lifetime).0;
+        let issue = |k: &TokenKeys, sub: &str| {
+            let subject = (!sub.is_empty()).then_some((sub, "mark"));
+            k.issue(subject, SERVICE, access.clone(), lifetime).0
+        };
+        let elsewhere = keys
+            .issue(
+                Some(("alice", "mark")),
+                "elsewhere",
+                access.clone(),
+                lifetime,
+            )
+            .0;
         let f = Fixture {
             genuine: vec![issue(&keys, "alice"), issue(&keys, "")],
             foreign: vec![

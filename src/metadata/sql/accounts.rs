@@ -13,12 +13,13 @@ use crate::metadata::accounts::{
 use crate::metadata::{backend, now_millis, stored};
 use crate::metadata::{MetadataError, Result};
 
-/// A query reading the columns [`account`] expects from `accounts a`, followed by `$tail`.
+/// A query reading the columns [`account`] expects from `accounts a` (eight), followed by
+/// `$tail`.
 macro_rules! select_accounts {
     ($tail:literal) => {
         concat!(
             "SELECT a.id, a.name, a.kind, a.password_hash, a.email, a.superuser, ",
-            "(SELECT n.name FROM accounts n WHERE n.id = a.namespace_id) ",
+            "(SELECT n.name FROM accounts n WHERE n.id = a.namespace_id), a.token_hash ",
             $tail
         )
     };
@@ -62,6 +63,7 @@ fn account(row: &AnyRow) -> Result<Account> {
         email: row.get(4),
         superuser: row.get::<i64, _>(5) != 0,
         namespace: row.get(6),
+        token_hash: row.get(7),
     })
 }
 
@@ -810,8 +812,8 @@ impl AccountStore for SqlStore {
         self.read_one(query, |r| {
             Ok(Session {
                 account: account(r)?,
-                csrf: r.get(7),
-                expires_at: r.get(8),
+                csrf: r.get(8),
+                expires_at: r.get(9),
             })
         })
         .await
