@@ -139,7 +139,11 @@ pub struct Auth {
     keys: TokenKeys,
     settings: RwLock<Arc<AuthSettings>>,
     limiter: LoginLimiter,
+    /// Remembered password checks, by a MAC of (name, password) under `basic_cache_key`.
     basic_cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// A key of this process only: what is kept in memory cannot be tested against guesses
+    /// without it.
+    basic_cache_key: secret::MacKey,
     /// Password checks running at once. Each argon2 check holds about 19 MiB for its
     /// duration: unbounded, 128 clients logging in together took 2.5 GiB. One per core keeps
     /// memory flat and costs no throughput, since the checks are CPU-bound.
@@ -178,6 +182,7 @@ impl Auth {
             settings: RwLock::new(Arc::new(settings)),
             limiter: LoginLimiter::default(),
             basic_cache: Mutex::new(HashMap::new()),
+            basic_cache_key: secret::MacKey::random(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -253,15 +258,9 @@ impl Auth {
         } else {
             None
         };
-        let cache_key: [u8; 32] = {
-            use sha2::Digest;
-            sha2::Sha256::new()
-                .chain_update(username.as_bytes())
-                .chain_update([0u8])
-                .chain_update(password.as_bytes())
-                .finalize()
-                .into()
-        };
+        let cache_key = self
+            .basic_cache_key
+            .sign(&[username.as_bytes(), password.as_bytes()]);
         match &account {
             Some(a) if a.kind == AccountKind::User => {
                 // Trusted only while the account still has the password hash it was checked
