@@ -9,6 +9,7 @@
 //! settings) are decided by [`Auth::is_namespace_admin`], [`Auth::is_repo_admin`] and
 //! [`Auth::is_superuser`], which robots never pass: robots get content rights only.
 
+mod decisions;
 pub mod limiter;
 pub mod scope;
 pub mod secret;
@@ -87,10 +88,13 @@ pub enum Credential {
     Anonymous,
     /// HTTP Basic or an API token: rights are decided live.
     Account(Identity),
-    /// A registry token: rights are those in its claims.
+    /// A registry token: rights are those in its claims that the account still has.
     Token {
         claims: Claims,
         identity: Option<Identity>,
+        /// The access generation the account was read under, which the request's decisions
+        /// use too.
+        generation: u64,
     },
 }
 
@@ -155,6 +159,8 @@ pub struct Auth {
     cookie_key: secret::MacKey,
     /// Keys [`Identity::credential_mark`]: the same on every replica, opaque to token holders.
     token_mark_key: secret::MacKey,
+    /// Accounts and decisions read from the database, for as long as they are exact.
+    decisions: decisions::Decisions,
 }
 
 fn role_actions(role: Option<Role>) -> Actions {
@@ -187,6 +193,7 @@ impl Auth {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             live_decisions: AtomicU64::new(0),
+            decisions: decisions::Decisions::default(),
         })
     }
 
@@ -215,6 +222,23 @@ impl Auth {
             .lock()
             .expect("cache lock poisoned")
             .clear();
+        // Superusers from `SUPER_USERS` decide without the database.
+        self.decisions.forget();
+    }
+
+    /// The account named `name`, as of the access generation `generation`.
+    async fn account_at(
+        &self,
+        generation: u64,
+        name: &str,
+    ) -> Result<Option<Arc<Account>>, MetadataError> {
+        if let Some(known) = self.decisions.account(generation, name) {
+            return Ok(known);
+        }
+        let account = self.accounts.account(name).await?.map(Arc::new);
+        self.decisions
+            .remember_account(generation, name, account.clone());
+        Ok(account)
     }
 
     /// The identity of an account, with superuser rights from the database or `SUPER_USERS`.
@@ -254,7 +278,8 @@ impl Auth {
     ) -> Result<Identity, AuthError> {
         let plausible = username.len() <= 256 && password.len() <= 1024;
         let account = if plausible {
-            self.accounts.account(username).await?
+            let generation = self.accounts.access_generation().await?;
+            self.account_at(generation, username).await?
         } else {
             None
         };
@@ -373,10 +398,11 @@ impl Auth {
                     .keys
                     .verify(token, service)
                     .map_err(|e| AuthError::BadToken(e.to_string()))?;
+                let generation = self.accounts.access_generation().await?;
                 let identity = if claims.sub.is_empty() {
                     None
                 } else {
-                    let identity = match self.accounts.account(&claims.sub).await? {
+                    let identity = match self.account_at(generation, &claims.sub).await? {
                         Some(account) => self.identity(&account),
                         None => {
                             return Err(AuthError::BadToken(
@@ -392,26 +418,80 @@ impl Auth {
                     }
                     Some(identity)
                 };
-                Ok(Credential::Token { claims, identity })
+                Ok(Credential::Token {
+                    claims,
+                    identity,
+                    generation,
+                })
             }
         }
     }
 
-    /// What `who` may do on `repo` right now, from the database.
+    /// Whether `repo` exists, and if so whether it is public, as of `generation`.
+    async fn repository_at(
+        &self,
+        generation: u64,
+        repo: &RepoName,
+    ) -> Result<Option<bool>, MetadataError> {
+        if let Some(known) = self.decisions.repository(generation, repo.as_str()) {
+            return Ok(known);
+        }
+        let public = self.accounts.repository_info(repo).await?.map(|i| i.public);
+        self.decisions
+            .remember_repository(generation, repo.as_str(), public);
+        Ok(public)
+    }
+
+    /// Whether `repo` exists now (asked by every push request).
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetadataError> {
+        let generation = self.accounts.access_generation().await?;
+        Ok(self.repository_at(generation, repo).await?.is_some())
+    }
+
+    /// What `who` may do on `repo` right now.
     pub async fn live_actions(
         &self,
         who: Option<&Identity>,
         repo: &RepoName,
     ) -> Result<Actions, MetadataError> {
+        let generation = self.accounts.access_generation().await?;
+        self.live_actions_at(generation, who, repo).await
+    }
+
+    /// What `who` may do on `repo` as of the access generation `generation`: remembered, or
+    /// decided from the database.
+    async fn live_actions_at(
+        &self,
+        generation: u64,
+        who: Option<&Identity>,
+        repo: &RepoName,
+    ) -> Result<Actions, MetadataError> {
         self.live_decisions.fetch_add(1, Ordering::Relaxed);
-        let info = self.accounts.repository_info(repo).await?;
-        let public = info.as_ref().is_some_and(|i| i.public);
+        if who.is_some_and(|w| w.superuser) {
+            return Ok(Actions::ALL);
+        }
+        let id = who.map(|w| w.id);
+        if let Some(actions) = self.decisions.actions(generation, id, repo.as_str()) {
+            return Ok(actions);
+        }
+        let actions = self.decide(generation, who, repo).await?;
+        self.decisions
+            .remember_actions(generation, id, repo.as_str(), actions);
+        Ok(actions)
+    }
+
+    /// Quay's rules, read from the database.
+    async fn decide(
+        &self,
+        generation: u64,
+        who: Option<&Identity>,
+        repo: &RepoName,
+    ) -> Result<Actions, MetadataError> {
+        let info = self.repository_at(generation, repo).await?;
+        let public = info == Some(true);
         let Some(who) = who else {
             return Ok(if public { Actions::PULL } else { Actions::NONE });
         };
-        if who.superuser {
-            return Ok(Actions::ALL);
-        }
         let rights = self
             .accounts
             .namespace_rights(who.id, repo.namespace())
@@ -468,7 +548,11 @@ impl Auth {
                     Err(Denial::Forbidden)
                 },
             ),
-            Credential::Token { claims, identity } => {
+            Credential::Token {
+                claims,
+                identity,
+                generation,
+            } => {
                 let granted = claims
                     .access
                     .iter()
@@ -483,12 +567,16 @@ impl Auth {
                 } else {
                     granted
                 };
-                if granted.covers(wanted) {
+                // What the token grants and the account (or anyone, for an anonymous token)
+                // may still do: a removed grant or a repository made private counts at once.
+                let live = self
+                    .live_actions_at(*generation, identity.as_ref(), repo)
+                    .await?;
+                if granted.intersect(live).covers(wanted) {
                     return Ok(Ok(()));
                 }
-                // A token with too little scope: worth a new token only if the account could
-                // get the access; otherwise the answer is final.
-                let live = self.live_actions(identity.as_ref(), repo).await?;
+                // Too little: worth a new token only if the account could get the access;
+                // otherwise the answer is final.
                 Ok(Err(match identity {
                     Some(_) if !live.covers(wanted) => Denial::Forbidden,
                     _ => Denial::Unauthorized {
@@ -739,7 +827,7 @@ impl Auth {
                 .iter()
                 .any(|m| m.id == who.id);
         let live = self.live_actions(Some(who), repo).await?;
-        let exists = self.accounts.repository_info(repo).await?.is_some();
+        let exists = self.repository_exists(repo).await?;
         Ok(if !exists && wanted.push && member {
             Some(match who.kind {
                 AccountKind::Robot => format!(
@@ -772,7 +860,7 @@ impl Auth {
         who: &Identity,
         repo: &RepoName,
     ) -> Result<PushTarget, MetadataError> {
-        if self.accounts.repository_info(repo).await?.is_some() {
+        if self.repository_exists(repo).await? {
             return Ok(PushTarget::Existing);
         }
         // Decided now, not when a token was issued: rights may have been taken away since.
@@ -821,7 +909,7 @@ impl Auth {
     /// On an open registry (`AUTHENTICATION_TYPE: None`), creates the repository a push names,
     /// public, since every client may read it anyway.
     pub async fn create_on_open_push(&self, repo: &RepoName) -> Result<PushTarget, MetadataError> {
-        if self.accounts.repository_info(repo).await?.is_some() {
+        if self.repository_exists(repo).await? {
             return Ok(PushTarget::Existing);
         }
         match self.accounts.create_repository(repo, true, "", None).await {

@@ -16,14 +16,12 @@ macro_rules! named_enum {
         }
 
         impl $name {
-            /// The stored and wire name.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)*
                 }
             }
 
-            /// Parses a stored or wire name.
             pub fn parse(s: &str) -> Option<Self> {
                 match s {
                     $($text => Some($name::$variant),)*
@@ -203,6 +201,9 @@ pub struct ApiToken {
 /// Access-control storage.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
+    /// Moved by every commit that changes who may do what (see `crate::auth::decisions`).
+    async fn access_generation(&self) -> Result<u64>;
+
     /// The account with this name.
     async fn account(&self, name: &str) -> Result<Option<Account>>;
 

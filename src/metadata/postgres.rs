@@ -40,5 +40,6 @@ pub async fn open(uri: &str) -> Result<SqlStore> {
         reader: pool,
         dialect: Dialect::Postgres,
         cache: None,
+        generations: None,
     })
 }

@@ -854,3 +854,114 @@ async fn tokens_end_with_the_credential_they_were_issued_for() {
     let new = registry_token(&s.base, Some(("dev", "a-new-password-for-dev")), &scopes).await;
     assert_eq!(pull(new).await, 200);
 }
+
+/// A registry token grants what its scope names *and* the account may still do: a removed
+/// grant, a repository made private, a team membership ended each count at the next request,
+/// and a grant given back counts again.
+#[tokio::test]
+async fn tokens_are_cut_to_the_permissions_in_force_at_each_request() {
+    let s = team_server(Settings::default()).await;
+    let pull_push = ["repository:team/app:pull,push"];
+    let dev = registry_token(&s.base, Some(("dev", &password_of("dev"))), &pull_push).await;
+    let as_dev = bearer_client(&dev);
+    let pull = |client: reqwest::Client, repo: &str| {
+        status_of(client.get(s.url(&format!("/v2/{repo}/manifests/v1"))))
+    };
+    let push = |client: reqwest::Client| {
+        let digest = sha256(b"pushed after");
+        let url = s.url(&format!("/v2/team/app/blobs/uploads/?digest={digest}"));
+        status_of(client.post(url).body(&b"pushed after"[..]))
+    };
+    assert_eq!(pull(as_dev.clone(), "team/app").await, 200);
+    assert_eq!(push(as_dev.clone()).await, 201);
+
+    let r = s
+        .api(
+            "DELETE",
+            "/api/v1/repository/team/app/permissions/user/dev",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(pull(as_dev.clone(), "team/app").await, 403, "grant removed");
+    assert_eq!(push(as_dev.clone()).await, 403, "grant removed");
+
+    s.grant("team/app", "dev", "read").await;
+    assert_eq!(
+        pull(as_dev.clone(), "team/app").await,
+        200,
+        "read given back"
+    );
+    assert_eq!(push(as_dev.clone()).await, 403, "read only");
+
+    // Through a team: membership ended, then the team removed.
+    let r = s
+        .api(
+            "DELETE",
+            "/api/v1/repository/team/app/permissions/user/dev",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let team = json!({"role": "member", "description": ""});
+    let r = s
+        .api("PUT", "/api/v1/organization/team/team/builders", Some(team))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = s
+        .api(
+            "PUT",
+            "/api/v1/organization/team/team/builders/members/dev",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = s
+        .api(
+            "PUT",
+            "/api/v1/repository/team/app/permissions/team/builders",
+            Some(json!({"role": "write"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(push(as_dev.clone()).await, 201, "write through the team");
+    let r = s
+        .api(
+            "DELETE",
+            "/api/v1/organization/team/team/builders/members/dev",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(push(as_dev.clone()).await, 403, "left the team");
+    assert_eq!(pull(as_dev.clone(), "team/app").await, 403, "left the team");
+
+    // An anonymous token for a public repository made private.
+    let anonymous = registry_token(&s.base, None, &["repository:team/open:pull"]).await;
+    let anonymous = bearer_client(&anonymous);
+    assert_eq!(pull(anonymous.clone(), "team/open").await, 200);
+    let private = json!({"visibility": "private"});
+    let r = s
+        .api(
+            "POST",
+            "/api/v1/repository/team/open/changevisibility",
+            Some(private),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        pull(anonymous.clone(), "team/open").await,
+        401,
+        "made private"
+    );
+    let public = json!({"visibility": "public"});
+    let r = s
+        .api(
+            "POST",
+            "/api/v1/repository/team/open/changevisibility",
+            Some(public),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(pull(anonymous, "team/open").await, 200, "public again");
+}

@@ -154,3 +154,96 @@ async fn two_replicas_serve_as_one_registry() {
         );
     }
 }
+
+/// A token from `base` for `who` (anonymous for `None`) with `scope`.
+async fn token_for(base: &str, who: Option<(&str, &str)>, scope: &str) -> String {
+    let mut request = reqwest::Client::new()
+        .get(format!("{base}/v2/auth"))
+        .query(&[("service", HOSTNAME), ("scope", scope)]);
+    if let Some((user, password)) = who {
+        request = request.header("authorization", basic(user, password));
+    }
+    let r = request.send().await.expect("token request");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("token JSON");
+    body["token"].as_str().expect("token").to_string()
+}
+
+/// Each replica remembers permission decisions, yet a change made through one holds for the
+/// very next request on the other: a removed grant, a grant given back, a repository made
+/// private.
+#[tokio::test]
+async fn access_changed_through_one_replica_holds_at_once_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = test_storage_for(dir.path())
+        .map(|s| storage_config_yaml(&s))
+        .unwrap_or_default();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("{storage}SERVER_HOSTNAME: {HOSTNAME}\n")).unwrap();
+    let a = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
+    let b = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
+    let password = std::fs::read_to_string(dir.path().join(berth::INITIAL_ADMIN_PASSWORD_FILE))
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = &a.client;
+    let on_a = |method: &'static str, path: String, body: Option<Value>| {
+        let url = format!("{}{path}", a.base);
+        async move { api_call(client, method, &url, body).await.status }
+    };
+    let org = serde_json::json!({"name": "rev"});
+    assert_eq!(
+        on_a("POST", "/api/v1/organization/".into(), Some(org)).await,
+        201
+    );
+    let user = serde_json::json!({"username": "dev", "password": password_of("dev")});
+    assert_eq!(
+        on_a("POST", "/api/v1/superuser/users/".into(), Some(user)).await,
+        201
+    );
+    let admin = token_for(
+        &a.base,
+        Some(("admin", &password)),
+        "repository:rev/app:pull,push",
+    )
+    .await;
+    push_image(
+        &bearer_client(&admin),
+        &a.base,
+        "rev/app",
+        "v1",
+        b"rev layer",
+    )
+    .await;
+    let grant = "/api/v1/repository/rev/app/permissions/user/dev".to_string();
+    let read = || Some(serde_json::json!({"role": "read"}));
+    assert_eq!(on_a("PUT", grant.clone(), read()).await, 200);
+
+    let dev = token_for(
+        &a.base,
+        Some(("dev", &password_of("dev"))),
+        "repository:rev/app:pull",
+    )
+    .await;
+    let pull_on_b = |token: &str| {
+        let url = format!("{}/v2/rev/app/manifests/v1", b.base);
+        status_of(bearer_client(token).get(url))
+    };
+    // Twice, so that B answers the second from what it remembers.
+    assert_eq!(pull_on_b(&dev).await, 200);
+    assert_eq!(pull_on_b(&dev).await, 200);
+    assert_eq!(on_a("DELETE", grant.clone(), None).await, 204);
+    assert_eq!(pull_on_b(&dev).await, 403, "grant removed through A");
+    assert_eq!(on_a("PUT", grant.clone(), read()).await, 200);
+    assert_eq!(pull_on_b(&dev).await, 200, "grant given back through A");
+
+    let visibility = "/api/v1/repository/rev/app/changevisibility".to_string();
+    let public = Some(serde_json::json!({"visibility": "public"}));
+    assert_eq!(on_a("POST", visibility.clone(), public).await, 200);
+    let anonymous = token_for(&a.base, None, "repository:rev/app:pull").await;
+    assert_eq!(pull_on_b(&anonymous).await, 200);
+    assert_eq!(pull_on_b(&anonymous).await, 200);
+    let private = Some(serde_json::json!({"visibility": "private"}));
+    assert_eq!(on_a("POST", visibility, private).await, 200);
+    assert_eq!(pull_on_b(&anonymous).await, 401, "made private through A");
+}

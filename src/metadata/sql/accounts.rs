@@ -113,6 +113,14 @@ async fn required_id<'c>(
 
 #[async_trait]
 impl AccountStore for SqlStore {
+    async fn access_generation(&self) -> Result<u64> {
+        if let Some(generations) = &self.generations {
+            return generations.read();
+        }
+        let query = sqlx::query_scalar("SELECT value FROM access_generation");
+        Ok(query.fetch_one(&self.reader).await.map(|v: i64| v as u64)?)
+    }
+
     async fn account(&self, name: &str) -> Result<Option<Account>> {
         if has_nul(name) {
             return Ok(None);
@@ -422,18 +430,10 @@ impl AccountStore for SqlStore {
         &self,
         repo: &RepoName,
     ) -> Result<Option<RepositoryInfo>, MetadataError> {
-        if let Some(info) = self.cache.as_ref().and_then(|c| c.info(repo.as_str())) {
-            return Ok(Some(info));
-        }
-        let ticket = self.cache.as_ref().map(|c| c.ticket());
         let query =
             sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
                 .bind(repo.as_str());
-        let info = self.read_one(query, repository_row).await?;
-        if let (Some(cache), Some(ticket), Some(info)) = (&self.cache, ticket, &info) {
-            cache.store_info(ticket, info.clone());
-        }
-        Ok(info)
+        self.read_one(query, repository_row).await
     }
 
     async fn repository_summaries(

@@ -111,6 +111,8 @@ pub struct SqlStore {
     /// The embedded backend's hot reads; every write that changes tags, manifests or
     /// repositories invalidates it.
     pub(super) cache: Option<ContentCache>,
+    /// The embedded backend's reader of the access generation.
+    pub(super) generations: Option<super::sqlite::GenerationReader>,
 }
 
 /// An advisory-lock key for a name: the first 32 bits of its SHA-256, the same on every

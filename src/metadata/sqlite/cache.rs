@@ -1,6 +1,6 @@
 //! The hot reads of the embedded backend, kept in memory: manifests by tag and by digest, each
-//! repository's whole tag list, which repositories exist and their access-control facts (read
-//! by every anonymous pull).
+//! repository's whole tag list and which repositories exist (who may read them is remembered
+//! by `crate::auth::decisions`).
 //!
 //! The embedded database has one writer, this process, so every change that can make an
 //! entry wrong passes through [`ContentCache::invalidate`] after its commit. Two rules keep the
@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use oci::Tag;
 
-use crate::metadata::accounts::RepositoryInfo;
 use crate::metadata::StoredManifest;
 
 /// Long enough that hot entries are rarely reloaded (a reload of a 10,000-tag list by every
@@ -62,7 +61,6 @@ struct RepositoryEntries {
     by_tag: HashMap<String, Entry<Arc<StoredManifest>>>,
     by_digest: HashMap<String, Entry<Arc<StoredManifest>>>,
     tags: Option<Entry<Arc<Vec<Tag>>>>,
-    info: Option<Entry<RepositoryInfo>>,
 }
 
 #[derive(Default)]
@@ -267,17 +265,6 @@ impl ContentCache {
         self.store(ticket, repo, 0, |r| r.exists = Some(Entry::new(())));
     }
 
-    /// `repo`'s visibility and description (absence is never cached, as for [`Self::exists`]).
-    pub fn info(&self, repo: &str) -> Option<RepositoryInfo> {
-        self.lock().repositories.get(repo)?.info.as_ref()?.fresh()
-    }
-
-    pub fn store_info(&self, ticket: Ticket, info: RepositoryInfo) {
-        let cost = info_cost(&info);
-        let repo = info.name.to_string();
-        self.store(ticket, &repo, cost, |r| r.info = Some(Entry::new(info)));
-    }
-
     /// The whole sorted tag list of `repo`.
     pub fn tags(&self, repo: &str) -> Option<Arc<Vec<Tag>>> {
         self.lock().repositories.get(repo)?.tags.as_ref()?.fresh()
@@ -307,10 +294,6 @@ fn manifest_cost(m: &StoredManifest) -> usize {
     m.content.len() + m.media_type.len() + 128
 }
 
-fn info_cost(info: &RepositoryInfo) -> usize {
-    info.name.as_str().len() + info.description.len() + 64
-}
-
 fn tags_cost(tags: &[Tag]) -> usize {
     tags.iter().map(|t| t.as_str().len() + 32).sum()
 }
@@ -320,14 +303,12 @@ impl RepositoryEntries {
     fn size(&self) -> (usize, usize) {
         let manifests = self.by_tag.values().chain(self.by_digest.values());
         let bytes: usize = manifests.map(|e| manifest_cost(&e.value)).sum::<usize>()
-            + self.tags.as_ref().map_or(0, |e| tags_cost(&e.value))
-            + self.info.as_ref().map_or(0, |e| info_cost(&e.value));
+            + self.tags.as_ref().map_or(0, |e| tags_cost(&e.value));
         (
             self.by_tag.len()
                 + self.by_digest.len()
                 + usize::from(self.tags.is_some())
-                + usize::from(self.exists.is_some())
-                + usize::from(self.info.is_some()),
+                + usize::from(self.exists.is_some()),
             bytes,
         )
     }

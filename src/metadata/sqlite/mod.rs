@@ -53,7 +53,30 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
         reader,
         dialect: Dialect::Sqlite,
         cache: Some(cache::ContentCache::with_counter(counter)),
+        generations: Some(GenerationReader::open(path).map_err(backend)?),
     })
+}
+
+/// Reads the access generation (`crate::auth::decisions`) on the calling thread: through sqlx a
+/// query goes to a worker thread and back, which cost more CPU than all the rest of a bearer
+/// manifest GET. Like any read, it sees every process's commits.
+pub struct GenerationReader(std::sync::Mutex<rusqlite::Connection>);
+
+impl GenerationReader {
+    fn open(path: &Path) -> rusqlite::Result<GenerationReader> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = rusqlite::Connection::open_with_flags(path, flags)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(GenerationReader(std::sync::Mutex::new(connection)))
+    }
+
+    pub fn read(&self) -> Result<u64> {
+        let connection = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let query = connection.prepare_cached("SELECT value FROM access_generation");
+        let value = query.and_then(|mut q| q.query_row([], |row| row.get::<_, i64>(0)));
+        value.map(|v| v as u64).map_err(backend)
+    }
 }
 
 /// A pool of `size` connections to `url`, each set up by `pragmas` first.

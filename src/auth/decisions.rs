@@ -1,0 +1,144 @@
+//! What authorization reads from the database, remembered between requests and exact under
+//! concurrent changes.
+//!
+//! A request with credentials needs its account (for a bearer token, to check the token's
+//! credential mark) and a decision ([`super::Auth::live_actions`]: the repository, the
+//! caller's namespace rights, its grants); a push asks whether its repository exists. All are
+//! remembered here under the *access
+//! generation* ([`AccountStore::access_generation`]) that the request read before reading any
+//! row. Every change to accounts, teams, members, grants or a repository's existence or
+//! visibility moves the generation in the transaction that makes it (database triggers), so:
+//! - a request that starts after such a commit, on any replica or process, reads the new
+//!   generation, finds nothing remembered under it, and reads the new rows;
+//! - an answer is stored only under the generation read before its rows were, and only while
+//!   that generation is still the newest seen: a slow reader never brings back an old answer.
+//!
+//! [`AccountStore::access_generation`]: crate::metadata::accounts::AccountStore::access_generation
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::metadata::accounts::Account;
+
+use super::scope::Actions;
+
+/// Beyond this many entries of either kind the memory starts over, so it stays bounded
+/// whatever names and repositories are asked for.
+const MAX_ENTRIES: usize = 50_000;
+
+#[derive(Default)]
+struct Remembered {
+    generation: u64,
+    /// By account name; `None` remembers that no such account exists.
+    accounts: HashMap<String, Option<Arc<Account>>>,
+    /// By repository name: whether it is public; `None` remembers that it does not exist.
+    repositories: HashMap<String, Option<bool>>,
+    /// By repository, then account id (`None` for anonymous callers).
+    actions: HashMap<String, HashMap<Option<i64>, Actions>>,
+    actions_count: usize,
+}
+
+/// The remembered reads, valid for one access generation at a time.
+#[derive(Default)]
+pub struct Decisions {
+    remembered: Mutex<Remembered>,
+}
+
+impl Decisions {
+    /// The remembered reads if they belong to `generation`, after moving on to it when it is
+    /// newer than what they belong to.
+    fn at(&self, generation: u64) -> Option<MutexGuard<'_, Remembered>> {
+        // A cache: after a panic elsewhere its maps are still consistent.
+        let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        if generation > remembered.generation {
+            *remembered = Remembered {
+                generation,
+                ..Remembered::default()
+            };
+        }
+        (remembered.generation == generation).then_some(remembered)
+    }
+
+    pub fn account(&self, generation: u64, name: &str) -> Option<Option<Arc<Account>>> {
+        self.at(generation)?.accounts.get(name).cloned()
+    }
+
+    pub fn remember_account(&self, generation: u64, name: &str, account: Option<Arc<Account>>) {
+        if let Some(mut remembered) = self.at(generation) {
+            if remembered.accounts.len() >= MAX_ENTRIES {
+                remembered.accounts.clear();
+            }
+            remembered.accounts.insert(name.to_string(), account);
+        }
+    }
+
+    pub fn repository(&self, generation: u64, name: &str) -> Option<Option<bool>> {
+        self.at(generation)?.repositories.get(name).copied()
+    }
+
+    pub fn remember_repository(&self, generation: u64, name: &str, public: Option<bool>) {
+        if let Some(mut remembered) = self.at(generation) {
+            if remembered.repositories.len() >= MAX_ENTRIES {
+                remembered.repositories.clear();
+            }
+            remembered.repositories.insert(name.to_string(), public);
+        }
+    }
+
+    pub fn actions(&self, generation: u64, who: Option<i64>, repo: &str) -> Option<Actions> {
+        self.at(generation)?.actions.get(repo)?.get(&who).copied()
+    }
+
+    pub fn remember_actions(
+        &self,
+        generation: u64,
+        who: Option<i64>,
+        repo: &str,
+        actions: Actions,
+    ) {
+        if let Some(mut remembered) = self.at(generation) {
+            if remembered.actions_count >= MAX_ENTRIES {
+                remembered.actions.clear();
+                remembered.actions_count = 0;
+            }
+            let by_account = remembered.actions.entry(repo.to_string()).or_default();
+            if by_account.insert(who, actions).is_none() {
+                remembered.actions_count += 1;
+            }
+        }
+    }
+
+    /// Forgets everything: for changes the database does not see (the config's
+    /// `SUPER_USERS`, `AUTHENTICATION_TYPE`).
+    pub fn forget(&self) {
+        let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = remembered.generation;
+        *remembered = Remembered {
+            generation,
+            ..Remembered::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_only_for_the_generation_they_were_read_under() {
+        let decisions = Decisions::default();
+        decisions.remember_actions(3, Some(1), "org/app", Actions::ALL);
+        assert_eq!(decisions.actions(3, Some(1), "org/app"), Some(Actions::ALL));
+        // A newer generation empties the memory...
+        assert_eq!(decisions.actions(4, Some(1), "org/app"), None);
+        // ...and a reader still on the old one neither finds nor stores anything.
+        decisions.remember_actions(3, Some(1), "org/app", Actions::ALL);
+        assert_eq!(decisions.actions(3, Some(1), "org/app"), None);
+        assert_eq!(decisions.actions(4, Some(1), "org/app"), None);
+        decisions.remember_actions(4, None, "org/app", Actions::PULL);
+        assert_eq!(decisions.actions(4, None, "org/app"), Some(Actions::PULL));
+        assert_eq!(decisions.actions(4, Some(1), "org/app"), None);
+        decisions.forget();
+        assert_eq!(decisions.actions(4, None, "org/app"), None);
+    }
+}
