@@ -400,22 +400,15 @@ impl AccountStore for SqlStore {
         account_id: i64,
         repo: &RepoName,
     ) -> Result<Option<Role>, MetadataError> {
-        let rank: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)
-             FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
+        let query = sqlx::query(
+            "SELECT p.role FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
              WHERE r.name = $2 AND (p.account_id = $1
-                OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))",
+                OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))
+             ORDER BY CASE p.role WHEN 'admin' THEN 3 WHEN 'write' THEN 2 ELSE 1 END DESC LIMIT 1",
         )
         .bind(account_id)
-        .bind(repo.as_str())
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(match rank {
-            Some(3) => Some(Role::Admin),
-            Some(2) => Some(Role::Write),
-            Some(1) => Some(Role::Read),
-            _ => None,
-        })
+        .bind(repo.as_str());
+        self.read_one(query, first).await
     }
 
     async fn repository_info(
