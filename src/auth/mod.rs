@@ -53,8 +53,8 @@ pub struct AuthSettings {
     /// `FEATURE_PUBLIC_CATALOG`: anonymous callers may list the public repositories in
     /// `/v2/_catalog`; otherwise they are asked to authenticate, as Quay does.
     pub public_catalog: bool,
-    /// `APP_SPECIFIC_TOKEN_EXPIRATION`: how long an API token made through the API or the
-    /// dashboard lasts (`None`, the default as in Quay: until revoked).
+    /// `APP_SPECIFIC_TOKEN_EXPIRATION`: how long a new API token lasts (`None`, the default as
+    /// in Quay: until revoked); `berth token create --expires-in` may say otherwise.
     pub api_token_expiration: Option<Duration>,
 }
 

@@ -69,7 +69,9 @@ pub async fn list(
     let mut tokens = state.auth.api_tokens(who).await?;
     if expiring == Some(true) {
         let lifetime = state.auth.settings().api_token_expiration;
-        let window = lifetime.map_or(DEFAULT_EXPIRING_WINDOW_MS, |l| l.as_millis() as i64);
+        let window = lifetime.map_or(DEFAULT_EXPIRING_WINDOW_MS, |l| {
+            i64::try_from(l.as_millis()).unwrap_or(i64::MAX)
+        });
         let now = now_millis();
         let soon = now.saturating_add((window / 10).max(1000));
         tokens.retain(|t| t.expires_at.is_some_and(|at| at > now && at <= soon));
