@@ -9,6 +9,7 @@
 //! settings) are decided by [`Auth::is_namespace_admin`], [`Auth::is_repo_admin`] and
 //! [`Auth::is_superuser`], which robots never pass: robots get content rights only.
 
+pub mod api_token;
 mod decisions;
 pub mod limiter;
 pub mod scope;
@@ -53,6 +54,9 @@ pub struct AuthSettings {
     /// `FEATURE_PUBLIC_CATALOG`: anonymous callers may list the public repositories in
     /// `/v2/_catalog`; otherwise they are asked to authenticate, as Quay does.
     pub public_catalog: bool,
+    /// `APP_SPECIFIC_TOKEN_EXPIRATION`: how long a new API token lasts (`None`, the default as
+    /// in Quay: until revoked); `berth token create --expires-in` may say otherwise.
+    pub api_token_expiration: Option<Duration>,
 }
 
 impl Default for AuthSettings {
@@ -64,6 +68,7 @@ impl Default for AuthSettings {
             create_private_repo_on_push: true,
             open_registry: false,
             public_catalog: false,
+            api_token_expiration: None,
         }
     }
 }
@@ -386,11 +391,18 @@ impl Auth {
                 self.login(&user, &password, client).await?,
             )),
             Authorization::ApiToken(token) => {
-                let account = self
+                let (account, expires_at) = self
                     .accounts
                     .api_token_account(&secret::token_hash(token))
                     .await?
-                    .ok_or_else(|| AuthError::BadToken("unknown API token".into()))?;
+                    .ok_or_else(|| AuthError::BadToken("unknown or revoked API token".into()))?;
+                if api_token::expired(expires_at, api_token::now_millis()) {
+                    return Err(AuthError::BadToken("the API token has expired".into()));
+                }
+                // Older berths let the CLI make tokens for robots and organizations.
+                if account.kind != AccountKind::User {
+                    return Err(AuthError::BadToken("API tokens belong to users".into()));
+                }
                 Ok(Credential::Account(self.identity(&account)))
             }
             Authorization::RegistryToken(token) => {

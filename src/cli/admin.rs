@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use oci::RepoName;
 
+use berth::auth::api_token::{self, ApiTokenError};
 use berth::auth::secret;
 use berth::config::DatabaseUri;
 use berth::metadata::accounts::{AccountKind, AccountStore, Grantee, Role, TeamRole};
@@ -148,11 +149,31 @@ pub enum RepoCommand {
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Create an API token for USER (bearer token for /api/v1; printed once).
+    /// Create an API token for a user (a bearer token for /api/v1 and /v2; printed once).
     Create {
-        user: String,
+        /// The user (also accepted as `--user`).
+        #[arg(value_name = "USER", required_unless_present = "user_option")]
+        user: Option<String>,
+        #[arg(long = "user", value_name = "USER", conflicts_with = "user")]
+        user_option: Option<String>,
+        /// The token's title.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Lifetime in Quay's format (30d, 12h, 90m, 2w); default: the config's
+        /// `APP_SPECIFIC_TOKEN_EXPIRATION`, else never.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List API tokens (every user's, or one's): uuid, title, owner, created, expires. Never
+    /// the secrets, which berth does not keep.
+    List {
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Revoke an API token by its uuid; the next request with it is refused.
+    Revoke {
+        #[arg(value_name = "UUID")]
+        id: String,
     },
 }
 
@@ -455,14 +476,79 @@ pub async fn repo(target: &Target, cmd: RepoCommand) -> anyhow::Result<()> {
 pub async fn token(target: &Target, cmd: TokenCommand) -> anyhow::Result<()> {
     let s = store(target).await?;
     match cmd {
-        TokenCommand::Create { user, name } => {
-            let token = secret::random_token(berth::auth::API_TOKEN_PREFIX);
-            s.create_api_token(&user, &name, &secret::token_hash(&token))
+        TokenCommand::Create {
+            user,
+            user_option,
+            name,
+            expires_in,
+        } => {
+            let user = user.or(user_option).context("name the user")?;
+            let lifetime = match expires_in {
+                Some(text) => Some(
+                    berth::gc::parse_expiration(&text)
+                        .filter(|d| !d.is_zero())
+                        .with_context(|| {
+                            format!(
+                                "--expires-in {text:?}: give a duration such as 30d, 12h or 90m"
+                            )
+                        })?,
+                ),
+                None => settings(target)?.auth.api_token_expiration,
+            };
+            let (token, secret) = api_token::create(&*s, &user, &name, lifetime)
                 .await
-                .map_err(|e| explain(e, &format!("account {user}")))?;
-            println!("{token}");
-            eprintln!("created API token {name:?} for {user}; it is shown once, above");
+                .map_err(|e| match e {
+                    ApiTokenError::Metadata(e) => explain(e, &format!("user {user}")),
+                    other => anyhow::Error::new(other),
+                })?;
+            println!("{secret}");
+            eprintln!(
+                "created API token {} ({:?}) for {user}, expiring {}; it is shown once, above",
+                token.uuid,
+                token.name,
+                expiry(token.expires_at)
+            );
+        }
+        TokenCommand::List { user } => {
+            let owner = match user {
+                Some(name) => match s.account(&name).await? {
+                    Some(a) if a.kind == AccountKind::User => Some(a.id),
+                    _ => bail!("no user named {name}"),
+                },
+                None => None,
+            };
+            let now = api_token::now_millis();
+            for t in s.api_tokens(owner).await? {
+                let mut expires = expiry(t.expires_at);
+                if api_token::expired(t.expires_at, now) {
+                    expires.push_str(" (expired)");
+                }
+                let created = rfc3339_millis(t.created_at);
+                println!(
+                    "{}\t{}\t{}\t{created}\t{expires}",
+                    t.uuid, t.name, t.account
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let uuid = uuid::Uuid::parse_str(&id).map_err(|_| {
+                anyhow::anyhow!("{id:?} is not a token uuid (see `berth token list`)")
+            })?;
+            if !s.revoke_api_token(uuid, None).await? {
+                bail!("no API token {uuid}");
+            }
+            println!("revoked API token {uuid}");
         }
     }
     Ok(())
+}
+
+/// A time in milliseconds as RFC 3339.
+fn rfc3339_millis(millis: i64) -> String {
+    berth::api::dates::rfc3339((millis.max(0) / 1000) as u64)
+}
+
+/// When a token expires, for people.
+fn expiry(expires_at: Option<i64>) -> String {
+    expires_at.map_or_else(|| "never".into(), rfc3339_millis)
 }

@@ -260,6 +260,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_SPARSE_INDEX",
     "SPARSE_INDEX_REQUIRED_ARCHS",
     "FEATURE_SPARSE_MANIFESTS",
+    "APP_SPECIFIC_TOKEN_EXPIRATION",
 ];
 
 /// Parses config text.
@@ -314,6 +315,13 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     };
     if let Some(b) = boolean(&map, "FEATURE_PUBLIC_CATALOG")? {
         settings.auth.public_catalog = b;
+    }
+    if let Some(text) = string(&map, "APP_SPECIFIC_TOKEN_EXPIRATION")? {
+        let lifetime = parse_expiration(&text).filter(|d| !d.is_zero());
+        settings.auth.api_token_expiration = Some(lifetime.ok_or(ConfigError::WrongType {
+            key: "APP_SPECIFIC_TOKEN_EXPIRATION".into(),
+            expected: "a duration such as 30d, 12h or 90m, at least 1s",
+        })?);
     }
     if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
         settings.user_creation = b;
@@ -526,6 +534,27 @@ mod tests {
             .to_string();
         assert!(e.contains("DEFAULT_TAG_EXPIRATION"), "{e}");
         assert!(parse("GC_INTERVAL_SECONDS: 0").is_err());
+    }
+
+    #[test]
+    fn api_token_expiration() {
+        let auth = |text: &str| parse(text).map(|l| l.settings.auth.api_token_expiration);
+        assert_eq!(auth("").unwrap(), None);
+        let month = Duration::from_secs(30 * 86_400);
+        assert_eq!(
+            auth("APP_SPECIFIC_TOKEN_EXPIRATION: 30d").unwrap(),
+            Some(month)
+        );
+        assert_eq!(
+            auth("APP_SPECIFIC_TOKEN_EXPIRATION: 90m").unwrap(),
+            Some(Duration::from_secs(5400))
+        );
+        for bad in ["soon", "0s", "30", "-1d"] {
+            let e = auth(&format!("APP_SPECIFIC_TOKEN_EXPIRATION: {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("APP_SPECIFIC_TOKEN_EXPIRATION"), "{bad}: {e}");
+        }
     }
 
     #[test]

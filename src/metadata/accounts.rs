@@ -189,13 +189,15 @@ pub struct NamespaceRights {
     pub create: bool,
 }
 
-/// An API token's record (the secret itself is never stored).
+/// An API token's record (the secret itself is never stored). Times are milliseconds since
+/// the Unix epoch; a token without `expires_at` never expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
-    pub id: i64,
+    pub uuid: uuid::Uuid,
     pub name: String,
     pub account: String,
     pub created_at: i64,
+    pub expires_at: Option<i64>,
 }
 
 /// Access-control storage.
@@ -225,7 +227,8 @@ pub trait AccountStore: Send + Sync + 'static {
         superuser: bool,
     ) -> Result<Account>;
 
-    /// Replaces a user's password hash.
+    /// Replaces a user's password hash, deleting the user's dashboard sessions and API tokens
+    /// in the same statement (a trigger does, for every statement that changes the hash).
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
 
     /// Creates an organization with an `owners` admin team holding `owner`. `Conflict` if the
@@ -338,16 +341,17 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Permissions on a repository.
     async fn list_permissions(&self, repo: &RepoName) -> Result<Vec<Permission>>;
 
-    /// Stores an API token's hash for `account`.
-    async fn create_api_token(
-        &self,
-        account: &str,
-        name: &str,
-        token_hash: &str,
-    ) -> Result<ApiToken>;
+    /// Stores `token`, whose secret hashes to `token_hash`; `NotFound` unless its owner is a user.
+    async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> Result<()>;
 
-    /// The account owning the API token that hashes to `token_hash`.
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>>;
+    /// The account owning the API token that hashes to `token_hash`, and when it expires.
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, Option<i64>)>>;
+
+    /// API tokens, expired ones too, of account `owner` (everyone's for `None`), by owner and age.
+    async fn api_tokens(&self, owner: Option<i64>) -> Result<Vec<ApiToken>>;
+
+    /// Deletes an API token of `owner` (of anyone for `None`); whether there was one.
+    async fn revoke_api_token(&self, uuid: uuid::Uuid, owner: Option<i64>) -> Result<bool>;
 
     /// The token-signing keys (kid, private PEM), oldest first; stores `candidate` first when
     /// there is none, so every replica ends up with the same key.

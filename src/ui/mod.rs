@@ -18,6 +18,7 @@ mod repositories;
 mod repository;
 mod session;
 mod signin;
+mod tokens;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -1,15 +1,17 @@
 //! `/organization/<org>` and `/user/<name>`: a namespace's repositories, and for its members
-//! the teams, members and robot accounts.
+//! the teams, members and robot accounts; a user's own API tokens are on the settings tab of
+//! their page ([`super::tokens`]).
 
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::html;
+use serde::Deserialize;
 
 use super::layout::{icon, page};
 use super::repositories;
 use super::session::{Flash, Viewer};
-use super::{see_other, FormData, PageError};
+use super::{see_other, tokens, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::RobotError;
 use crate::metadata::accounts::{Account, AccountKind};
@@ -127,13 +129,27 @@ pub async fn organization(
     Ok(page(&viewer, &org.name, body))
 }
 
+/// Which tab of a user page (`?tab=settings`: the user's own API tokens).
+#[derive(Deserialize)]
+pub struct UserTab {
+    tab: Option<String>,
+}
+
 /// `GET /user/{name}`.
 pub async fn user(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(name): Path<String>,
+    Query(query): Query<UserTab>,
 ) -> Result<Response, PageError> {
     let user = namespace(&state, &name, AccountKind::User).await?;
+    if query.tab.as_deref() == Some("settings") {
+        return tokens::settings_tab(&state, &viewer, &user).await;
+    }
+    let own = viewer
+        .identity
+        .as_ref()
+        .is_some_and(|who| who.id == user.id);
     let repos = repositories::visible(&state, &viewer, Some(&user.name), None).await?;
     let admin = match &viewer.identity {
         Some(who) => state.auth.is_namespace_admin(who, &user.name).await?,
@@ -155,6 +171,7 @@ pub async fn user(
                 p.sub { "User namespace" }
             }
         }
+        @if own { (tokens::tabs(&user.name, "repositories")) }
         section.repositories {
             h2 { "Repositories" }
             @if repos.is_empty() { div.panel.empty { "No repositories yet." } }
@@ -206,10 +223,14 @@ pub async fn act(
     let who = viewer.required(&back)?.clone();
     viewer.check_form(&headers, form.get("csrf"))?;
     let ns = namespace(&state, &name, kind).await?;
+    let action = form.required("action")?;
+    if !is_org && matches!(action, "create-token" | "revoke-token") {
+        return tokens::act(&state, &mut viewer, &ns, action, &form).await;
+    }
     if !state.auth.is_namespace_admin(&who, &ns.name).await? {
         return Err(PageError::Forbidden);
     }
-    let flash = match form.required("action")? {
+    let flash = match action {
         "create-robot" => {
             match state
                 .auth

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod api_tokens;
 mod auth_matrix;
 mod auth_tokens;
 mod bad_input;

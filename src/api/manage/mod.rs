@@ -1,10 +1,12 @@
 //! The management API under `/api/v1`, with Quay's paths and JSON shapes for the common
 //! operations, so Quay scripts and habits carry over.
 //!
-//! Callers authenticate with a bearer API token (`berth token create`), or HTTP Basic with a
-//! user's password or a robot's token; anonymous callers may read public repositories.
+//! Callers authenticate with a bearer API token (`POST /api/v1/user/apptoken`, the dashboard or
+//! `berth token create`), or HTTP Basic with a user's password or a robot's token; anonymous
+//! callers may read public repositories.
 //! Registry (JWT) tokens are for /v2 only.
 
+mod apptoken;
 mod organization;
 mod repository;
 mod user;
@@ -237,6 +239,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/user/", get(user::me).post(user::register))
         .route("/api/v1/user", get(user::me).post(user::register))
+        .route(
+            "/api/v1/user/apptoken",
+            get(apptoken::list).post(apptoken::create),
+        )
+        .route(
+            "/api/v1/user/apptoken/{uuid}",
+            get(apptoken::get).delete(apptoken::revoke),
+        )
         .route("/api/v1/user/robots", get(user::robots))
         .route(
             "/api/v1/user/robots/{short}",

@@ -408,22 +408,15 @@ impl AccountStore for SqlStore {
         account_id: i64,
         repo: &RepoName,
     ) -> Result<Option<Role>, MetadataError> {
-        let rank: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(CASE p.role WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END)
-             FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
+        let query = sqlx::query(
+            "SELECT p.role FROM repository_permissions p JOIN repositories r ON r.id = p.repository_id
              WHERE r.name = $2 AND (p.account_id = $1
-                OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))",
+                OR p.team_id IN (SELECT team_id FROM team_members WHERE account_id = $1))
+             ORDER BY CASE p.role WHEN 'admin' THEN 3 WHEN 'write' THEN 2 ELSE 1 END DESC LIMIT 1",
         )
         .bind(account_id)
-        .bind(repo.as_str())
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(match rank {
-            Some(3) => Some(Role::Admin),
-            Some(2) => Some(Role::Write),
-            Some(1) => Some(Role::Read),
-            _ => None,
-        })
+        .bind(repo.as_str());
+        self.read_one(query, first).await
     }
 
     async fn repository_info(
@@ -718,37 +711,55 @@ impl AccountStore for SqlStore {
         .await
     }
 
-    async fn create_api_token(
-        &self,
-        account_name: &str,
-        name: &str,
-        token_hash: &str,
-    ) -> Result<ApiToken> {
-        let account_id = required_id(&self.reader, account_name, None).await?;
-        let now = now_millis();
-        let id = sqlx::query_scalar(
-            "INSERT INTO api_tokens (account_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> Result<()> {
+        let query = sqlx::query(
+            "INSERT INTO api_tokens (uuid, name, account_id, created_at, expires_at, token_hash)
+             SELECT $1, $2, id, $3, $4, $5 FROM accounts WHERE name = $6 AND kind = 'user'",
         )
-        .bind(account_id)
-        .bind(name)
+        .bind(token.uuid.to_string())
+        .bind(token.name.clone())
+        .bind(token.created_at)
+        .bind(token.expires_at)
         .bind(token_hash)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(conflict)?;
-        Ok(ApiToken {
-            id,
-            name: name.to_string(),
-            account: account_name.to_string(),
-            created_at: now,
-        })
+        .bind(token.account.clone());
+        changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<Account>> {
-        let sql = select_accounts!(
-            "FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
-        );
-        self.account_by(sql, token_hash).await
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, Option<i64>)>> {
+        let query = sqlx::query(select_accounts!(
+            ", t.expires_at FROM api_tokens t JOIN accounts a ON a.id = t.account_id
+             WHERE t.token_hash = $1"
+        ))
+        .bind(token_hash);
+        self.read_one(query, |r| Ok((account(r)?, r.get(8)))).await
+    }
+
+    async fn api_tokens(&self, owner: Option<i64>) -> Result<Vec<ApiToken>> {
+        let query = sqlx::query(
+            "SELECT t.uuid, t.name, a.name, t.created_at, t.expires_at
+             FROM api_tokens t JOIN accounts a ON a.id = t.account_id
+             WHERE $1 IS NULL OR t.account_id = $1 ORDER BY a.name, t.created_at, t.id",
+        )
+        .bind(owner);
+        self.read_all(query, |r| {
+            Ok(ApiToken {
+                uuid: stored(r.get(0))?,
+                name: r.get(1),
+                account: r.get(2),
+                created_at: r.get(3),
+                expires_at: r.get(4),
+            })
+        })
+        .await
+    }
+
+    async fn revoke_api_token(&self, uuid: uuid::Uuid, owner: Option<i64>) -> Result<bool> {
+        let query = sqlx::query(
+            "DELETE FROM api_tokens WHERE uuid = $1 AND ($2 IS NULL OR account_id = $2)",
+        )
+        .bind(uuid.to_string())
+        .bind(owner);
+        Ok(self.write(query).await? > 0)
     }
 
     async fn signing_keys(&self, candidate: (&str, &str)) -> Result<Vec<(String, String)>> {

@@ -69,7 +69,7 @@ impl FsckStore for SqlStore {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT mr.child_kind, mr.child_digest FROM manifest_references mr
              JOIN repositories r ON r.id = mr.repository_id
-             WHERE r.name = $1 AND mr.manifest_digest = $2",
+             WHERE r.name = $1 AND mr.manifest_digest = $2 ORDER BY mr.child_digest",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -82,10 +82,6 @@ impl FsckStore for SqlStore {
                 "manifest" => refs.children.push(digest),
                 _ => refs.blobs.push(digest),
             }
-        }
-        for list in [&mut refs.blobs, &mut refs.children] {
-            list.sort();
-            list.dedup();
         }
         Ok(refs)
     }

@@ -173,17 +173,16 @@ impl MetadataStore for SqlStore {
     }
 
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
+        let query = sqlx::query(
             "SELECT b.size FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
              JOIN blobs b ON b.digest = rb.digest
              WHERE r.name = $1 AND rb.digest = $2",
         )
         .bind(repo.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(size.map(|s| s as u64))
+        .bind(digest.to_string());
+        self.read_one(query, |r| Ok(r.get::<i64, _>(0) as u64))
+            .await
     }
 
     async fn linked_blobs(
@@ -205,11 +204,10 @@ impl MetadataStore for SqlStore {
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(size.map(|s| s as u64))
+        let query =
+            sqlx::query("SELECT size FROM blobs WHERE digest = $1").bind(digest.to_string());
+        self.read_one(query, |r| Ok(r.get::<i64, _>(0) as u64))
+            .await
     }
 
     async fn create_upload(

@@ -20,6 +20,9 @@ pub use database::*;
 mod access;
 #[allow(unused_imports)]
 pub use access::*;
+mod browser;
+#[allow(unused_imports)]
+pub use browser::*;
 mod http;
 #[allow(unused_imports)]
 pub use http::*;
