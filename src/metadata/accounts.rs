@@ -209,9 +209,6 @@ pub trait AccountStore: Send + Sync + 'static {
     /// The account with this name.
     async fn account(&self, name: &str) -> Result<Option<Account>>;
 
-    /// The robot whose token hashes to `token_hash`.
-    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>>;
-
     /// Accounts of one kind, by name.
     async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>>;
 

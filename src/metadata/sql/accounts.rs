@@ -129,14 +129,6 @@ impl AccountStore for SqlStore {
             .await
     }
 
-    async fn robot_by_token(&self, token_hash: &str) -> Result<Option<Account>> {
-        self.account_by(
-            select_accounts!("FROM accounts a WHERE a.token_hash = $1 AND a.kind = 'robot'"),
-            token_hash,
-        )
-        .await
-    }
-
     async fn list_accounts(&self, kind: AccountKind) -> Result<Vec<Account>> {
         let sql = select_accounts!("FROM accounts a WHERE a.kind = $1 ORDER BY a.name");
         self.accounts(sql, &[kind.as_str()]).await
