@@ -965,3 +965,30 @@ async fn tokens_are_cut_to_the_permissions_in_force_at_each_request() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(pull(anonymous, "team/open").await, 200, "public again");
 }
+
+/// Basic credentials (podman and skopeo send them on every request) are checked with argon2
+/// once and then remembered, but only while the account keeps the password they were checked
+/// against: after a new password, the old one is refused at the next request.
+#[tokio::test]
+async fn remembered_basic_credentials_end_with_a_new_password() {
+    let s = team_server(Settings::default()).await;
+    let pull = |password: String| {
+        let req = reqwest::Client::new()
+            .get(s.url("/v2/team/app/manifests/v1"))
+            .header("authorization", basic("dev", &password));
+        status_of(req)
+    };
+    // The second and third are answered from memory.
+    for _ in 0..3 {
+        assert_eq!(pull(password_of("dev")).await, 200);
+    }
+    let out = berth_cli(
+        s.data_dir(),
+        &["user", "set-password", "dev", "--password-stdin"],
+        Some("another-password-for-dev"),
+    )
+    .await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert_eq!(pull(password_of("dev")).await, 401, "the old password");
+    assert_eq!(pull("another-password-for-dev".into()).await, 200);
+}
