@@ -8,7 +8,8 @@
 #      files and once on PostgreSQL + Garage (S3), both servers started here
 #      (scripts/postgres.sh, garage.sh), the reliability harness's short modes on both
 #      (berth-torture: kill -9 crash cycles, a 200-client soak), the benchmark harness's quick
-#      mode against CNCF distribution, and the scale-out tests on a three-node Garage,
+#      mode against CNCF distribution (embedded, and two berth replicas on PostgreSQL + Garage),
+#      and the scale-out tests on a three-node Garage,
 #   4. starts berth on a free loopback port and drives it with the real clients of
 #      ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
 #   5. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own
@@ -88,6 +89,14 @@ step "unit and integration tests on SQLite + files"
 # mostly waiting on I/O, so it builds beside them at a lower priority.
 nice -n 10 bash scripts/garage.sh install >"$LOGS/garage-install.log" 2>&1 &
 GARAGE_INSTALL_PID=$!
+garage_installed=
+wait_for_garage() {
+  [ -z "$garage_installed" ] || return 0
+  if ! wait "$GARAGE_INSTALL_PID"; then
+    cat "$LOGS/garage-install.log"; echo "installing Garage failed" >&2; exit 1
+  fi
+  garage_installed=yes
+}
 cargo nextest run --locked --workspace --all-targets --profile ci
 
 step "reliability on SQLite + files: crash cycles and a soak (short modes of berth-torture)"
@@ -95,20 +104,33 @@ step "reliability on SQLite + files: crash cycles and a soak (short modes of ber
 "$BIN/berth-torture" crash --cycles "${CRASH_CYCLES:-10}"
 "$BIN/berth-torture" soak --duration "${SOAK_DURATION:-30s}" --clients 200
 
-step "benchmark harness, quick mode: berth, berth+auth and CNCF distribution side by side"
+step "benchmark harness, quick mode: embedded, and scale-out (two berth replicas on PostgreSQL + Garage), side by side"
 # Checks that every scenario runs without errors, not speed (and this is not an optimized
-# build); the full run writes BENCHMARKS.md (see the README's Performance section).
+# build); the full runs write BENCHMARKS.md (see the README's Performance section). The
+# scale-out run starts its own PostgreSQL and Garage (scripts/postgres.sh, garage.sh, state in
+# its work directory); it runs beside the embedded one, whose numbers it skews, to keep the
+# step short.
 wait_for_prerequisites
+wait_for_garage
 BENCH_DIR=$(mktemp -d /tmp/berth-bench.XXXXXX)
-"$BIN/berth-bench" compare --quick --repeats 1 --out "$BENCH_DIR/BENCHMARKS.md" --work-dir "$BENCH_DIR/work"
+# The scale-out run's PostgreSQL runs as the postgres user, which must reach its work directory.
+chmod 711 "$BENCH_DIR"
+"$BIN/berth-bench" compare --backend scale-out --quick --repeats 1 --out "$BENCH_DIR/scale-out/BENCHMARKS.md" \
+  --work-dir "$BENCH_DIR/scale-out-work" >"$BENCH_DIR/scale-out.log" 2>&1 &
+SCALE_OUT_PID=$!
+"$BIN/berth-bench" compare --quick --repeats 1 --out "$BENCH_DIR/BENCHMARKS.md" --work-dir "$BENCH_DIR/work" \
+  || { kill "$SCALE_OUT_PID"; wait "$SCALE_OUT_PID" || true; cat "$BENCH_DIR/scale-out.log"; exit 1; }
+echo "-- scale-out (started at the same time)"
+if ! wait "$SCALE_OUT_PID"; then
+  cat "$BENCH_DIR/scale-out.log"; echo "the scale-out benchmark failed" >&2; exit 1
+fi
+cat "$BENCH_DIR/scale-out.log"
 rm -rf "$BENCH_DIR"
 
 step "integration tests on PostgreSQL + Garage (S3)"
 # The scale-out backend pair: every test server gets its own PostgreSQL database and its own
 # prefix in one Garage bucket.
-if ! wait "$GARAGE_INSTALL_PID"; then
-  cat "$LOGS/garage-install.log"; echo "installing Garage failed" >&2; exit 1
-fi
+wait_for_garage
 export BERTH_PG_STATE=/tmp/berth-postgres.$$ BERTH_GARAGE_STATE=/tmp/berth-garage.$$
 trap 'bash scripts/postgres.sh stop; bash scripts/garage.sh stop' EXIT
 PG_URI=$(bash scripts/postgres.sh start)

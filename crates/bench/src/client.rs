@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -23,9 +24,11 @@ use crate::content::Blob;
 /// Tokens are fetched again after this long, well inside any registry's token lifetime.
 const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 
-/// A registry to drive: where it listens and how to authenticate.
+/// A registry to drive: where it listens (one address, or several replicas of one registry,
+/// which new connections take in turn) and how to authenticate.
 pub struct Target {
-    pub addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    next: AtomicUsize,
     login: Option<Login>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -36,33 +39,42 @@ struct Login {
     service: String,
 }
 
+async fn resolve(authority: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("resolve {authority}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{authority} has no address"))
+}
+
 impl Target {
-    /// A registry at `base` (`http://HOST:PORT`). With `credentials`, every request carries a
-    /// bearer token from the registry's token endpoint (the Docker token flow), one per scope.
+    /// A registry at `bases` (`http://HOST:PORT` each: one server, or replicas sharing one
+    /// store, over which connections are spread round-robin). With `credentials`, every request
+    /// carries a bearer token from the registry's token endpoint (the Docker token flow), one
+    /// per scope.
     pub async fn connect(
-        base: &str,
+        bases: &[String],
         credentials: Option<(&str, &str)>,
     ) -> anyhow::Result<Arc<Target>> {
-        let authority = base
-            .strip_prefix("http://")
-            .ok_or_else(|| anyhow!("only http:// registries can be benchmarked, not {base}"))?
-            .trim_end_matches('/');
-        let addr = tokio::net::lookup_host(authority)
-            .await
-            .with_context(|| format!("resolve {authority}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{authority} has no address"))?;
+        let mut addrs = Vec::new();
+        for base in bases {
+            let authority = base
+                .strip_prefix("http://")
+                .ok_or_else(|| anyhow!("only http:// registries can be benchmarked, not {base}"))?
+                .trim_end_matches('/');
+            addrs.push(resolve(authority).await?);
+        }
+        if addrs.is_empty() {
+            bail!("no registry address to benchmark");
+        }
         let mut target = Target {
-            addr,
+            addrs,
+            next: AtomicUsize::new(0),
             login: None,
             tokens: Mutex::new(HashMap::new()),
         };
         if let Some((user, password)) = credentials {
-            let mut conn = Conn::new(Arc::new(Target {
-                addr,
-                login: None,
-                tokens: Mutex::new(HashMap::new()),
-            }));
+            let mut conn = Conn::new(Target::bare(target.addrs[0]));
             let reply = conn
                 .send(Call::new(Method::GET, "/v2/".into()), false)
                 .await
@@ -102,8 +114,28 @@ impl Target {
         Ok(Arc::new(target))
     }
 
-    /// The `Authorization` value for `scope`, fetching a token when none is fresh.
-    async fn authorization(self: &Arc<Self>, scope: &str) -> anyhow::Result<Option<HeaderValue>> {
+    /// A target at `addr` without credentials.
+    fn bare(addr: SocketAddr) -> Arc<Target> {
+        Arc::new(Target {
+            addrs: vec![addr],
+            next: AtomicUsize::new(0),
+            login: None,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The address of the next connection: the replicas in turn.
+    fn pick(&self) -> SocketAddr {
+        self.addrs[self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len()]
+    }
+
+    /// The `Authorization` value for `scope`, fetching a token (from the replica at `addr`)
+    /// when none is fresh.
+    async fn authorization(
+        self: &Arc<Self>,
+        scope: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Option<HeaderValue>> {
         let Some(login) = &self.login else {
             return Ok(None);
         };
@@ -112,11 +144,7 @@ impl Target {
                 return Ok(Some(HeaderValue::from_str(&format!("Bearer {token}"))?));
             }
         }
-        let mut conn = Conn::new(Arc::new(Target {
-            addr: self.addr,
-            login: None,
-            tokens: Mutex::new(HashMap::new()),
-        }));
+        let mut conn = Conn::new(Target::bare(addr));
         let path = format!(
             "{}?service={}&scope={}",
             login.realm_path,
@@ -223,6 +251,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub body_len: u64,
+    /// Redirects followed to get it.
+    pub redirects: u32,
 }
 
 impl Reply {
@@ -294,24 +324,27 @@ impl Body for PayloadBody {
     }
 }
 
-/// One client connection (reconnected when the server closes it).
-pub struct Conn {
-    pub target: Arc<Target>,
+/// One HTTP/1.1 connection to one address, opened again when the server closes it.
+struct Link {
+    addr: SocketAddr,
+    /// The `Host` header sent on it.
+    host: String,
     sender: Option<SendRequest<PayloadBody>>,
 }
 
-impl Conn {
-    pub fn new(target: Arc<Target>) -> Conn {
-        Conn {
-            target,
+impl Link {
+    fn new(addr: SocketAddr, host: String) -> Link {
+        Link {
+            addr,
+            host,
             sender: None,
         }
     }
 
     async fn open(&mut self) -> anyhow::Result<()> {
-        let tcp = TcpStream::connect(self.target.addr)
+        let tcp = TcpStream::connect(self.addr)
             .await
-            .with_context(|| format!("connect to {}", self.target.addr))?;
+            .with_context(|| format!("connect to {}", self.addr))?;
         tcp.set_nodelay(true)?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tcp))
@@ -323,12 +356,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends `call` and reads the whole response, keeping the body only when `keep_body`.
-    pub async fn send(&mut self, call: Call, keep_body: bool) -> anyhow::Result<Reply> {
-        let authorization = match &call.scope {
-            Some(scope) => self.target.authorization(scope).await?,
-            None => None,
-        };
+    /// Sends `call` (with `authorization`, if any) and reads the whole response, keeping the
+    /// body only when `keep_body`.
+    async fn exchange(
+        &mut self,
+        call: &Call,
+        authorization: Option<&HeaderValue>,
+        keep_body: bool,
+    ) -> anyhow::Result<Reply> {
         let mut reused = self.sender.is_some();
         loop {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -346,10 +381,10 @@ impl Conn {
             let mut request = Request::builder()
                 .method(call.method.clone())
                 .uri(call.path.as_str())
-                .header("host", "127.0.0.1")
+                .header("host", self.host.as_str())
                 .body(PayloadBody::new(call.payload.clone()))?;
             request.headers_mut().extend(call.headers.clone());
-            if let Some(a) = &authorization {
+            if let Some(a) = authorization {
                 request.headers_mut().insert("authorization", a.clone());
             }
             let response = match sender.send_request(request).await {
@@ -398,7 +433,83 @@ impl Conn {
                 headers: parts.headers,
                 body: Bytes::from(kept),
                 body_len,
+                redirects: 0,
             });
         }
+    }
+}
+
+/// How many redirects one GET may follow.
+const MAX_REDIRECTS: u32 = 5;
+
+/// One simulated client: a connection to one of the target's addresses (reconnected when the
+/// server closes it), and one to wherever the registry last redirected a download (an object
+/// store's presigned URL), kept alive like a client's connection pool would.
+pub struct Conn {
+    pub target: Arc<Target>,
+    main: Link,
+    redirected: Option<Link>,
+}
+
+impl Conn {
+    pub fn new(target: Arc<Target>) -> Conn {
+        let addr = target.pick();
+        Conn {
+            target,
+            main: Link::new(addr, "127.0.0.1".into()),
+            redirected: None,
+        }
+    }
+
+    /// Sends `call` and reads the whole response, keeping the body only when `keep_body`. A
+    /// GET or HEAD answered with a redirect follows it as registry clients do: without the
+    /// registry's credentials, to an absolute URL on another server or a path on this one.
+    pub async fn send(&mut self, call: Call, keep_body: bool) -> anyhow::Result<Reply> {
+        let authorization = match &call.scope {
+            Some(scope) => self.target.authorization(scope, self.main.addr).await?,
+            None => None,
+        };
+        let mut reply = self
+            .main
+            .exchange(&call, authorization.as_ref(), keep_body)
+            .await?;
+        let follows = call.method == Method::GET || call.method == Method::HEAD;
+        let mut redirects = 0;
+        while follows && reply.status.is_redirection() && reply.status != StatusCode::NOT_MODIFIED {
+            if redirects == MAX_REDIRECTS {
+                bail!("more than {MAX_REDIRECTS} redirects from {}", call.path);
+            }
+            redirects += 1;
+            let location = reply
+                .header("location")
+                .ok_or_else(|| anyhow!("{} redirect without Location", reply.status))?
+                .to_string();
+            let mut next = Call::new(call.method.clone(), String::new());
+            next.headers = call.headers.clone();
+            reply = match location.strip_prefix("http://") {
+                Some(rest) => {
+                    let (authority, path) = match rest.find('/') {
+                        Some(i) => (&rest[..i], &rest[i..]),
+                        None => (rest, "/"),
+                    };
+                    next.path = path.to_string();
+                    if self.redirected.as_ref().is_none_or(|l| l.host != authority) {
+                        let addr = resolve(authority).await?;
+                        self.redirected = Some(Link::new(addr, authority.to_string()));
+                    }
+                    let link = self.redirected.as_mut().expect("set above");
+                    link.exchange(&next, None, keep_body).await?
+                }
+                None if location.starts_with('/') => {
+                    next.path = location;
+                    self.main
+                        .exchange(&next, authorization.as_ref(), keep_body)
+                        .await?
+                }
+                None => bail!("cannot follow a redirect to {location}"),
+            };
+        }
+        reply.redirects = redirects;
+        Ok(reply)
     }
 }

@@ -13,14 +13,14 @@ mod servers;
 mod svg;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use client::Target;
-use report::{Results, ScenarioResult, BERTH, BERTH_AUTH, DISTRIBUTION, HELLO};
+use report::{Results, ScenarioResult, BERTH, BERTH_AUTH, BERTH_REDIRECT, DISTRIBUTION, HELLO};
 use scenarios::{Fixture, Scale, Scenario};
 
 #[derive(Parser)]
@@ -49,29 +49,9 @@ enum Command {
         common: Common,
     },
     /// Start berth, berth with auth and distribution (Debian's docker-registry) on loopback
-    /// with fresh data directories, run every scenario on each in turn, and write BENCHMARKS.md.
-    Compare {
-        /// The berth binary (default: `berth` beside this program).
-        #[arg(long)]
-        berth: Option<PathBuf>,
-        /// The distribution binary (default: `docker-registry` on PATH).
-        #[arg(long)]
-        distribution: Option<PathBuf>,
-        /// How often each scenario runs on each server.
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// Where the report goes; its plots go in `benchmarks/` beside it.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
-        /// Data directories and logs (emptied first, removed at the end unless --keep).
-        #[arg(long, default_value = "target/berth-bench")]
-        work_dir: PathBuf,
-        /// Keep the work directory.
-        #[arg(long)]
-        keep: bool,
-        #[command(flatten)]
-        common: Common,
-    },
+    /// with fresh data directories, run every scenario on each in turn, and write BENCHMARKS.md
+    /// (its embedded section, or with `--backend scale-out` its scale-out section).
+    Compare(CompareArgs),
     /// Serve the bare axum endpoint (the ceiling `compare` measures).
     #[command(hide = true)]
     Hello {
@@ -79,6 +59,46 @@ enum Command {
         listen: std::net::SocketAddr,
     },
 }
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// What the registries run on. `embedded`: berth on SQLite + files, distribution on files.
+    /// `scale-out`: a throwaway PostgreSQL and Garage (scripts/postgres.sh, scripts/garage.sh),
+    /// berth as two replicas on them, distribution on Garage through its S3 driver.
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    backend: Backend,
+    /// The berth binary (default: `berth` beside this program).
+    #[arg(long)]
+    berth: Option<PathBuf>,
+    /// The distribution binary (default: `docker-registry` on PATH).
+    #[arg(long)]
+    distribution: Option<PathBuf>,
+    /// How often each scenario runs on each server.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Where the report goes (only the backend's own section is replaced); its plots go in
+    /// `benchmarks/` beside it.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Data directories, servers' state and logs (emptied first, removed at the end unless
+    /// --keep). Default: `target/berth-bench`, or `target/berth-bench-scale-out`.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the work directory.
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Embedded,
+    ScaleOut,
+}
+
+/// berth replicas in the scale-out comparison.
+const REPLICAS: usize = 2;
 
 #[derive(clap::Args)]
 struct Common {
@@ -119,17 +139,30 @@ fn main() -> anyhow::Result<()> {
                 password,
                 common,
             } => run(&url, pid, user.zip(password), &common).await,
-            Command::Compare {
-                berth,
-                distribution,
-                repeats,
-                out,
-                work_dir,
-                keep,
-                common,
-            } => compare(berth, distribution, repeats, &out, &work_dir, keep, &common).await,
+            // An interrupted run drops `compare`, whose servers (and PostgreSQL and Garage)
+            // stop as they are dropped.
+            Command::Compare(args) => tokio::select! {
+                result = compare(&args) => result,
+                signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
+            },
         }
     })
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 fn describe(s: &Scenario, sample: &measure::Sample) -> String {
@@ -167,14 +200,18 @@ async fn run(
     let scale = Scale {
         quick: common.quick,
     };
-    let target =
-        Target::connect(url, login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))).await?;
+    let target = Target::connect(
+        &[url.to_string()],
+        login.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+    )
+    .await?;
     eprintln!("setting up {url}");
     let fixture = scenarios::setup(&target, scale, &|step| eprintln!("  pushing {step}")).await?;
     let mut errors = 0;
     for s in common.selected(scenarios::all(scale)) {
         let work = s.prepare(scale, 0).await;
-        let sample = s.run(scale, &work, &target, &fixture, pid).await;
+        let pids: Vec<u32> = pid.into_iter().collect();
+        let sample = s.run(scale, &work, &target, &fixture, &pids).await;
         errors += sample.errors;
         println!("{:<60} {}", s.title, describe(&s, &sample));
     }
@@ -199,22 +236,15 @@ async fn today() -> String {
         .unwrap_or_default()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn compare(
-    berth: Option<PathBuf>,
-    distribution: Option<PathBuf>,
-    repeats: usize,
-    out: &Path,
-    work: &Path,
-    keep: bool,
-    common: &Common,
-) -> anyhow::Result<()> {
+async fn compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let common = &args.common;
     let scale = Scale {
         quick: common.quick,
     };
-    let repeats = repeats.max(1);
-    let berth = match berth {
-        Some(b) => b,
+    let scale_out = args.backend == Backend::ScaleOut;
+    let repeats = args.repeats.max(1);
+    let berth = match &args.berth {
+        Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("berth"),
     };
     if !berth.is_file() {
@@ -223,15 +253,29 @@ async fn compare(
             berth.display()
         );
     }
-    let distribution = distribution
+    let distribution = args
+        .distribution
+        .clone()
         .or_else(|| servers::which("docker-registry"))
         .context("no docker-registry on PATH (install Debian's docker-registry package, or pass --distribution)")?;
+    let work = args.work_dir.clone().unwrap_or_else(|| {
+        PathBuf::from(if scale_out {
+            "target/berth-bench-scale-out"
+        } else {
+            "target/berth-bench"
+        })
+    });
+    let work = work.as_path();
     if work.exists() {
+        if scale_out {
+            servers::Backing::stop_leftovers(work);
+        }
         std::fs::remove_dir_all(work).with_context(|| format!("empty {}", work.display()))?;
     }
     std::fs::create_dir_all(work)?;
 
-    let need = scenarios::disk_needed(scale, repeats, 3);
+    // PostgreSQL and Garage keep their metadata, logs and write-ahead log beside the blobs.
+    let need = scenarios::disk_needed(scale, repeats, 3) + if scale_out { 2 << 30 } else { 0 };
     let free = machine::free_bytes(work).unwrap_or(u64::MAX);
     if free < need {
         bail!(
@@ -256,24 +300,37 @@ async fn compare(
         "distribution".to_string(),
         servers::version(&distribution, "--version").await,
     );
+    // Declared before the servers, so it is dropped (and stops) after them.
+    let backing = if scale_out {
+        let backing = servers::Backing::start(work).await?;
+        versions.extend(backing.versions().await);
+        Some(backing)
+    } else {
+        None
+    };
 
     let mut contenders = Vec::new();
     for which in [BERTH, DISTRIBUTION, BERTH_AUTH] {
         eprintln!("starting {which}");
-        let server = match which {
-            BERTH => servers::berth(&berth, work, false).await?,
-            BERTH_AUTH => servers::berth(&berth, work, true).await?,
-            _ => servers::distribution(&distribution, work).await?,
+        let server = match (which, &backing) {
+            (BERTH, None) => servers::berth(&berth, work, false).await?,
+            (BERTH_AUTH, None) => servers::berth(&berth, work, true).await?,
+            (_, None) => servers::distribution(&distribution, work).await?,
+            (BERTH, Some(b)) => servers::berth_replicas(&berth, work, b, false, REPLICAS).await?,
+            (BERTH_AUTH, Some(b)) => {
+                servers::berth_replicas(&berth, work, b, true, REPLICAS).await?
+            }
+            (_, Some(b)) => servers::distribution_s3(&distribution, work, b).await?,
         };
         let target = Target::connect(
-            &server.base,
+            &server.bases,
             server
                 .credentials
                 .as_ref()
                 .map(|(u, p)| (u.as_str(), p.as_str())),
         )
         .await?;
-        eprintln!("setting up {which} at {}", server.base);
+        eprintln!("setting up {which} at {}", server.bases.join(" and "));
         let fixture = scenarios::setup(&target, scale, &|step| eprintln!("  pushing {step}"))
             .await
             .with_context(|| format!("set up {which}"))?;
@@ -300,7 +357,7 @@ async fn compare(
             let work = s.prepare(scale, repeat as u64).await;
             for c in &contenders {
                 let sample = s
-                    .run(scale, &work, &c.target, &c.fixture, Some(c.server.pid))
+                    .run(scale, &work, &c.target, &c.fixture, &c.server.pids)
                     .await;
                 eprintln!(
                     "[{}/{total}] {} · {}/{repeats} · {:<12} {}",
@@ -320,25 +377,74 @@ async fn compare(
         results.push(result);
     }
 
+    if scale_out && results.iter().any(|r| r.id.starts_with("pull-")) {
+        // The pulls once more, with berth redirecting downloads to presigned Garage URLs.
+        let c = &contenders[0];
+        eprintln!(
+            "switching {} to redirects (FEATURE_PROXY_STORAGE: false)",
+            c.server.label
+        );
+        c.server
+            .reconfigure(servers::PROXY_STORAGE_ON, servers::PROXY_STORAGE_OFF)?;
+        let started = std::time::Instant::now();
+        while !scenarios::pulls_redirect(&c.target, &c.fixture, c.server.pids.len()).await? {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                bail!("berth still streams blobs 20 s after FEATURE_PROXY_STORAGE: false");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        for (s, result) in list.iter().zip(results.iter_mut()) {
+            if !s.id.starts_with("pull-") {
+                continue;
+            }
+            for repeat in 0..repeats {
+                let work = s.prepare(scale, repeat as u64).await;
+                let sample = s
+                    .run(scale, &work, &c.target, &c.fixture, &c.server.pids)
+                    .await;
+                eprintln!(
+                    "[redirect] {} · {}/{repeats} · {:<12} {}",
+                    s.title,
+                    repeat + 1,
+                    BERTH_REDIRECT,
+                    describe(s, &sample)
+                );
+                result
+                    .samples
+                    .entry(BERTH_REDIRECT.to_string())
+                    .or_default()
+                    .push(sample);
+            }
+        }
+    }
+
     let mut peak_rss = BTreeMap::new();
     for c in &contenders {
-        if let Some(rss) = measure::proc::peak_rss(c.server.pid) {
-            peak_rss.insert(c.server.label.clone(), rss);
+        // Replicas add up: the registry's memory is all of its processes'.
+        let peaks: Option<Vec<u64>> = c
+            .server
+            .pids
+            .iter()
+            .map(|&p| measure::proc::peak_rss(p))
+            .collect();
+        if let Some(peaks) = peaks {
+            peak_rss.insert(c.server.label.clone(), peaks.iter().sum());
         }
     }
     for c in contenders {
         c.server.stop().await;
     }
 
-    if common.only.is_empty()
-        || common
-            .only
-            .iter()
-            .any(|o| "hello".starts_with(o.as_str()) || o.starts_with("hello"))
+    if !scale_out
+        && (common.only.is_empty()
+            || common
+                .only
+                .iter()
+                .any(|o| "hello".starts_with(o.as_str()) || o.starts_with("hello")))
     {
         eprintln!("starting the bare axum endpoint");
         let hello = servers::hello(work).await?;
-        let target = Target::connect(&hello.base, None).await?;
+        let target = Target::connect(&hello.bases, None).await?;
         for s in scenarios::hello_scenarios() {
             let mut result = ScenarioResult {
                 id: s.id.clone(),
@@ -349,7 +455,7 @@ async fn compare(
                 samples: BTreeMap::new(),
             };
             for repeat in 0..repeats {
-                let sample = scenarios::run_hello(&s, scale, &target, Some(hello.pid)).await;
+                let sample = scenarios::run_hello(&s, scale, &target, &hello.pids).await;
                 eprintln!(
                     "[hello] {} · {}/{repeats} · {}",
                     s.title,
@@ -366,11 +472,18 @@ async fn compare(
         }
         hello.stop().await;
     }
+    drop(backing);
 
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let results = Results {
         date: today().await,
         command: format!("berth-bench {command}"),
+        backend: if scale_out {
+            report::SCALE_OUT
+        } else {
+            report::EMBEDDED
+        }
+        .into(),
         quick: scale.quick,
         repeats,
         machine,
@@ -378,9 +491,9 @@ async fn compare(
         scenarios: results,
         peak_rss,
     };
-    report::write(&results, out)?;
-    eprintln!("wrote {}", out.display());
-    if !keep {
+    report::write(&results, &args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    if !args.keep {
         let _ = std::fs::remove_dir_all(work);
     }
     let errors = results.total_errors();

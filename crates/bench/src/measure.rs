@@ -46,7 +46,7 @@ pub enum Amount {
     For(Duration),
 }
 
-/// The server's resources during a measurement.
+/// The server's resources during a measurement (of all its processes together, for replicas).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// The largest resident set seen (sampled every 10 ms), in bytes.
@@ -116,30 +116,38 @@ pub mod proc {
     }
 }
 
-/// Samples a process's memory until dropped.
+/// Samples the memory of a server's processes (one, or each replica) until finished.
 struct Watch {
-    pid: u32,
+    pids: Vec<u32>,
     cpu_before: f64,
     peak: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The resident memory of `pids` together, in bytes.
+fn total_rss(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&pid| proc::rss(pid)).sum()
+}
+
+fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|&pid| proc::cpu_seconds(pid)).sum()
+}
+
 impl Watch {
-    fn start(pid: u32) -> Watch {
-        let peak = Arc::new(AtomicU64::new(proc::rss(pid).unwrap_or(0)));
-        let p = peak.clone();
+    fn start(pids: &[u32]) -> Watch {
+        let pids = pids.to_vec();
+        let peak = Arc::new(AtomicU64::new(total_rss(&pids)));
+        let (p, watched) = (peak.clone(), pids.clone());
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             loop {
                 tick.tick().await;
-                if let Some(rss) = proc::rss(pid) {
-                    p.fetch_max(rss, Ordering::Relaxed);
-                }
+                p.fetch_max(total_rss(&watched), Ordering::Relaxed);
             }
         });
         Watch {
-            pid,
-            cpu_before: proc::cpu_seconds(pid).unwrap_or(0.0),
+            cpu_before: total_cpu(&pids),
+            pids,
             peak,
             task,
         }
@@ -147,12 +155,11 @@ impl Watch {
 
     fn finish(self) -> Usage {
         self.task.abort();
-        if let Some(rss) = proc::rss(self.pid) {
-            self.peak.fetch_max(rss, Ordering::Relaxed);
-        }
+        self.peak
+            .fetch_max(total_rss(&self.pids), Ordering::Relaxed);
         Usage {
             peak_rss: self.peak.load(Ordering::Relaxed),
-            cpu_seconds: proc::cpu_seconds(self.pid).unwrap_or(0.0) - self.cpu_before,
+            cpu_seconds: total_cpu(&self.pids) - self.cpu_before,
         }
     }
 }
@@ -166,16 +173,17 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
-/// Runs `op` on `connections` connections until `amount` is done.
+/// Runs `op` on `connections` connections until `amount` is done, watching the server
+/// processes `pids` (none: no server figures).
 pub async fn measure(
     target: &Arc<Target>,
     connections: usize,
     amount: Amount,
-    pid: Option<u32>,
+    pids: &[u32],
     op: Op,
 ) -> Sample {
     let next = Arc::new(AtomicU64::new(0));
-    let watch = pid.map(Watch::start);
+    let watch = (!pids.is_empty()).then(|| Watch::start(pids));
     let started = Instant::now();
     let deadline = match amount {
         Amount::For(d) => Some(started + d),

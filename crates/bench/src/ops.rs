@@ -154,7 +154,7 @@ pub async fn push_bytes(
     })
 }
 
-/// GETs a blob and checks its length.
+/// GETs a blob (following a redirect to storage) and checks its length.
 pub async fn pull_blob(conn: &mut Conn, repo: &str, blob: &Prepared) -> anyhow::Result<Moved> {
     let reply = conn
         .send(
@@ -172,7 +172,7 @@ pub async fn pull_blob(conn: &mut Conn, repo: &str, blob: &Prepared) -> anyhow::
         );
     }
     Ok(Moved {
-        requests: 1,
+        requests: 1 + u64::from(reply.redirects),
         bytes: reply.body_len,
     })
 }
@@ -337,7 +337,7 @@ pub async fn pull_image(
         )
         .await?;
     expect(&reply, StatusCode::OK, "pull config")?;
-    moved.requests += 1;
+    moved.requests += 1 + u64::from(reply.redirects);
     moved.bytes += reply.body_len;
     for layer in &image.layers {
         let m = pull_blob(conn, repo, layer).await?;

@@ -259,7 +259,7 @@ pub async fn setup(
         target,
         16,
         Amount::Count(tags - 1),
-        None,
+        &[],
         op!([manifest], |conn, i| ops::put_manifest(
             conn,
             TAGS_REPO,
@@ -290,6 +290,27 @@ pub async fn setup(
         mix: Arc::new(mix),
         tag_list_len,
     })
+}
+
+/// Whether the fixture's smallest blob reaches each of `connections` new connections (one per
+/// replica, taken in turn) through a redirect.
+pub async fn pulls_redirect(
+    target: &Arc<Target>,
+    fixture: &Fixture,
+    connections: usize,
+) -> anyhow::Result<bool> {
+    let blob = fixture
+        .pull
+        .iter()
+        .min_by_key(|b| b.blob.size)
+        .context("the fixture has blobs to pull")?;
+    for _ in 0..connections {
+        let mut conn = Conn::new(target.clone());
+        if ops::pull_blob(&mut conn, PULL_REPO, blob).await?.requests < 2 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Content prepared for one repetition of a scenario, shared by every registry so each gets
@@ -350,7 +371,7 @@ impl Scenario {
         work: &Work,
         target: &Arc<Target>,
         fixture: &Fixture,
-        pid: Option<u32>,
+        pids: &[u32],
     ) -> Sample {
         let amount = self.amount(scale);
         let connections = self.connections();
@@ -412,7 +433,7 @@ impl Scenario {
                 op!([mix], |conn, i| mix_step(conn, &mix, repeat, i))
             }
         };
-        measure(target, connections, amount, pid, op).await
+        measure(target, connections, amount, pids, op).await
     }
 }
 
@@ -443,7 +464,7 @@ pub async fn run_hello(
     scenario: &Scenario,
     scale: Scale,
     target: &Arc<Target>,
-    pid: Option<u32>,
+    pids: &[u32],
 ) -> Sample {
     let (_, digest) = hello_manifest();
     let op = op!([digest], |conn, _i| ops::get_manifest(
@@ -453,5 +474,5 @@ pub async fn run_hello(
         false,
         &digest
     ));
-    measure(target, scenario.connections(), scale.window(3.0), pid, op).await
+    measure(target, scenario.connections(), scale.window(3.0), pids, op).await
 }
