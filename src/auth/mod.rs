@@ -306,11 +306,9 @@ impl Auth {
                 })
         };
         match &account {
-            Some(a) if a.kind == AccountKind::User => {
-                if remembered(a) {
-                    self.limiter.forgive(username, client);
-                    return Ok(self.identity(a));
-                }
+            Some(a) if a.kind == AccountKind::User && remembered(a) => {
+                self.limiter.forgive(username, client);
+                return Ok(self.identity(a));
             }
             Some(a) if a.kind == AccountKind::Robot => {
                 // The account as of this request's access generation: a regenerated token
