@@ -153,8 +153,6 @@ pub struct Auth {
     /// A key of this process only: what is kept in memory cannot be tested against guesses
     /// without it.
     basic_cache_key: secret::MacKey,
-    /// Checks of the same credentials in progress (see [`Auth::login`]), by the same key.
-    credential_turns: Mutex<HashMap<[u8; 32], std::sync::Weak<tokio::sync::Mutex<()>>>>,
     /// Password checks running at once. Each argon2 check holds about 19 MiB for its
     /// duration: unbounded, 128 clients logging in together took 2.5 GiB. One per core keeps
     /// memory flat and costs no throughput, since the checks are CPU-bound.
@@ -196,7 +194,6 @@ impl Auth {
             limiter: LoginLimiter::default(),
             basic_cache: Mutex::new(HashMap::new()),
             basic_cache_key: secret::MacKey::random(),
-            credential_turns: Mutex::new(HashMap::new()),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -294,21 +291,23 @@ impl Auth {
         let cache_key = self
             .basic_cache_key
             .sign(&[username.as_bytes(), password.as_bytes()]);
-        // Trusted only while the account still has the password hash it was checked against.
-        let remembered = |a: &Account| {
-            self.basic_cache
-                .lock()
-                .expect("cache lock poisoned")
-                .get(&cache_key)
-                .is_some_and(|(phc, at)| {
-                    at.elapsed() < BASIC_CACHE_TTL
-                        && a.password_hash.as_deref() == Some(phc.as_str())
-                })
-        };
         match &account {
-            Some(a) if a.kind == AccountKind::User && remembered(a) => {
-                self.limiter.forgive(username, client);
-                return Ok(self.identity(a));
+            Some(a) if a.kind == AccountKind::User => {
+                // Trusted only while the account still has the password hash it was checked
+                // against.
+                let remembered = self
+                    .basic_cache
+                    .lock()
+                    .expect("cache lock poisoned")
+                    .get(&cache_key)
+                    .is_some_and(|(phc, at)| {
+                        at.elapsed() < BASIC_CACHE_TTL
+                            && a.password_hash.as_deref() == Some(phc.as_str())
+                    });
+                if remembered {
+                    self.limiter.forgive(username, client);
+                    return Ok(self.identity(a));
+                }
             }
             Some(a) if a.kind == AccountKind::Robot => {
                 // The account as of this request's access generation: a regenerated token
@@ -330,18 +329,8 @@ impl Auth {
             .map_err(|_| AuthError::TooManyAttempts)?;
         let verified = match account {
             Some(a) if a.kind == AccountKind::User => {
-                // Clients that open many connections at once (a CI job's parallel pushes,
-                // podman's layers) send the same credentials together: checks of the same
-                // credentials take turns, and all but the first find the answer remembered
-                // instead of each paying an argon2 check (and its 19 MiB).
-                let turn = self.credential_turn(cache_key);
-                let _same_credentials = turn.lock().await;
-                if remembered(&a) {
-                    Some(a)
-                } else {
-                    let phc = a.password_hash.clone();
-                    self.check_password(password, phc).await.then_some(a)
-                }
+                let phc = a.password_hash.clone();
+                self.check_password(password, phc).await.then_some(a)
             }
             // Unknown names, robots with a wrong token, organizations: the same work as a
             // wrong password, for the same time.
@@ -368,20 +357,6 @@ impl Auth {
                 Err(AuthError::BadCredentials)
             }
         }
-    }
-
-    /// The lock that checks of the credentials with this cache key take turns on.
-    fn credential_turn(&self, key: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.credential_turns.lock().expect("turns lock poisoned");
-        if let Some(turn) = turns.get(&key).and_then(std::sync::Weak::upgrade) {
-            return turn;
-        }
-        if turns.len() >= 1_000 {
-            turns.retain(|_, turn| turn.strong_count() > 0);
-        }
-        let turn = Arc::new(tokio::sync::Mutex::new(()));
-        turns.insert(key, Arc::downgrade(&turn));
-        turn
     }
 
     /// One argon2 check of `password` against `phc`, or against nothing (a user without a
