@@ -227,6 +227,28 @@ struct Contender {
     fixture: Fixture,
 }
 
+/// Switches berth's replicas to redirecting blob downloads to presigned storage URLs
+/// (`FEATURE_PROXY_STORAGE: false`) or back to streaming them, and waits until every replica
+/// answers that way.
+async fn redirects(c: &Contender, on: bool) -> anyhow::Result<()> {
+    let (from, to) = if on {
+        (servers::PROXY_STORAGE_ON, servers::PROXY_STORAGE_OFF)
+    } else {
+        (servers::PROXY_STORAGE_OFF, servers::PROXY_STORAGE_ON)
+    };
+    c.server.reconfigure(from, to)?;
+    let replicas = c.server.pids.len();
+    let want = if on { replicas } else { 0 };
+    let started = std::time::Instant::now();
+    while scenarios::redirected_pulls(&c.target, &c.fixture, replicas).await? != want {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            bail!("berth's replicas did not take `{to}` within 20 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 async fn today() -> String {
     tokio::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -273,6 +295,9 @@ async fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(work).with_context(|| format!("empty {}", work.display()))?;
     }
     std::fs::create_dir_all(work)?;
+    // Absolute: PostgreSQL resolves its socket directory from its own data directory.
+    let work = std::fs::canonicalize(work)?;
+    let work = work.as_path();
 
     // PostgreSQL and Garage keep their metadata, logs and write-ahead log beside the blobs.
     let need = scenarios::disk_needed(scale, repeats, 3) + if scale_out { 2 << 30 } else { 0 };
@@ -373,37 +398,18 @@ async fn compare(args: &CompareArgs) -> anyhow::Result<()> {
                     .or_default()
                     .push(sample);
             }
-        }
-        results.push(result);
-    }
-
-    if scale_out && results.iter().any(|r| r.id.starts_with("pull-")) {
-        // The pulls once more, with berth redirecting downloads to presigned Garage URLs.
-        let c = &contenders[0];
-        eprintln!(
-            "switching {} to redirects (FEATURE_PROXY_STORAGE: false)",
-            c.server.label
-        );
-        c.server
-            .reconfigure(servers::PROXY_STORAGE_ON, servers::PROXY_STORAGE_OFF)?;
-        let started = std::time::Instant::now();
-        while !scenarios::pulls_redirect(&c.target, &c.fixture, c.server.pids.len()).await? {
-            if started.elapsed() > std::time::Duration::from_secs(20) {
-                bail!("berth still streams blobs 20 s after FEATURE_PROXY_STORAGE: false");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        for (s, result) in list.iter().zip(results.iter_mut()) {
-            if !s.id.starts_with("pull-") {
-                continue;
-            }
-            for repeat in 0..repeats {
-                let work = s.prepare(scale, repeat as u64).await;
+            if scale_out && s.id.starts_with("pull-") {
+                // The same pull from berth redirecting to presigned Garage URLs, right after
+                // the others, so all four meet the same conditions on the machine.
+                let c = &contenders[0];
+                redirects(c, true).await?;
                 let sample = s
                     .run(scale, &work, &c.target, &c.fixture, &c.server.pids)
                     .await;
+                redirects(c, false).await?;
                 eprintln!(
-                    "[redirect] {} · {}/{repeats} · {:<12} {}",
+                    "[{}/{total}] {} · {}/{repeats} · {:<12} {}",
+                    n + 1,
                     s.title,
                     repeat + 1,
                     BERTH_REDIRECT,
@@ -416,6 +422,7 @@ async fn compare(args: &CompareArgs) -> anyhow::Result<()> {
                     .push(sample);
             }
         }
+        results.push(result);
     }
 
     let mut peak_rss = BTreeMap::new();
