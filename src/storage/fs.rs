@@ -5,7 +5,7 @@
 //! exists complete under its digest or not at all, whatever the moment of a crash.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,19 +15,14 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use oci::{Digest, Hasher};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
-use tokio_util::io::ReaderStream;
 
 use super::direct::UploadWriter;
 use super::layout::{blob_path, blobs_dir, quarantine_path, upload_path, uploads_dir};
+use super::read::file_stream;
 use super::{
     Appended, BlobStat, BlobStore, ByteRange, ByteStream, StorageError, UploadId, UploadProgress,
 };
-
-/// Read size when streaming blobs out: large enough to keep syscalls and blocking-pool hops
-/// rare, small enough that memory per download stays modest.
-const READ_CHUNK: usize = 512 * 1024;
 
 /// Received body chunks travel to the hashing and writing threads in batches of about this
 /// many bytes: hyper hands over a chunk per socket read (tens to hundreds of KiB), and waking
@@ -68,7 +63,7 @@ fn start_writeback(file: &File, from: u64, len: u64) {
 
 /// Tells the kernel a blob is read front to back, so it reads ahead further: large blobs are
 /// written past the page cache and their first pull comes from the disk.
-fn read_ahead(file: &tokio::fs::File) {
+fn read_ahead(file: &File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -207,16 +202,18 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError> {
-        let mut file = tokio::fs::File::open(blob_path(&self.root, digest)).await?;
-        read_ahead(&file);
-        let stream = match range {
-            None => ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
-            Some(r) => {
-                file.seek(SeekFrom::Start(r.start)).await?;
-                ReaderStream::with_capacity(file.take(r.end - r.start + 1), READ_CHUNK).boxed()
-            }
-        };
-        Ok(stream)
+        let path = blob_path(&self.root, digest);
+        let (file, len) = blocking(move || {
+            let file = File::open(path)?;
+            read_ahead(&file);
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(match range {
+            None => file_stream(file, 0, len),
+            Some(r) => file_stream(file, r.start, r.end - r.start + 1),
+        })
     }
 
     async fn presigned_url(
@@ -394,8 +391,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read_upload(&self, id: &UploadId, len: u64) -> Result<ByteStream, StorageError> {
-        let file = tokio::fs::File::open(upload_path(&self.root, id)).await?;
-        Ok(ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed())
+        let path = upload_path(&self.root, id);
+        let file = blocking(move || File::open(path)).await?;
+        Ok(file_stream(file, 0, len))
     }
 
     async fn commit_upload(

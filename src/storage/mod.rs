@@ -7,6 +7,7 @@
 mod direct;
 pub mod fs;
 mod layout;
+mod read;
 pub mod s3;
 
 use std::io;
