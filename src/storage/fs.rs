@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::direct::UploadWriter;
 use super::layout::{blob_path, blobs_dir, quarantine_path, upload_path, uploads_dir};
+use super::prefetch::update_prefetching;
 use super::read::file_stream;
 use super::{
     Appended, BlobStat, BlobStore, ByteRange, ByteStream, StorageError, UploadId, UploadProgress,
@@ -311,7 +312,7 @@ impl BlobStore for FsBlobStore {
             let mut hasher = hasher;
             while let Some(batch) = hash_rx.blocking_recv() {
                 for chunk in batch.iter() {
-                    hasher.update(chunk);
+                    update_prefetching(&mut hasher, chunk);
                 }
             }
             hasher
