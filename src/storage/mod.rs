@@ -7,6 +7,8 @@
 mod direct;
 pub mod fs;
 mod layout;
+mod prefetch;
+mod read;
 pub mod s3;
 
 use std::io;
@@ -230,7 +232,7 @@ pub async fn rehash_upload(
     use futures::StreamExt;
     let mut stream = store.read_upload(id, len).await?;
     while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.map_err(StorageError::from)?);
+        prefetch::update_prefetching(&mut hasher, &chunk.map_err(StorageError::from)?);
     }
     Ok(hasher)
 }
