@@ -153,6 +153,10 @@ pub struct Auth {
     /// A key of this process only: what is kept in memory cannot be tested against guesses
     /// without it.
     basic_cache_key: secret::MacKey,
+    /// Checks of the same credentials in progress (see [`Auth::login`]), by the same key.
+    credential_turns: Mutex<HashMap<[u8; 32], std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    /// argon2 checks run since start.
+    password_checks_run: AtomicU64,
     /// Password checks running at once. Each argon2 check holds about 19 MiB for its
     /// duration: unbounded, 128 clients logging in together took 2.5 GiB. One per core keeps
     /// memory flat and costs no throughput, since the checks are CPU-bound.
@@ -194,6 +198,8 @@ impl Auth {
             limiter: LoginLimiter::default(),
             basic_cache: Mutex::new(HashMap::new()),
             basic_cache_key: secret::MacKey::random(),
+            credential_turns: Mutex::new(HashMap::new()),
+            password_checks_run: AtomicU64::new(0),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -291,11 +297,10 @@ impl Auth {
         let cache_key = self
             .basic_cache_key
             .sign(&[username.as_bytes(), password.as_bytes()]);
-        match &account {
-            Some(a) if a.kind == AccountKind::User => {
-                // Trusted only while the account still has the password hash it was checked
-                // against.
-                let remembered = self
+        // Trusted only while the account still has the password hash it was checked against.
+        let remembered = |a: &Account| {
+            a.kind == AccountKind::User
+                && self
                     .basic_cache
                     .lock()
                     .expect("cache lock poisoned")
@@ -303,11 +308,12 @@ impl Auth {
                     .is_some_and(|(phc, at)| {
                         at.elapsed() < BASIC_CACHE_TTL
                             && a.password_hash.as_deref() == Some(phc.as_str())
-                    });
-                if remembered {
-                    self.limiter.forgive(username, client);
-                    return Ok(self.identity(a));
-                }
+                    })
+        };
+        match &account {
+            Some(a) if remembered(a) => {
+                self.limiter.forgive(username, client);
+                return Ok(self.identity(a));
             }
             Some(a) if a.kind == AccountKind::Robot => {
                 // The account as of this request's access generation: a regenerated token
@@ -327,7 +333,18 @@ impl Auth {
             .admit(username, client, limit)
             .await
             .map_err(|_| AuthError::TooManyAttempts)?;
+        // Clients that open many connections at once (a CI job's parallel pushes, podman's
+        // layers, 32 bench clients) send the same credentials together: checks of the same
+        // credentials take turns, and all but the first find a success remembered instead of
+        // each paying an argon2 check and its 19 MiB. Every plausible attempt takes its turn,
+        // whatever the name is, so that waiting does not tell which names exist.
+        let turn = plausible.then(|| self.credential_turn(cache_key));
+        let _same_credentials = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         let verified = match account {
+            Some(a) if remembered(&a) => Some(a),
             Some(a) if a.kind == AccountKind::User => {
                 let phc = a.password_hash.clone();
                 self.check_password(password, phc).await.then_some(a)
@@ -359,11 +376,32 @@ impl Auth {
         }
     }
 
+    /// How many argon2 password checks this process has run, successful or not.
+    pub fn password_checks_run(&self) -> u64 {
+        self.password_checks_run.load(Ordering::Relaxed)
+    }
+
+    /// The lock that checks of the credentials with this cache key take turns on.
+    fn credential_turn(&self, key: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.credential_turns.lock().expect("turns lock poisoned");
+        if let Some(turn) = turns.get(&key).and_then(std::sync::Weak::upgrade) {
+            return turn;
+        }
+        // Bounded: entries whose checks all ended are dropped once the table grows.
+        if turns.len() >= 1_000 {
+            turns.retain(|_, turn| turn.strong_count() > 0);
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        turns.insert(key, Arc::downgrade(&turn));
+        turn
+    }
+
     /// One argon2 check of `password` against `phc`, or against nothing (a user without a
     /// password, or no user: for the time it takes), at most one per core at a time.
     async fn check_password(&self, password: &str, phc: Option<String>) -> bool {
         let password = password.to_string();
         let _turn = self.password_checks.acquire().await;
+        self.password_checks_run.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || match phc {
             Some(phc) => secret::verify_password(&password, &phc),
             None => {

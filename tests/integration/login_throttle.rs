@@ -379,3 +379,24 @@ fn the_limiter_memory_is_bounded() {
     // 100,000 addresses, and could only forget everything at once.)
     assert!(growth < 16 * 1024 * 1024, "{growth} bytes");
 }
+
+#[tokio::test]
+async fn a_burst_of_logins_with_the_same_credentials_pays_one_password_check() {
+    let s = TestServer::start_with(settings("LOGIN_FAILURES_PER_MINUTE: 1000000\n")).await;
+    s.create_user("builder").await;
+    let client = reqwest::Client::new();
+    let checks = || s.state().auth.password_checks_run();
+    let before = checks();
+    let password = password_of("builder");
+    let statuses = logins(&client, &s, 16, "builder", &password, &[]).await;
+    assert_eq!(count(&statuses, 200), 16, "{statuses:?}");
+    assert_eq!(checks() - before, 1, "16 logins at once, one check");
+    // Failures are never remembered: each pays its check, for a user and an unknown name
+    // alike.
+    for name in ["builder", "nobody-here"] {
+        let before = checks();
+        let statuses = logins(&client, &s, 6, name, "wrong-secret", &[]).await;
+        assert_eq!(count(&statuses, 401), 6, "{name}: {statuses:?}");
+        assert_eq!(checks() - before, 6, "{name}");
+    }
+}
