@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{secret, Auth, Identity, API_TOKEN_PREFIX};
-use crate::metadata::accounts::{AccountKind, AccountStore, ApiToken};
+use crate::metadata::accounts::{AccountKind, AccountStore, ApiToken, API_TOKEN_ACCESS_RESOLUTION};
 use crate::metadata::MetadataError;
 
 /// Longest token title, in characters.
@@ -38,14 +38,28 @@ pub fn expired(expires_at: Option<i64>, now: i64) -> bool {
     expires_at.is_some_and(|at| at <= now)
 }
 
+/// Records that `token` was used at `now`, unless that was already recorded less than
+/// [`API_TOKEN_ACCESS_RESOLUTION`] ago. A failure to record it does not refuse the request.
+pub async fn record_use(accounts: &dyn AccountStore, token: &ApiToken, now: i64) {
+    let resolution = API_TOKEN_ACCESS_RESOLUTION.as_millis() as i64;
+    if token.last_accessed.is_some_and(|at| now - at < resolution) {
+        return;
+    }
+    if let Err(e) = accounts.touch_api_token(token.uuid, now).await {
+        tracing::warn!(token = %token.uuid, error = %e, "could not record an API token's use");
+    }
+}
+
 /// Creates an API token for the user `user`, titled `title` (trimmed), expiring `lifetime`
 /// from now (never for `None`): its record and its secret, which berth keeps only hashed and
-/// so can show only this once.
+/// so can show only this once. Tokens that expired more than `keep_expired` ago, anyone's,
+/// are deleted first (Quay's `EXPIRED_APP_SPECIFIC_TOKEN_GC`).
 pub async fn create(
     accounts: &dyn AccountStore,
     user: &str,
     title: &str,
     lifetime: Option<Duration>,
+    keep_expired: Duration,
 ) -> Result<(ApiToken, String), ApiTokenError> {
     let title = title.trim();
     if title.is_empty()
@@ -55,6 +69,11 @@ pub async fn create(
         return Err(ApiTokenError::BadTitle);
     }
     let created_at = now_millis();
+    let keep_expired = i64::try_from(keep_expired.as_millis()).unwrap_or(i64::MAX);
+    accounts
+        .purge_expired_api_tokens(created_at.saturating_sub(keep_expired))
+        .await
+        .map_err(ApiTokenError::Metadata)?;
     let lifetime = lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
     let token = ApiToken {
         uuid: uuid::Uuid::new_v4(),
@@ -62,6 +81,7 @@ pub async fn create(
         account: user.to_string(),
         created_at,
         expires_at: lifetime.map(|l| created_at.saturating_add(l)),
+        last_accessed: None,
     };
     let secret = secret::random_token(API_TOKEN_PREFIX);
     match accounts
@@ -85,8 +105,17 @@ impl Auth {
         if who.kind != AccountKind::User {
             return Err(ApiTokenError::NotAUser(who.name.clone()));
         }
-        let lifetime = self.settings().api_token_expiration;
-        create(self.accounts.as_ref(), &who.name, title, lifetime).await
+        let settings = self.settings();
+        let (lifetime, keep_expired) =
+            (settings.api_token_expiration, settings.expired_api_token_gc);
+        create(
+            self.accounts.as_ref(),
+            &who.name,
+            title,
+            lifetime,
+            keep_expired,
+        )
+        .await
     }
 
     /// `who`'s API tokens, expired ones too, oldest first.

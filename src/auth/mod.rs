@@ -57,6 +57,9 @@ pub struct AuthSettings {
     /// `APP_SPECIFIC_TOKEN_EXPIRATION`: how long a new API token lasts (`None`, the default as
     /// in Quay: until revoked); `berth token create --expires-in` may say otherwise.
     pub api_token_expiration: Option<Duration>,
+    /// `EXPIRED_APP_SPECIFIC_TOKEN_GC`: how long an expired API token is still listed (as
+    /// expired) before it is deleted; Quay's default is a day.
+    pub expired_api_token_gc: Duration,
 }
 
 impl Default for AuthSettings {
@@ -69,6 +72,7 @@ impl Default for AuthSettings {
             open_registry: false,
             public_catalog: false,
             api_token_expiration: None,
+            expired_api_token_gc: Duration::from_secs(86_400),
         }
     }
 }
@@ -429,14 +433,16 @@ impl Auth {
                 self.login(&user, &password, client).await?,
             )),
             Authorization::ApiToken(token) => {
-                let (account, expires_at) = self
+                let (account, record) = self
                     .accounts
                     .api_token_account(&secret::token_hash(token))
                     .await?
                     .ok_or_else(|| AuthError::BadToken("unknown or revoked API token".into()))?;
-                if api_token::expired(expires_at, api_token::now_millis()) {
+                let now = api_token::now_millis();
+                if api_token::expired(record.expires_at, now) {
                     return Err(AuthError::BadToken("the API token has expired".into()));
                 }
+                api_token::record_use(self.accounts.as_ref(), &record, now).await;
                 // Older berths let the CLI make tokens for robots and organizations.
                 if account.kind != AccountKind::User {
                     return Err(AuthError::BadToken("API tokens belong to users".into()));

@@ -495,7 +495,8 @@ pub async fn token(target: &Target, cmd: TokenCommand) -> anyhow::Result<()> {
                 ),
                 None => settings(target)?.auth.api_token_expiration,
             };
-            let (token, secret) = api_token::create(&*s, &user, &name, lifetime)
+            let keep_expired = settings(target)?.auth.expired_api_token_gc;
+            let (token, secret) = api_token::create(&*s, &user, &name, lifetime, keep_expired)
                 .await
                 .map_err(|e| match e {
                     ApiTokenError::Metadata(e) => explain(e, &format!("user {user}")),
@@ -524,8 +525,9 @@ pub async fn token(target: &Target, cmd: TokenCommand) -> anyhow::Result<()> {
                     expires.push_str(" (expired)");
                 }
                 let created = rfc3339_millis(t.created_at);
+                let used = t.last_accessed.map_or("never".into(), rfc3339_millis);
                 println!(
-                    "{}\t{}\t{}\t{created}\t{expires}",
+                    "{}\t{}\t{}\t{created}\t{used}\t{expires}",
                     t.uuid, t.name, t.account
                 );
             }

@@ -261,6 +261,7 @@ const KNOWN_KEYS: &[&str] = &[
     "SPARSE_INDEX_REQUIRED_ARCHS",
     "FEATURE_SPARSE_MANIFESTS",
     "APP_SPECIFIC_TOKEN_EXPIRATION",
+    "EXPIRED_APP_SPECIFIC_TOKEN_GC",
 ];
 
 /// Parses config text.
@@ -322,6 +323,13 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             key: "APP_SPECIFIC_TOKEN_EXPIRATION".into(),
             expected: "a duration such as 30d, 12h or 90m, at least 1s",
         })?);
+    }
+    if let Some(text) = string(&map, "EXPIRED_APP_SPECIFIC_TOKEN_GC")? {
+        settings.auth.expired_api_token_gc =
+            parse_expiration(&text).ok_or(ConfigError::WrongType {
+                key: "EXPIRED_APP_SPECIFIC_TOKEN_GC".into(),
+                expected: "a duration such as 1d, 12h or 0s",
+            })?;
     }
     if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
         settings.user_creation = b;

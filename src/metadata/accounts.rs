@@ -198,7 +198,13 @@ pub struct ApiToken {
     pub account: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// When it was last used, to the minute ([`API_TOKEN_ACCESS_RESOLUTION`]); `None`: never.
+    pub last_accessed: Option<i64>,
 }
+
+/// How stale an API token's `last_accessed` may be: it is written at most this often, so
+/// using a token stays a read.
+pub const API_TOKEN_ACCESS_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Access-control storage.
 #[async_trait]
@@ -341,8 +347,14 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Stores `token`, whose secret hashes to `token_hash`; `NotFound` unless its owner is a user.
     async fn create_api_token(&self, token: &ApiToken, token_hash: &str) -> Result<()>;
 
-    /// The account owning the API token that hashes to `token_hash`, and when it expires.
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, Option<i64>)>>;
+    /// The API token that hashes to `token_hash`, and the account owning it.
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, ApiToken)>>;
+
+    /// Records that API token `uuid` was used at `at`.
+    async fn touch_api_token(&self, uuid: uuid::Uuid, at: i64) -> Result<()>;
+
+    /// Deletes the API tokens that expired before `before`; how many.
+    async fn purge_expired_api_tokens(&self, before: i64) -> Result<u64>;
 
     /// API tokens, expired ones too, of account `owner` (everyone's for `None`), by owner and age.
     async fn api_tokens(&self, owner: Option<i64>) -> Result<Vec<ApiToken>>;

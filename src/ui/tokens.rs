@@ -76,13 +76,19 @@ pub async fn settings_tab(
             }
             div.table-wrap {
                 table.api-tokens {
-                    thead { tr { th { "Title" } th { "Created" } th { "Expires" } th { span.sr-only { "Revoke" } } } }
+                    thead { tr { th { "Title" } th { "Created" } th { "Last used" } th { "Expires" } th { span.sr-only { "Revoke" } } } }
                     tbody {
-                        @if tokens.is_empty() { tr { td.empty colspan="4" { "No API tokens." } } }
+                        @if tokens.is_empty() { tr { td.empty colspan="5" { "No API tokens." } } }
                         @for t in &tokens {
                             tr.api-token data-token=(t.uuid) {
                                 td { strong { (t.name) } }
                                 td { (time(t.created_at)) }
+                                td {
+                                    @match t.last_accessed {
+                                        Some(at) => { (time(at)) }
+                                        None => { span.muted { "never" } }
+                                    }
+                                }
                                 td {
                                     @match t.expires_at {
                                         Some(at) => {

@@ -247,7 +247,8 @@ async fn the_cli_creates_lists_and_revokes_tokens_and_never_prints_a_secret_twic
         .find(|r| r[0] == uuid)
         .expect("dev's token listed");
     assert_eq!((dev_row[1], dev_row[2]), ("ci", "dev"));
-    let (created, expires) = (dev_row[3], dev_row[4]);
+    let (created, used, expires) = (dev_row[3], dev_row[4], dev_row[5]);
+    assert!(used == "never" || used.ends_with('Z'), "{dev_row:?}");
     assert!(
         created.ends_with('Z') && expires.ends_with('Z') && expires > created,
         "{dev_row:?}"
@@ -256,7 +257,7 @@ async fn the_cli_creates_lists_and_revokes_tokens_and_never_prints_a_secret_twic
         .iter()
         .find(|r| r[2] == ADMIN_USER)
         .expect("admin's token listed");
-    assert_eq!((admin_row[1], admin_row[4]), ("scripts", "never"));
+    assert_eq!((admin_row[1], admin_row[5]), ("scripts", "never"));
     for secret in [&secret, &admin_secret] {
         assert!(!all.stdout.contains(secret.as_str()) && !all.stderr.contains(secret.as_str()));
     }
@@ -372,6 +373,41 @@ async fn expired_tokens_are_refused_and_their_lifetime_follows_the_config_live()
     assert!(expired
         .iter()
         .any(|l| l.starts_with(short["uuid"].as_str().unwrap())));
+
+    // EXPIRED_APP_SPECIFIC_TOKEN_GC: tokens expired longer than that go when one is created.
+    let text = "APP_SPECIFIC_TOKEN_EXPIRATION: 1h\nEXPIRED_APP_SPECIFIC_TOKEN_GC: 0s\n";
+    s.state()
+        .apply_settings(berth::config::parse(text).expect("config").settings);
+    let (fresh, _) = create_token(&s, &dev, "after the purge").await;
+    let list = call(&s, &dev, "GET", APPTOKEN).await;
+    let mut left = uuids(&list);
+    left.sort_unstable();
+    let mut expected = [&never, &hour, &fresh].map(|t| t["uuid"].as_str().unwrap());
+    expected.sort_unstable();
+    assert_eq!(left, expected, "{}", list.body);
+}
+
+#[tokio::test]
+async fn a_tokens_last_use_is_recorded() {
+    let s = TestServer::start().await;
+    let dev = s.create_user("dev").await;
+    let (token, secret) = create_token(&s, &dev, "ci").await;
+    assert_eq!(token["last_accessed"], Value::Null, "{token}");
+    let listed = |list: &ApiReply| list.body["tokens"][0]["last_accessed"].clone();
+    let list = call(&s, &dev, "GET", APPTOKEN).await;
+    assert_eq!(listed(&list), Value::Null, "not used yet: {}", list.body);
+    assert_works(&s, &secret, "dev").await;
+    let list = call(&s, &dev, "GET", APPTOKEN).await;
+    let used = listed(&list);
+    assert!(
+        used.as_str().is_some_and(|d| d.contains(" 20")),
+        "an HTTP date once used: {}",
+        list.body
+    );
+    let out = token_cli(&s, &["list", "--user", "dev"]).await;
+    let columns: Vec<&str> = out.stdout.trim().split('\t').collect();
+    assert_eq!(columns.len(), 6, "{}", out.stdout);
+    assert_ne!(columns[4], "never", "{}", out.stdout);
 }
 
 #[tokio::test]

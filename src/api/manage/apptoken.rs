@@ -20,13 +20,13 @@ use crate::metadata::accounts::{AccountKind, ApiToken};
 /// weeks, of which a tenth counts as soon.
 const DEFAULT_EXPIRING_WINDOW_MS: i64 = 28 * 86_400 * 1000;
 
-/// Quay's view of a token: `token_code`, the secret, only when it was just created. berth does
-/// not record when a token was last used, so `last_accessed` is null.
+/// Quay's view of a token: `token_code`, the secret, only when it was just created.
+/// `last_accessed` is to the minute (see `API_TOKEN_ACCESS_RESOLUTION`).
 fn token_view(token: &ApiToken, secret: Option<&str>) -> Value {
     let mut view = json!({
         "uuid": token.uuid.to_string(),
         "title": token.name,
-        "last_accessed": null,
+        "last_accessed": token.last_accessed.map(http_date),
         "created": http_date(token.created_at),
         "expiration": token.expires_at.map(http_date),
     });

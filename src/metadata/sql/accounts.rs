@@ -717,18 +717,43 @@ impl AccountStore for SqlStore {
         changed_one(self.write(query).await?, MetadataError::NotFound)
     }
 
-    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, Option<i64>)>> {
+    async fn api_token_account(&self, token_hash: &str) -> Result<Option<(Account, ApiToken)>> {
         let query = sqlx::query(select_accounts!(
-            ", t.expires_at FROM api_tokens t JOIN accounts a ON a.id = t.account_id
-             WHERE t.token_hash = $1"
+            ", t.uuid, t.name, t.created_at, t.expires_at, t.last_accessed
+             FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
         ))
         .bind(token_hash);
-        self.read_one(query, |r| Ok((account(r)?, r.get(8)))).await
+        self.read_one(query, |r| {
+            let account = account(r)?;
+            let token = ApiToken {
+                uuid: stored(r.get(8))?,
+                name: r.get(9),
+                account: account.name.clone(),
+                created_at: r.get(10),
+                expires_at: r.get(11),
+                last_accessed: r.get(12),
+            };
+            Ok((account, token))
+        })
+        .await
+    }
+
+    async fn touch_api_token(&self, uuid: uuid::Uuid, at: i64) -> Result<()> {
+        let query = sqlx::query("UPDATE api_tokens SET last_accessed = $1 WHERE uuid = $2")
+            .bind(at)
+            .bind(uuid.to_string());
+        self.write(query).await?;
+        Ok(())
+    }
+
+    async fn purge_expired_api_tokens(&self, before: i64) -> Result<u64> {
+        let query = sqlx::query("DELETE FROM api_tokens WHERE expires_at < $1").bind(before);
+        self.write(query).await
     }
 
     async fn api_tokens(&self, owner: Option<i64>) -> Result<Vec<ApiToken>> {
         let query = sqlx::query(
-            "SELECT t.uuid, t.name, a.name, t.created_at, t.expires_at
+            "SELECT t.uuid, t.name, a.name, t.created_at, t.expires_at, t.last_accessed
              FROM api_tokens t JOIN accounts a ON a.id = t.account_id
              WHERE $1 IS NULL OR t.account_id = $1 ORDER BY a.name, t.created_at, t.id",
         )
@@ -740,6 +765,7 @@ impl AccountStore for SqlStore {
                 account: r.get(2),
                 created_at: r.get(3),
                 expires_at: r.get(4),
+                last_accessed: r.get(5),
             })
         })
         .await
