@@ -14,21 +14,9 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Both replicas advertise the load balancer's name, so tokens name the same service.
 const HOSTNAME: &str = "registry.test";
 
-async fn token_from(base: &str, password: &str, scope: &str) -> String {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/v2/auth"))
-        .query(&[("service", HOSTNAME), ("scope", scope)])
-        .header("authorization", basic("admin", password))
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("token JSON");
-    body["token"].as_str().expect("token").to_string()
-}
-
-#[tokio::test]
-async fn two_replicas_serve_as_one_registry() {
+/// Two replicas on one database and blob store (the test backend's, or a shared data
+/// directory), their directory, and the initial admin password.
+async fn two_replicas() -> (tempfile::TempDir, ProcessServer, ProcessServer, String) {
     let dir = tempfile::tempdir().unwrap();
     let storage = test_storage_for(dir.path())
         .map(|s| storage_config_yaml(&s))
@@ -36,15 +24,23 @@ async fn two_replicas_serve_as_one_registry() {
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, format!("{storage}SERVER_HOSTNAME: {HOSTNAME}\n")).unwrap();
     let a = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
-    let b = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
+    let b = ProcessServer::spawn_with_config(dir.path(), Some(config)).await;
     let password = std::fs::read_to_string(dir.path().join(berth::INITIAL_ADMIN_PASSWORD_FILE))
         .unwrap()
         .trim()
         .to_string();
+    (dir, a, b, password)
+}
+
+#[tokio::test]
+async fn two_replicas_serve_as_one_registry() {
+    let (dir, a, b, password) = two_replicas().await;
+    let config = dir.path().join("config.yaml");
     let repo = "replicas/app";
 
     // A token issued by A works on B.
-    let token = token_from(&a.base, &password, &format!("repository:{repo}:pull,push")).await;
+    let scope = format!("repository:{repo}:pull,push");
+    let token = token_for(&a.base, Some(("admin", &password)), &scope).await;
     let on_b = bearer_client(&token);
     let r = on_b.get(format!("{}/v2/", b.base)).send().await.unwrap();
     assert_eq!(r.status(), 200, "B accepts A's token");
@@ -174,18 +170,7 @@ async fn token_for(base: &str, who: Option<(&str, &str)>, scope: &str) -> String
 /// private.
 #[tokio::test]
 async fn access_changed_through_one_replica_holds_at_once_on_the_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = test_storage_for(dir.path())
-        .map(|s| storage_config_yaml(&s))
-        .unwrap_or_default();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(&config, format!("{storage}SERVER_HOSTNAME: {HOSTNAME}\n")).unwrap();
-    let a = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
-    let b = ProcessServer::spawn_with_config(dir.path(), Some(config.clone())).await;
-    let password = std::fs::read_to_string(dir.path().join(berth::INITIAL_ADMIN_PASSWORD_FILE))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (_dir, a, b, password) = two_replicas().await;
     let client = &a.client;
     let on_a = |method: &'static str, path: String, body: Option<Value>| {
         let url = format!("{}{path}", a.base);
