@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutBody;
@@ -128,6 +128,9 @@ async fn limit_body_idle_time(
 /// The full HTTP surface of berth.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/health", get(crate::health::instance))
+        .route("/health/instance", get(crate::health::instance))
+        .route("/health/endtoend", get(crate::health::endtoend))
         .route("/v2/auth", any(api::token::token))
         .route("/v2", any(api::v2::dispatch))
         .route("/v2/", any(api::v2::dispatch))

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fsck;
 pub mod gc;
+pub mod health;
 pub mod metadata;
 pub mod policy;
 pub mod registry;

@@ -264,6 +264,10 @@ pub enum ManifestKey<'a> {
 /// The metadata database.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
+    /// Writes a row of its own (named `probe`, unique to the caller), reads it back and
+    /// deletes it: whether the database answers a real write and read (`/health/endtoend`).
+    async fn probe(&self, probe: &str) -> Result<()>;
+
     // ---- repositories ----
 
     /// Creates the repository if it does not exist yet. Idempotent.

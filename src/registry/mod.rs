@@ -28,9 +28,9 @@ pub use sparse::SparseSettings;
 pub use uploads::{ChunkRange, UploadState, Uploader};
 
 use crate::config::Settings;
-use crate::metadata::MetadataStore;
+use crate::metadata::{MetadataError, MetadataStore};
 use crate::policy::ArtifactPolicy;
-use crate::storage::{BlobStore, UploadId};
+use crate::storage::{BlobStore, StorageError, UploadId};
 use slots::{UploadSlot, UploadSlots};
 
 /// Limits and switches the registry operations obey.
@@ -114,6 +114,16 @@ impl Registry {
     /// The artifact policy in force.
     pub fn policy(&self) -> Arc<ArtifactPolicy> {
         self.live().policy.clone()
+    }
+
+    /// A real write and read of the metadata database, by a probe named `probe`.
+    pub async fn probe_metadata(&self, probe: &str) -> Result<(), MetadataError> {
+        self.meta.probe(probe).await
+    }
+
+    /// A real write and read of the blob store, by a probe named `probe`.
+    pub async fn probe_storage(&self, probe: &str) -> Result<(), StorageError> {
+        self.blobs.probe(probe).await
     }
 
     /// How many upload sessions requests are working on in this process right now (each

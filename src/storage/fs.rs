@@ -18,7 +18,7 @@ use oci::{Digest, Hasher};
 use tokio::sync::mpsc;
 
 use super::direct::UploadWriter;
-use super::layout::{blob_path, blobs_dir, quarantine_path, upload_path, uploads_dir};
+use super::layout::{blob_path, blobs_dir, probe_path, quarantine_path, upload_path, uploads_dir};
 use super::prefetch::update_prefetching;
 use super::read::file_stream;
 use super::{
@@ -446,6 +446,28 @@ impl BlobStore for FsBlobStore {
 
     fn is_shared(&self) -> bool {
         false
+    }
+
+    async fn probe(&self, probe: &str) -> Result<(), StorageError> {
+        let path = probe_path(&self.root, probe);
+        let written = probe.as_bytes().to_vec();
+        blocking(move || {
+            fs::create_dir_all(path.parent().expect("a probe has a directory"))?;
+            let result = (|| {
+                let mut file = File::create(&path)?;
+                io::Write::write_all(&mut file, &written)?;
+                // Durable, as a blob would be: a disk that takes writes but cannot sync them
+                // does not pass.
+                file.sync_data()?;
+                if fs::read(&path)? != written {
+                    return Err(io::Error::other("the probe read back other bytes"));
+                }
+                Ok(())
+            })();
+            let removed = fs::remove_file(&path);
+            result.and(removed)
+        })
+        .await
     }
 
     async fn list_uploads(&self) -> Result<Vec<(UploadId, u64)>, StorageError> {

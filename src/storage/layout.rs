@@ -33,6 +33,11 @@ pub(crate) fn blobs_dir(root: &Path) -> PathBuf {
     root.join("blobs")
 }
 
+/// Health probes' files; see [`ObjectKeys::probe`].
+pub(crate) fn probe_path(root: &Path, name: &str) -> PathBuf {
+    root.join("health").join(name)
+}
+
 pub(crate) fn uploads_dir(root: &Path) -> PathBuf {
     root.join("uploads")
 }
@@ -81,6 +86,11 @@ impl ObjectKeys {
         ObjectKeys {
             prefix: Key::from_iter(prefix.split('/').filter(|s| !s.is_empty())),
         }
+    }
+
+    /// Health probes' objects, outside blobs and uploads so listings never meet them.
+    pub(crate) fn probe(&self, name: &str) -> Key {
+        self.prefix.clone().join("health").join(name)
     }
 
     pub(crate) fn blobs_root(&self) -> Key {

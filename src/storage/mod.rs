@@ -205,6 +205,11 @@ pub trait BlobStore: Send + Sync + 'static {
         progress: UploadProgress,
     ) -> Result<(), StorageError>;
 
+    /// Writes a small object of its own (named `probe`, unique to the caller), reads it back
+    /// and removes it: whether the store answers a real write and read (`/health/endtoend`).
+    /// Touches no blob or upload.
+    async fn probe(&self, probe: &str) -> Result<(), StorageError>;
+
     /// Whether several berth processes share this store. A shared store's uploads may belong to
     /// another replica's live session, so start-up recovery leaves them alone and garbage
     /// collection's stale-upload sweep reclaims abandoned ones.

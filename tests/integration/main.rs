@@ -22,6 +22,7 @@ mod full_disk;
 mod fuzz_seeds;
 mod gc;
 mod gc_race;
+mod health;
 mod listing;
 mod login_throttle;
 mod manage_api;

@@ -93,6 +93,27 @@ fn describer_row(r: &AnyRow) -> Result<Describer> {
 
 #[async_trait]
 impl MetadataStore for SqlStore {
+    async fn probe(&self, probe: &str) -> Result<()> {
+        let at = now_millis();
+        let write = sqlx::query(
+            "INSERT INTO health_probes (name, at) VALUES ($1, $2)
+             ON CONFLICT(name) DO UPDATE SET at = excluded.at",
+        )
+        .bind(probe)
+        .bind(at);
+        self.write(write).await?;
+        let read = sqlx::query("SELECT at FROM health_probes WHERE name = $1").bind(probe);
+        let found = self.read_one(read, |r| Ok(r.get::<i64, _>(0))).await;
+        let delete = sqlx::query("DELETE FROM health_probes WHERE name = $1").bind(probe);
+        let deleted = self.write(delete).await;
+        match found? {
+            Some(read) if read == at => deleted.map(|_| ()),
+            _ => Err(MetadataError::Backend(
+                "the probe's row did not read back".into(),
+            )),
+        }
+    }
+
     async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {
         ensure_repo(&self.writer, repo, now_millis()).await
     }

@@ -553,6 +553,25 @@ impl BlobStore for S3BlobStore {
         true
     }
 
+    async fn probe(&self, probe: &str) -> Result<(), StorageError> {
+        let key = self.keys.probe(probe);
+        let written = bytes::Bytes::copy_from_slice(probe.as_bytes());
+        self.store
+            .put(&key, PutPayload::from_bytes(written.clone()))
+            .await
+            .map_err(backend)?;
+        let read = async { self.store.get(&key).await?.bytes().await };
+        let result = match read.await {
+            Ok(bytes) if bytes == written => Ok(()),
+            Ok(_) => Err(StorageError::Backend(io::Error::other(
+                "the probe read back other bytes",
+            ))),
+            Err(e) => Err(backend(e)),
+        };
+        let removed = self.store.delete(&key).await.map_err(backend);
+        result.and(removed)
+    }
+
     /// A commit here is a server-side copy: it leaves no temporary object behind, and
     /// unfinished uploads belong to garbage collection's stale-upload sweep.
     async fn remove_leftovers(&self) -> Result<u64, StorageError> {
