@@ -215,10 +215,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut state = berth::open(&args.data_dir, &loaded.settings).await?;
     state.shutdown_grace = std::time::Duration::from_secs(args.shutdown_timeout);
     if !args.no_initial_admin {
-        if let Some(password) = berth::create_initial_admin(&state, &args.data_dir).await? {
-            // Printed once, like Argo CD's initial secret; also kept in the data directory.
+        if berth::create_initial_admin(&state, &args.data_dir)
+            .await?
+            .is_some()
+        {
+            // Only where it is: logs are collected, shipped and kept where a password must
+            // not be.
             tracing::warn!(
-                "created superuser admin with password {password} (also in {}); change it or create other accounts",
+                "created superuser admin; its password is in {} (readable by this account only); change it or create other accounts",
                 args.data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE).display()
             );
         }

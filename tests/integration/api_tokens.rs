@@ -620,4 +620,13 @@ async fn api_token_secrets_never_reach_the_log() {
         );
     }
     assert!(!out.stderr.contains(&cli_secret));
+    // Nor the initial admin password: the log says only where it is.
+    let initial = std::fs::read_to_string(dir.path().join(berth::INITIAL_ADMIN_PASSWORD_FILE))
+        .expect("initial admin password file");
+    assert_eq!(
+        berth.log.count(initial.trim()),
+        0,
+        "the admin password in the log"
+    );
+    assert_eq!(berth.log.count(berth::INITIAL_ADMIN_PASSWORD_FILE), 1);
 }
