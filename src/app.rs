@@ -145,6 +145,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit_body_idle_time,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::request_log::log_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -84,6 +84,7 @@ impl IntoResponse for ApiError {
         if let Some(source) = &inner.source {
             tracing::error!(error = %chain(source.as_ref()), "request failed");
         }
+        let failure = format!("{}: {}", inner.code.as_str(), inner.message);
         let mut entry = json!({ "code": inner.code.as_str(), "message": inner.message });
         if let Some(detail) = inner.detail {
             entry["detail"] = detail;
@@ -96,6 +97,9 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         response.headers_mut().extend(inner.headers);
+        response
+            .extensions_mut()
+            .insert(crate::api::request_log::Failure(failure));
         response
     }
 }

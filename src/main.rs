@@ -13,7 +13,13 @@ use cli::admin;
 #[command(
     name = "berth",
     version,
-    about = "berth: an OCI artifact registry (images, Helm charts, signatures, any OCI artifact)"
+    about = "berth: an OCI artifact registry (images, Helm charts, signatures, any OCI artifact)",
+    after_help = "Logging (to standard output):\n  \
+        BERTH_LOG          what to log, as a tracing filter: a level (error, warn, info, debug,\n                     \
+        trace) and per-target levels, e.g. BERTH_LOG=warn or\n                     \
+        BERTH_LOG=info,berth::request=off (no request lines); default info\n  \
+        BERTH_LOG_FORMAT   text (default) or json: one JSON object per line (also the config\n                     \
+        key LOG_FORMAT); colours only when the output is a terminal and NO_COLOR is unset"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -149,13 +155,8 @@ fn main() -> anyhow::Result<()> {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logging(&cli);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
@@ -168,6 +169,37 @@ fn main() -> anyhow::Result<()> {
         Command::Token { target, command } => runtime.block_on(admin::token(&target, command)),
         Command::Gc(args) => runtime.block_on(cli::gc::run(args)),
         Command::Fsck(args) => runtime.block_on(cli::fsck::run(args)),
+    }
+}
+
+/// Logging as `BERTH_LOG`, `BERTH_LOG_FORMAT` (or the config's `LOG_FORMAT`) and the output
+/// say. Escape sequences only reach a terminal: in a file or a log collector they are noise.
+fn init_logging(cli: &Cli) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into());
+    let json = match std::env::var("BERTH_LOG_FORMAT").ok().as_deref() {
+        Some("json") => true,
+        Some(_) => false,
+        // A config that does not parse is reported by `serve` itself, once logging is up.
+        None => match &cli.command {
+            Command::Serve(ServeArgs {
+                config: Some(path), ..
+            }) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| berth::config::parse(&text).ok())
+                .is_some_and(|loaded| loaded.settings.log_json),
+            _ => false,
+        },
+    };
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }
 
@@ -214,18 +246,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = berth::database_uri(&args.data_dir, &loaded.settings)?;
     let mut state = berth::open(&args.data_dir, &loaded.settings).await?;
     state.shutdown_grace = std::time::Duration::from_secs(args.shutdown_timeout);
-    if !args.no_initial_admin {
-        if berth::create_initial_admin(&state, &args.data_dir)
+    if !args.no_initial_admin
+        && berth::create_initial_admin(&state, &args.data_dir)
             .await?
             .is_some()
-        {
-            // Only where it is: logs are collected, shipped and kept where a password must
-            // not be.
-            tracing::warn!(
-                "created superuser admin; its password is in {} (readable by this account only); change it or create other accounts",
-                args.data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE).display()
-            );
-        }
+    {
+        // Only where it is: logs are collected, shipped and kept where a password must not
+        // be.
+        tracing::warn!(
+            "created superuser admin; its password is in {} (readable by this account only); change it or create other accounts",
+            args.data_dir.join(berth::INITIAL_ADMIN_PASSWORD_FILE).display()
+        );
     }
     state.auth.warn_about_missing_super_users().await;
     if let Some(path) = &args.config {
@@ -241,7 +272,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     "DB_URI changed to {asked} in the config file; restart berth to use it (still using {running})"
                 );
             }
+            let was_open = live.settings().auth.open_registry;
+            let now_open = loaded.settings.auth.open_registry;
             live.apply_settings(loaded.settings);
+            match (was_open, now_open) {
+                (false, true) => tracing::warn!("AUTHENTICATION_TYPE changed to None: from now on every client may push, pull and delete in every repository without logging in"),
+                (true, false) => tracing::warn!("AUTHENTICATION_TYPE changed to Database: clients must log in again; anonymous pushes and deletes are refused from now on"),
+                _ => {}
+            }
             let policy = live.registry.policy();
             tracing::info!(policy = %policy.describe().replace('\n', "; "), "settings applied");
             let auth = live.auth.clone();

@@ -4,5 +4,6 @@
 pub mod challenge;
 pub mod dates;
 pub mod manage;
+pub mod request_log;
 pub mod token;
 pub mod v2;

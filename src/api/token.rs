@@ -35,6 +35,11 @@ fn auth_error(e: AuthError) -> Response {
 /// Serves the token endpoint.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     let client = state.client(request.extensions(), request.headers()).addr;
+    let notes = request
+        .extensions()
+        .get::<super::request_log::Notes>()
+        .cloned()
+        .unwrap_or_default();
     let (parts, body) = request.into_parts();
     let mut params: Vec<(String, String)> = parts
         .uri
@@ -83,6 +88,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
             _ => None,
         },
     };
+    notes.account(credentials.as_ref().map(|(user, _)| user.as_str()));
     let identity: Option<Identity> = match credentials {
         Some((user, pass)) => match state.auth.login(&user, &pass, client).await {
             Ok(i) => Some(i),

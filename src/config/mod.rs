@@ -46,6 +46,9 @@ pub struct Settings {
     pub preferred_url_scheme: Option<String>,
     /// `FEATURE_USER_CREATION`: anyone may register an account through the API.
     pub user_creation: bool,
+    /// `LOG_FORMAT: json`: one JSON object per log line (`text`, the default, is one line of
+    /// text). Read at start only, like `BERTH_LOG_FORMAT`, which wins over it.
+    pub log_json: bool,
     /// `DB_URI`: the metadata database (PostgreSQL or an SQLite file); `None` is SQLite at
     /// `DATA_DIR/metadata.db`. Read at start only: changing it needs a restart.
     pub database: Option<DatabaseUri>,
@@ -92,6 +95,7 @@ impl Default for Settings {
             server_hostname: None,
             preferred_url_scheme: None,
             user_creation: false,
+            log_json: false,
             database: None,
             gc: GcSettings::default(),
             storage: StorageSettings::default(),
@@ -262,6 +266,7 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_SPARSE_MANIFESTS",
     "APP_SPECIFIC_TOKEN_EXPIRATION",
     "EXPIRED_APP_SPECIFIC_TOKEN_GC",
+    "LOG_FORMAT",
 ];
 
 /// Parses config text.
@@ -331,6 +336,16 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
                 expected: "a duration such as 1d, 12h or 0s",
             })?;
     }
+    settings.log_json = match string(&map, "LOG_FORMAT")?.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(_) => {
+            return Err(ConfigError::WrongType {
+                key: "LOG_FORMAT".into(),
+                expected: "text or json",
+            })
+        }
+    };
     if let Some(b) = boolean(&map, "FEATURE_USER_CREATION")? {
         settings.user_creation = b;
     }

@@ -34,6 +34,7 @@ mod policy_clients;
 mod postgres;
 mod read_cache;
 mod replicas;
+mod request_log;
 mod reserved_names;
 mod robot_rights;
 mod s3_storage;

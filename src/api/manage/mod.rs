@@ -19,6 +19,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::request_log::Notes;
 use crate::app::AppState;
 use crate::auth::{AuthError, Credential, Identity};
 use crate::metadata::MetadataError;
@@ -69,6 +70,7 @@ impl IntoResponse for ManageError {
                 "internal server error".into()
             }
         };
+        let failure = super::request_log::Failure(format!("{kind}: {message}"));
         let body = json!({
             "status": status.as_u16(),
             "error_message": message,
@@ -76,7 +78,9 @@ impl IntoResponse for ManageError {
             "title": kind,
             "detail": message,
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(failure);
+        response
     }
 }
 
@@ -125,9 +129,16 @@ impl FromRequestParts<AppState> for ApiCaller {
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         let service = super::challenge::Origin::of(state, &parts.headers).host;
+        let notes = parts.extensions.get::<Notes>().cloned().unwrap_or_default();
         match state.auth.credential(value, client, &service).await {
-            Ok(Credential::Anonymous) => Ok(ApiCaller(None)),
-            Ok(Credential::Account(identity)) => Ok(ApiCaller(Some(identity))),
+            Ok(Credential::Anonymous) => {
+                notes.account(None);
+                Ok(ApiCaller(None))
+            }
+            Ok(Credential::Account(identity)) => {
+                notes.account(Some(&identity.name));
+                Ok(ApiCaller(Some(identity)))
+            }
             Ok(Credential::Token { .. }) => Err(ManageError::Unauthorized(
                 "registry tokens are for /v2; use an API token or Basic credentials".into(),
             )),

@@ -19,6 +19,7 @@ use futures::TryStreamExt;
 use oci::{ErrorCode, RepoName};
 
 use super::challenge::Origin;
+use super::request_log::Notes;
 use crate::app::AppState;
 use crate::auth::scope::Actions;
 use crate::auth::{AuthError, Credential, Denial, Identity, PushTarget};
@@ -95,6 +96,7 @@ impl Caller {
 /// Entry point of every /v2 request.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let client = state.client(request.extensions(), request.headers()).addr;
+    let notes = request.extensions().get::<Notes>().cloned();
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
@@ -104,6 +106,12 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
+    if let Some(notes) = &notes {
+        notes.route(endpoint.template());
+        if let Some(repo) = endpoint.repository() {
+            notes.repository(repo.as_str());
+        }
+    }
     let origin = Origin::of(&state, &headers);
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -113,7 +121,12 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         .credential(authorization, client, &origin.host)
         .await
     {
-        Ok(c) => c,
+        Ok(c) => {
+            if let Some(notes) = &notes {
+                notes.account(c.identity().map(|i| i.name.as_str()));
+            }
+            c
+        }
         Err(AuthError::TooManyAttempts) => {
             return ApiError::new(
                 ErrorCode::TooManyRequests,

@@ -36,6 +36,36 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The route template, for request logs.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "/v2/",
+            Endpoint::Catalog => "/v2/_catalog",
+            Endpoint::Tags(_) => "/v2/{name}/tags/list",
+            Endpoint::Manifest(..) | Endpoint::ManifestBadTag(_) => {
+                "/v2/{name}/manifests/{reference}"
+            }
+            Endpoint::Blob(..) => "/v2/{name}/blobs/{digest}",
+            Endpoint::UploadStart(_) => "/v2/{name}/blobs/uploads/",
+            Endpoint::Upload(..) => "/v2/{name}/blobs/uploads/{uuid}",
+            Endpoint::Referrers(..) => "/v2/{name}/referrers/{digest}",
+        }
+    }
+
+    /// The repository the endpoint is about, if one.
+    pub fn repository(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Tags(r)
+            | Endpoint::Manifest(r, _)
+            | Endpoint::ManifestBadTag(r)
+            | Endpoint::Blob(r, _)
+            | Endpoint::UploadStart(r)
+            | Endpoint::Upload(r, _)
+            | Endpoint::Referrers(r, _) => Some(r),
+        }
+    }
+
     /// The methods this endpoint serves, for the `Allow` header of a 405.
     pub fn allowed_methods(&self) -> &'static str {
         match self {

@@ -263,6 +263,11 @@ impl ProcessLog {
         self.changed.notify_waiters();
     }
 
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
     /// How many lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.lines
@@ -362,7 +367,6 @@ impl ProcessServer {
             .arg(data_dir)
             .args(extra)
             .env("BERTH_LOG", log_filter)
-            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -380,7 +384,9 @@ impl ProcessServer {
             log.push(line.clone());
             if let Some(i) = line.find("berth ready on ") {
                 let rest = &line[i + "berth ready on ".len()..];
-                break rest.split_whitespace().next().expect("url").to_string();
+                // The end of the URL: a space in text logs, a quote in JSON ones.
+                let end = rest.find([' ', '"']).unwrap_or(rest.len());
+                break rest[..end].to_string();
             }
         };
         // Keep draining output so the child never blocks on a full pipe.
