@@ -142,9 +142,12 @@ pub enum Denial {
     Forbidden,
 }
 
-/// How long a verified Basic credential is remembered, so clients that send Basic on every
-/// request do not pay an argon2 verification each time.
-const BASIC_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a verified Basic credential is remembered after its last use, so clients that
+/// send Basic on every request (or fetch a token per repository) do not pay an argon2
+/// verification, and its 19 MiB, again and again. Each use extends it. A new password or a
+/// deleted account ends it at once whatever is left of it (the remembered hash must still be
+/// the account's), so its length bounds only how long memory holds it.
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The auth service.
 pub struct Auth {
@@ -301,17 +304,22 @@ impl Auth {
         let cache_key = self
             .basic_cache_key
             .sign(&[username.as_bytes(), password.as_bytes()]);
-        // Trusted only while the account still has the password hash it was checked against.
+        // Trusted only while the account still has the password hash it was checked against;
+        // each use extends it.
         let remembered = |a: &Account| {
             a.kind == AccountKind::User
                 && self
                     .basic_cache
                     .lock()
                     .expect("cache lock poisoned")
-                    .get(&cache_key)
+                    .get_mut(&cache_key)
                     .is_some_and(|(phc, at)| {
-                        at.elapsed() < BASIC_CACHE_TTL
-                            && a.password_hash.as_deref() == Some(phc.as_str())
+                        let fresh = at.elapsed() < BASIC_CACHE_TTL
+                            && a.password_hash.as_deref() == Some(phc.as_str());
+                        if fresh {
+                            *at = Instant::now();
+                        }
+                        fresh
                     })
         };
         match &account {
