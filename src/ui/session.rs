@@ -295,6 +295,9 @@ impl FromRequestParts<AppState> for Viewer {
                 }
             };
         }
+        if let Some(notes) = parts.extensions.get::<crate::api::request_log::Notes>() {
+            notes.account(viewer.identity.as_ref().map(|i| i.name.as_str()));
+        }
         Ok(viewer)
     }
 }

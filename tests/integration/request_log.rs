@@ -81,6 +81,15 @@ async fn every_request_has_one_line_with_its_id_and_no_escape_sequences() {
     );
     assert!(!line.contains("error="), "{line}");
 
+    // The dashboard names its signed-out viewer too.
+    let (status, id) = send(anonymous.get(url("/repository/"))).await;
+    assert_eq!(status, 200);
+    let line = line_of(&berth, &id).await;
+    assert!(
+        line.contains("route=/repository/ ") && line.contains("account=anonymous"),
+        "{line}"
+    );
+
     // A proxy's id is kept when it is a plain token, replaced when it is not.
     let (_, id) = send(
         anonymous
