@@ -105,6 +105,32 @@ async fn proxy_storage_streams_the_bytes_through_berth() {
     assert_eq!(r.bytes().await.unwrap(), content);
 }
 
+/// A blob long enough to be fetched in parallel ranges (past 16 MiB) comes through berth
+/// whole and by `Range`, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_storage_streams_a_large_blob_whole_and_by_range() {
+    let Some(settings) = s3_settings(true) else {
+        return;
+    };
+    let s = TestServer::start_with(settings).await;
+    let content = sample(3, 40 * 1024 * 1024 + 77);
+    let digest = s.push("lib/big", &content).await;
+    let url = s.url(&format!("/v2/lib/big/blobs/{digest}"));
+    let r = no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap();
+    assert!(got.len() == content.len() && common::sha256(&got) == digest);
+    let (start, end) = (3 * 1024 * 1024 + 5, 37 * 1024 * 1024 + 11);
+    let r = no_redirects()
+        .get(&url)
+        .header("range", format!("bytes={start}-{end}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(r.bytes().await.unwrap() == content[start..=end]);
+}
+
 #[tokio::test]
 async fn two_replicas_share_one_bucket() {
     let Some(settings) = s3_settings(true) else {

@@ -495,6 +495,60 @@ async fn range_reads(h: Harness) {
     }
 }
 
+/// Reads long enough for the S3 store to fetch ranges in parallel (past 16 MiB, in 8 MiB
+/// parts): whole, and ranges that start and end inside parts or on their boundaries.
+async fn large_reads(h: Harness) {
+    let store = &*h.store;
+    let bytes = data(40 * MIB + 1234, 10);
+    let digest = put_blob(store, &bytes).await;
+    let whole = read_all(store, &digest, None).await;
+    assert!(whole.len() == bytes.len() && sha256(&whole) == digest);
+    let last = bytes.len() as u64 - 1;
+    let part = 8 * MIB as u64;
+    for (start, end) in [
+        (0, last),
+        (1, last - 1),
+        (part - 1, 3 * part + 5),
+        (part, 3 * part - 1),
+        (7, 7 + 16 * MIB as u64),
+        (last - 17 * MIB as u64, last),
+    ] {
+        let got = read_all(store, &digest, Some(ByteRange { start, end })).await;
+        assert!(
+            got == bytes[start as usize..=end as usize],
+            "range {start}-{end}"
+        );
+    }
+    // A reader dropped after its first chunk (a client gone) leaves the store usable.
+    let mut stream = store.open(&digest, None).await.expect("open");
+    stream.next().await.expect("a chunk").expect("read");
+    drop(stream);
+    assert_eq!(read_all(store, &digest, None).await.len(), bytes.len());
+}
+
+/// A blob that disappears while it is being read fails the read with an error: the client
+/// must never take a short body for the whole blob.
+async fn a_blob_removed_mid_read_fails_the_read(h: Harness) {
+    if !h.is_s3() {
+        // An open file stays readable after it is unlinked.
+        return;
+    }
+    let store = &*h.store;
+    let bytes = data(80 * MIB + 3, 11);
+    let digest = put_blob(store, &bytes).await;
+    let mut stream = store.open(&digest, None).await.expect("open");
+    stream.next().await.expect("a chunk").expect("read");
+    store.delete_blob(&digest).await.expect("delete");
+    let mut failed = false;
+    while let Some(chunk) = stream.next().await {
+        if chunk.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "a read that lost its blob ended without an error");
+}
+
 async fn delete_upload_removes_everything_it_stored(h: Harness) {
     let store = &*h.store;
     // An unfinished upload with parts and a tail.
@@ -675,6 +729,8 @@ every_backend!(
     a_replica_continues_from_the_progress_alone,
     a_failed_append_leaves_the_old_progress_valid,
     range_reads,
+    large_reads,
+    a_blob_removed_mid_read_fails_the_read,
     delete_upload_removes_everything_it_stored,
     delete_blob,
     quarantine_moves_the_bytes_and_never_deletes_them,

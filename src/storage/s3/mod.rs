@@ -40,6 +40,7 @@ use crate::config::S3Settings;
 use progress::{corrupt, PartBuffer, Progress, Tail};
 
 mod progress;
+mod read;
 
 /// Bytes in each multipart part but the last (S3 needs at least 5 MiB). Parts are uploaded
 /// one at a time, so an upload holds at most one part in memory plus a received chunk.
@@ -315,7 +316,16 @@ impl BlobStore for S3BlobStore {
             .get_opts(&self.keys.blob(digest), options)
             .await
             .map_err(backend)?;
-        Ok(result.into_stream().map_err(io::Error::other).boxed())
+        let served = result.range.clone();
+        if served.end - served.start <= read::PARALLEL_THRESHOLD {
+            return Ok(result.into_stream().map_err(io::Error::other).boxed());
+        }
+        Ok(read::parallel(
+            self.store.clone(),
+            self.keys.blob(digest),
+            result.into_stream(),
+            served,
+        ))
     }
 
     async fn presigned_url(
