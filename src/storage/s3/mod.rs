@@ -317,14 +317,18 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(backend)?;
         let served = result.range.clone();
-        if served.end - served.start <= read::PARALLEL_THRESHOLD {
+        let turn = (served.end - served.start > read::PARALLEL_THRESHOLD)
+            .then(read::parallel_turn)
+            .flatten();
+        let Some(turn) = turn else {
             return Ok(result.into_stream().map_err(io::Error::other).boxed());
-        }
+        };
         Ok(read::parallel(
             self.store.clone(),
             self.keys.blob(digest),
             result.into_stream(),
             served,
+            turn,
         ))
     }
 

@@ -40,6 +40,23 @@ pub const PART: u64 = 8 * 1024 * 1024;
 /// `(AHEAD + 1) * PART` (40 MiB) rather than making berth buffer the blob.
 pub const AHEAD: usize = 4;
 
+/// Downloads that read ahead at once, in this process. The others stream their single GET,
+/// as small reads do: each reading ahead holds up to 40 MiB (more in practice, since a part's
+/// chunks keep their network buffers), so without a cap memory would grow with the number of
+/// large pulls instead of staying flat. Two keep one large pull fast while another starts.
+const PARALLEL_DOWNLOADS: usize = 2;
+
+/// A turn to read ahead ([`PARALLEL_DOWNLOADS`]), held by the stream until it ends or is
+/// dropped; `None` when every turn is taken.
+pub fn parallel_turn() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    static TURNS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    TURNS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(PARALLEL_DOWNLOADS)))
+        .clone()
+        .try_acquire_owned()
+        .ok()
+}
+
 /// A spawned fetch that is aborted when dropped, so a client that disconnects stops the
 /// ranged GETs still in flight for it.
 struct Fetch(JoinHandle<io::Result<Vec<Bytes>>>);
@@ -106,6 +123,8 @@ struct State {
     /// The chunks of the part being emitted.
     current: std::vec::IntoIter<Bytes>,
     failed: bool,
+    /// This download's turn to read ahead, given back when the stream goes.
+    _turn: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl State {
@@ -172,6 +191,7 @@ pub fn parallel(
     key: Key,
     body: BoxStream<'static, object_store::Result<Bytes>>,
     served: Range<u64>,
+    turn: tokio::sync::OwnedSemaphorePermit,
 ) -> ByteStream {
     let first_end = (served.start + PART).min(served.end);
     let mut state = State {
@@ -184,6 +204,7 @@ pub fn parallel(
         pending: VecDeque::new(),
         current: Vec::new().into_iter(),
         failed: false,
+        _turn: turn,
     };
     // The fetches start with the stream, overlapping the first part.
     state.top_up();
