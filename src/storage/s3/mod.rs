@@ -42,6 +42,10 @@ use progress::{corrupt, PartBuffer, Progress, Tail};
 mod progress;
 mod read;
 
+/// The most a download buffers when it reads ahead: the part being sent and the parts
+/// fetched ahead of it (see `read.rs`; at most two downloads per process read ahead).
+pub const READ_AHEAD_BYTES: u64 = (read::AHEAD as u64 + 1) * read::PART;
+
 /// Bytes in each multipart part but the last (S3 needs at least 5 MiB). Parts are uploaded
 /// one at a time, so an upload holds at most one part in memory plus a received chunk.
 /// (Uploading a part while the next one fills gained no throughput against Garage on
