@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutdown_grace: std::time::Duration,
     /// Turns for building heavy dashboard pages (`DASHBOARD_MAX_CONCURRENT_RENDERS`).
     pub renders: Arc<crate::ui::RenderGate>,
+    /// Repository notifications: their store and the delivery client.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -41,9 +43,11 @@ impl AppState {
         registry: Arc<Registry>,
         auth: Arc<Auth>,
         gc: Arc<Collector>,
+        notifier: Arc<crate::notify::Notifier>,
         settings: Settings,
     ) -> Self {
         AppState {
+            notifier,
             registry,
             auth,
             gc,

@@ -13,6 +13,7 @@ pub mod fsck;
 pub mod gc;
 pub mod health;
 pub mod metadata;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod server;
@@ -46,6 +47,8 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     let meta = open_metadata(&database_uri(data_dir, settings)?).await?;
     let blobs = open_blob_store(data_dir, settings).await?;
     let registry = Registry::new(meta.clone(), blobs.clone(), settings);
+    let notifier =
+        notify::Notifier::new(meta.clone()).context("cannot build the notification client")?;
     let collector = gc::Collector::new(meta.clone(), blobs);
     registry
         .recover()
@@ -58,6 +61,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(registry),
         Arc::new(auth),
         Arc::new(collector),
+        Arc::new(notifier),
         settings.clone(),
     ))
 }
@@ -263,7 +267,23 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let _deliveries = DeliveryWorker::start(&state);
     server::run(listener, state, None, shutdown).await
+}
+
+/// The notification delivery worker of a serving process; stops when dropped.
+struct DeliveryWorker(tokio::task::JoinHandle<()>);
+
+impl DeliveryWorker {
+    fn start(state: &AppState) -> DeliveryWorker {
+        DeliveryWorker(tokio::spawn(notify::deliver_periodically(state.clone())))
+    }
+}
+
+impl Drop for DeliveryWorker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves, then lets in-flight
@@ -276,5 +296,6 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.tls = true;
+    let _deliveries = DeliveryWorker::start(&state);
     server::run(listener, state, Some(tls), shutdown).await
 }

@@ -5,6 +5,7 @@
 
 mod database;
 mod limits;
+mod notifications;
 mod storage;
 mod watch;
 
@@ -83,6 +84,8 @@ pub struct Settings {
     /// Sparse manifests (`FEATURE_SPARSE_INDEX`, `SPARSE_INDEX_REQUIRED_ARCHS`,
     /// `FEATURE_SPARSE_MANIFESTS`): which references a manifest push may leave absent.
     pub sparse: SparseSettings,
+    /// Repository notifications (`WEBHOOK_ALLOW_PRIVATE_TARGETS`, `NOTIFICATION_*`).
+    pub notifications: crate::notify::NotificationSettings,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             connections: ConnectionSettings::default(),
             trusted_proxies: TrustedProxies::default(),
             sparse: SparseSettings::default(),
+            notifications: Default::default(),
         }
     }
 }
@@ -391,13 +395,14 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             })?;
     }
     settings.sparse = sparse_settings(&map)?;
+    settings.notifications = notifications::parse(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
             Value::String(s) => s.clone(),
             other => format!("{other:?}"),
         })
-        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !notifications::KEYS.contains(&k.as_str()))
         .map(|k| format!("config key {k} is not used by berth; ignoring it"))
         .collect();
     warnings.extend(storage.warnings);

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod fsck;
 pub mod gc;
+pub mod notifications;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -23,9 +24,24 @@ use crate::storage::{UploadId, UploadProgress};
 
 /// A whole metadata backend: registry metadata, accounts, garbage collection's queries and the
 /// integrity check's.
-pub trait Store: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore {}
+pub trait Store:
+    MetadataStore
+    + accounts::AccountStore
+    + gc::GcStore
+    + fsck::FsckStore
+    + notifications::NotificationStore
+{
+}
 
-impl<T: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore> Store for T {}
+impl<
+        T: MetadataStore
+            + accounts::AccountStore
+            + gc::GcStore
+            + fsck::FsckStore
+            + notifications::NotificationStore,
+    > Store for T
+{
+}
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +94,7 @@ fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     }
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -11,6 +11,7 @@ mod kinds;
 mod layout;
 mod manifest;
 mod namespace;
+mod notifications;
 mod outline;
 mod redirect;
 mod render_gate;

@@ -364,6 +364,7 @@ async fn settings_tab(
 ) -> Result<Response, PageError> {
     let permissions = state.auth.accounts().list_permissions(&access.repo).await?;
     let base = access.url();
+    let notifications = super::notifications::section(state, viewer, &access.repo, &base).await?;
     let role_select = |current: Option<Role>| {
         html! {
             select name="role" aria-label="Role" {
@@ -441,6 +442,7 @@ async fn settings_tab(
                 button.primary type="submit" { "Grant" }
             }
         }
+        (notifications)
         section.panel {
             h2 { "Delete repository" }
             p { "Deletes every tag and manifest of " code { (access.repo.as_str()) } ". This cannot be undone." }
@@ -564,6 +566,13 @@ pub async fn act(
                     "/repository/".to_string(),
                 )
             }
+        }
+        action @ ("add-notification" | "test-notification" | "delete-notification") => {
+            if !access.admin {
+                return Err(PageError::Forbidden);
+            }
+            let flash = super::notifications::act(&state, &access.repo, action, &form).await?;
+            (flash, settings)
         }
         other => return Err(PageError::BadRequest(format!("unknown action {other:?}"))),
     };

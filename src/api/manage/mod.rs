@@ -7,6 +7,7 @@
 //! Registry (JWT) tokens are for /v2 only.
 
 mod apptoken;
+mod notification;
 mod organization;
 mod repository;
 mod user;

@@ -130,6 +130,9 @@ enum Target {
     RestoreTag(RepoName, String),
     Permissions(RepoName, &'static str),
     Permission(RepoName, &'static str, String),
+    Notifications(RepoName),
+    Notification(RepoName, String),
+    TestNotification(RepoName, String),
 }
 
 /// Parses the path after `/api/v1/repository/`, reading resource words from the end since
@@ -141,6 +144,21 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     let name = |k: usize| parse_repo(&segs[..k].join("/"));
     if n >= 3 && segs[n - 1] == "changevisibility" {
         return Ok(Target::ChangeVisibility(name(n - 1)?));
+    }
+    if n >= 3 && segs[n - 1] == "notification" && trailing_slash {
+        return Ok(Target::Notifications(name(n - 1)?));
+    }
+    // A notification's segment must be a UUID, so a repository with a `notification`
+    // component in its name stays reachable.
+    let is_uuid = |s: &str| uuid::Uuid::parse_str(s).is_ok();
+    if n >= 5 && segs[n - 3] == "notification" && segs[n - 1] == "test" && is_uuid(segs[n - 2]) {
+        return Ok(Target::TestNotification(
+            name(n - 3)?,
+            segs[n - 2].to_string(),
+        ));
+    }
+    if n >= 4 && segs[n - 2] == "notification" && is_uuid(segs[n - 1]) {
+        return Ok(Target::Notification(name(n - 2)?, segs[n - 1].to_string()));
     }
     if n >= 3 && segs[n - 1] == "tag" && trailing_slash {
         return Ok(Target::Tags(name(n - 1)?));
@@ -233,6 +251,12 @@ pub async fn dispatch(
             ctx.grant(&r, kind, &who, json_body()?).await
         }
         (Target::Permission(r, kind, who), Method::DELETE) => ctx.revoke(&r, kind, &who).await,
+        (Target::Notifications(r), Method::GET) => ctx.list_notifications(&r).await,
+        (Target::Notifications(r), Method::POST) => ctx.create_notification(&r, json_body()?).await,
+        (Target::Notification(r, id), Method::GET) => ctx.get_notification(&r, &id).await,
+        (Target::Notification(r, id), Method::DELETE) => ctx.delete_notification(&r, &id).await,
+        (Target::Notification(r, id), Method::POST) => ctx.reset_notification(&r, &id).await,
+        (Target::TestNotification(r, id), Method::POST) => ctx.test_notification(&r, &id).await,
         (_, m) => Err(ManageError::BadRequest(format!(
             "method {m} is not allowed here"
         ))),
@@ -254,9 +278,9 @@ fn tag_and_digest(tag: &str, body: &Value) -> Result<(Tag, Digest), ManageError>
     Ok((tag, digest))
 }
 
-struct Ctx<'a> {
-    state: &'a AppState,
-    caller: &'a ApiCaller,
+pub(super) struct Ctx<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) caller: &'a ApiCaller,
 }
 
 impl Ctx<'_> {
@@ -293,7 +317,7 @@ impl Ctx<'_> {
         }
     }
 
-    async fn require_admin(&self, repo: &RepoName) -> Result<(), ManageError> {
+    pub(super) async fn require_admin(&self, repo: &RepoName) -> Result<(), ManageError> {
         self.readable(repo).await?;
         let who = self.caller.required()?;
         if self.state.auth.is_repo_admin(who, repo).await? {
@@ -651,6 +675,23 @@ mod tests {
         assert_eq!(
             parse_target("userorg/app/permissions/user/userorg+ci").unwrap(),
             Target::Permission(r("userorg/app"), "user", "userorg+ci".into())
+        );
+        let id = "0f8e4c2a-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(
+            parse_target("userorg/app/notification/").unwrap(),
+            Target::Notifications(r("userorg/app"))
+        );
+        assert_eq!(
+            parse_target(&format!("userorg/app/notification/{id}")).unwrap(),
+            Target::Notification(r("userorg/app"), id.into())
+        );
+        assert_eq!(
+            parse_target(&format!("userorg/app/notification/{id}/test")).unwrap(),
+            Target::TestNotification(r("userorg/app"), id.into())
+        );
+        assert_eq!(
+            parse_target("userorg/notification/app").unwrap(),
+            Target::Repository(r("userorg/notification/app"))
         );
         assert!(parse_target("../etc").is_err());
     }

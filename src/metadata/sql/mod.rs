@@ -31,6 +31,7 @@ use super::{stored, MetadataError, Result};
 mod accounts;
 mod collection;
 mod integrity;
+mod notifications;
 mod registry;
 
 /// Which database a [`SqlStore`] runs on.

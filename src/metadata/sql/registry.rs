@@ -15,6 +15,7 @@ use oci::{Digest, RepoName, Tag};
 use sqlx::any::{AnyExecutor, AnyRow};
 use sqlx::Row;
 
+use super::notifications;
 use super::{
     changed_one, digest_and_size, first, has_nul, json_list, lock_key, ordering_bound, sql,
     LockMode, SqlStore, Tx,
@@ -412,9 +413,12 @@ impl MetadataStore for SqlStore {
         .bind(repo_id)
         .bind(&digest)
         .bind(now)
-        .bind(json_list(tags))
+        .bind(json_list(&tags))
         .execute(&mut *tx)
         .await?;
+            // The `repo_push` deliveries commit with the tags, so none is lost by a crash.
+            let data = notifications::tags_data(tags.iter().copied());
+            notifications::queue_event(&mut tx, repo_id, "repo_push", &data, now).await?;
         }
         Ok(tx.commit().await?)
     }
@@ -490,25 +494,63 @@ impl MetadataStore for SqlStore {
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        // Tags and reference rows go with it through ON DELETE CASCADE.
-        let query = sqlx::query(
-            "DELETE FROM manifests WHERE digest = $2
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let Some(repo_id) =
+            sqlx::query_scalar::<_, i64>("SELECT id FROM repositories WHERE name = $1")
+                .bind(repo.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(false);
+        };
+        // The tags go first, named, for the `tag_deleted` deliveries; the reference rows go
+        // with the manifest through ON DELETE CASCADE.
+        let tags: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2 RETURNING name",
         )
-        .bind(repo.as_str())
-        .bind(digest.to_string());
-        Ok(self.write(query).await? > 0)
+        .bind(repo_id)
+        .bind(digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        if !tags.is_empty() {
+            let mut tags = tags;
+            tags.sort();
+            let data = notifications::tags_data(tags.iter().map(String::as_str));
+            notifications::queue_event(&mut tx, repo_id, "tag_deleted", &data, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
-        let query = sqlx::query(
+        let mut tx = self.begin().await?;
+        let deleted: Option<i64> = sqlx::query_scalar(
             "DELETE FROM tags WHERE name = $2
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)
+             RETURNING repository_id",
         )
         .bind(repo.as_str())
-        .bind(tag.as_str());
-        Ok(self.write(query).await? > 0)
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(repo_id) = deleted else {
+            return Ok(false);
+        };
+        let data = notifications::tags_data([tag.as_str()]);
+        notifications::queue_event(&mut tx, repo_id, "tag_deleted", &data, now_millis()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_tags(
