@@ -665,3 +665,99 @@ async fn two_replicas_deliver_each_event_once() {
     drop((a, b));
     drop_test_database_for(dir.path());
 }
+
+#[tokio::test]
+async fn the_dashboard_adds_tests_and_deletes_notifications() {
+    let server = TestServer::start_with(quick_settings()).await;
+    let (receiver, url) = Receiver::start().await;
+    let repo = "dash/app";
+    push_image(&server.client, &server.base, repo, "v0", b"dash").await;
+    let settings = format!("/repository/{repo}?tab=settings");
+    let action = format!("/repository/{repo}");
+    let mut browser = Browser::signed_in(&server.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let page = browser.get(&settings).await;
+    assert!(page.has("No notifications."), "{}", page.body);
+
+    let page = browser
+        .submit(
+            &settings,
+            &action,
+            &[
+                ("action", "add-notification"),
+                ("event", "repo_push"),
+                ("method", "webhook"),
+                ("url", &url),
+                ("title", "Deploy"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let list = server.api("GET", &notifications_path(repo), None).await;
+    let uuid = list.body["notifications"][0]["uuid"]
+        .as_str()
+        .expect("created")
+        .to_string();
+    let page = browser.get(&settings).await;
+    assert!(
+        page.has("Added the repo_push notification."),
+        "{}",
+        page.body
+    );
+    assert!(page.has(&format!("data-uuid=\"{uuid}\"")));
+    assert!(page.has("never attempted"));
+    // The target shows as its host only.
+    let host = url.trim_start_matches("http://").trim_end_matches("/hook");
+    assert!(page.has(host) && !page.has(&url), "{}", page.body);
+
+    // A form without the CSRF token changes nothing.
+    let r = browser
+        .post(&action, &[("action", "test-notification"), ("uuid", &uuid)])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.has("the form expired"), "{}", r.body);
+
+    let page = browser
+        .submit(
+            &settings,
+            &action,
+            &[("action", "test-notification"), ("uuid", &uuid)],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].body["test"], true);
+    assert_eq!(got.len(), 1, "the refused form queued nothing");
+    wait_for_notification(&server.client, &server.base, repo, &uuid, |n| {
+        n["last_delivery"]["delivered"] == true
+    })
+    .await;
+    let page = browser.get(&settings).await;
+    assert!(page.has("delivered"), "{}", page.body);
+
+    // Refused input is a message, not an error page.
+    let page = browser
+        .submit(
+            &settings,
+            &action,
+            &[
+                ("action", "add-notification"),
+                ("event", "repo_push"),
+                ("method", "webhook"),
+                ("url", "ftp://x/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    assert!(browser.get(&settings).await.has("http or https"));
+
+    let page = browser
+        .submit(
+            &settings,
+            &action,
+            &[("action", "delete-notification"), ("uuid", &uuid)],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    let page = browser.get(&settings).await;
+    assert!(page.has("Deleted the notification.") && page.has("No notifications."));
+}
