@@ -83,6 +83,12 @@ pub struct Settings {
     /// Sparse manifests (`FEATURE_SPARSE_INDEX`, `SPARSE_INDEX_REQUIRED_ARCHS`,
     /// `FEATURE_SPARSE_MANIFESTS`): which references a manifest push may leave absent.
     pub sparse: SparseSettings,
+    /// `PROMETHEUS_LISTEN`: an address (`127.0.0.1:9091`) where berth also serves `/metrics`,
+    /// without authentication (`--metrics-listen` wins over it). Read at start only.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `METRICS_ALLOW_ANONYMOUS`: `/metrics` on the main listener answers anyone, not only
+    /// superusers. Off by default.
+    pub metrics_allow_anonymous: bool,
 }
 
 impl Default for Settings {
@@ -106,6 +112,8 @@ impl Default for Settings {
             connections: ConnectionSettings::default(),
             trusted_proxies: TrustedProxies::default(),
             sparse: SparseSettings::default(),
+            metrics_listen: None,
+            metrics_allow_anonymous: false,
         }
     }
 }
@@ -267,6 +275,8 @@ const KNOWN_KEYS: &[&str] = &[
     "APP_SPECIFIC_TOKEN_EXPIRATION",
     "EXPIRED_APP_SPECIFIC_TOKEN_GC",
     "LOG_FORMAT",
+    "PROMETHEUS_LISTEN",
+    "METRICS_ALLOW_ANONYMOUS",
 ];
 
 /// Parses config text.
@@ -391,6 +401,15 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             })?;
     }
     settings.sparse = sparse_settings(&map)?;
+    if let Some(text) = string(&map, "PROMETHEUS_LISTEN")? {
+        settings.metrics_listen = Some(text.parse().map_err(|_| ConfigError::WrongType {
+            key: "PROMETHEUS_LISTEN".into(),
+            expected: "an address and port such as 127.0.0.1:9091",
+        })?);
+    }
+    if let Some(b) = boolean(&map, "METRICS_ALLOW_ANONYMOUS")? {
+        settings.metrics_allow_anonymous = b;
+    }
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
