@@ -724,6 +724,24 @@ MANIFEST_MAX_BYTES: 0x800000
     }
 
     #[test]
+    fn metrics_keys() {
+        let d = Settings::default();
+        assert_eq!((d.metrics_listen, d.metrics_allow_anonymous), (None, false));
+        let l =
+            parse("PROMETHEUS_LISTEN: 127.0.0.1:9091\nMETRICS_ALLOW_ANONYMOUS: true\n").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(
+            l.settings.metrics_listen,
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        assert!(l.settings.metrics_allow_anonymous);
+        for bad in ["PROMETHEUS_LISTEN: 9091", "PROMETHEUS_LISTEN: somewhere:x"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("PROMETHEUS_LISTEN"), "{e}");
+        }
+    }
+
+    #[test]
     fn dashboard_render_limit() {
         assert_eq!(Settings::default().dashboard_max_concurrent_renders, 8);
         let l = parse("DASHBOARD_MAX_CONCURRENT_RENDERS: 2\n").unwrap();
