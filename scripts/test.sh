@@ -50,6 +50,7 @@ install_prerequisites() {
   local pkgs=()
   command -v docker-registry >/dev/null || pkgs+=(docker-registry)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+  command -v promtool >/dev/null && command -v prometheus >/dev/null || pkgs+=(prometheus)
   if [ ${#pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null \
       || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
@@ -97,7 +98,9 @@ wait_for_garage() {
   fi
   garage_installed=yes
 }
-cargo nextest run --locked --workspace --all-targets --profile ci
+# The metrics tests run promtool and a Prometheus server (the `prometheus` package).
+wait_for_prerequisites
+BERTH_REQUIRE_PROMETHEUS=1 cargo nextest run --locked --workspace --all-targets --profile ci
 
 step "reliability on SQLite + files: crash cycles and a soak (short modes of berth-torture)"
 # The long runs (200 cycles, 10 minutes) are in the README's reliability section.
@@ -138,7 +141,7 @@ bash scripts/garage.sh start >/dev/null
 set -a; . "$BERTH_GARAGE_STATE/env"; set +a
 # --workspace as in the build above: without it cargo resolves features for this package
 # alone and rebuilds every test binary (six minutes here).
-BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --workspace --tests --profile ci -E 'package(berth)'
+BERTH_REQUIRE_PROMETHEUS=1 BERTH_TEST_DB_URI=$PG_URI cargo nextest run --locked --workspace --tests --profile ci -E 'package(berth)'
 step "reliability on PostgreSQL + Garage: crash cycles"
 TORTURE_DIR=$(mktemp -d /tmp/berth-torture.XXXXXX)
 psql "$PG_URI" -qc "CREATE DATABASE torture"

@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(crate::health::instance))
         .route("/health/instance", get(crate::health::instance))
         .route("/health/endtoend", get(crate::health::endtoend))
+        .route("/metrics", get(crate::metrics::on_main_listener))
         .route("/v2/auth", any(api::token::token))
         .route("/v2", any(api::v2::dispatch))
         .route("/v2/", any(api::v2::dispatch))

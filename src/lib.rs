@@ -13,6 +13,7 @@ pub mod fsck;
 pub mod gc;
 pub mod health;
 pub mod metadata;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod registry;
@@ -284,6 +285,18 @@ impl Drop for DeliveryWorker {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Serves `/metrics` without authentication on `listener` (the dedicated metrics listener,
+/// `--metrics-listen` or `PROMETHEUS_LISTEN`) until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves, then lets in-flight

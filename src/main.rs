@@ -130,6 +130,11 @@ struct ServeArgs {
     /// berth exits anyway (new connections are refused at once).
     #[arg(long, default_value_t = berth::SHUTDOWN_GRACE.as_secs(), value_name = "SECONDS")]
     shutdown_timeout: u64,
+    /// Also serve Prometheus metrics at http://ADDR/metrics, without authentication: bind it
+    /// where only your monitoring can reach it (overrides the config key PROMETHEUS_LISTEN).
+    /// /metrics on the main address answers superusers only, unless METRICS_ALLOW_ANONYMOUS.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -314,6 +319,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("serving plain HTTP on {addr}: passwords and tokens cross the network in clear; use --tls-cert/--tls-key");
+    }
+    if let Some(metrics_addr) = args.metrics_listen.or(state.settings().metrics_listen) {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {metrics_addr}"))?;
+        let bound = metrics_listener.local_addr()?;
+        tracing::info!("metrics on http://{bound}/metrics");
+        let served = state.clone();
+        // It ends with the process: scrapes are short, and a scrape during the shutdown
+        // grace still tells the truth.
+        tokio::spawn(async move {
+            let forever = std::future::pending::<()>();
+            if let Err(e) = berth::serve_metrics(metrics_listener, served, forever).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(data_dir = %args.data_dir.display(), %database, "berth ready on {scheme}://{addr}");

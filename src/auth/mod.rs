@@ -28,6 +28,7 @@ use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, Reader, RepositoryInfo, RepositoryQuery, Role,
 };
 use crate::metadata::MetadataError;
+use crate::metrics::{metrics, AuthFailure};
 use limiter::LoginLimiter;
 use scope::{AccessEntry, Actions, Scope};
 use secret::secrets_equal;
@@ -131,6 +132,19 @@ pub enum AuthError {
     Malformed,
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+}
+
+/// Counts a refused login or credential in the metrics, by reason.
+fn count_failure(e: &AuthError) {
+    let reason = match e {
+        AuthError::BadCredentials => AuthFailure::BadCredentials,
+        AuthError::TooManyAttempts => AuthFailure::TooManyAttempts,
+        AuthError::BadToken(_) => AuthFailure::BadToken,
+        AuthError::Malformed => AuthFailure::Malformed,
+        // The database failed, not the caller.
+        AuthError::Metadata(_) => return,
+    };
+    metrics().auth_failure(reason);
 }
 
 /// Why an authenticated or anonymous caller may not do what it asked.
@@ -294,6 +308,19 @@ impl Auth {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<Identity, AuthError> {
+        let result = self.check_login(username, password, client).await;
+        if let Err(e) = &result {
+            count_failure(e);
+        }
+        result
+    }
+
+    async fn check_login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Identity, AuthError> {
         let plausible = username.len() <= 256 && password.len() <= 1024;
         let account = if plausible {
             let generation = self.accounts.access_generation().await?;
@@ -436,6 +463,20 @@ impl Auth {
         let Some(value) = authorization else {
             return Ok(Credential::Anonymous);
         };
+        let result = self.resolve(value, client, service).await;
+        // A Basic login counted its own failure.
+        if let Err(e @ (AuthError::BadToken(_) | AuthError::Malformed)) = &result {
+            count_failure(e);
+        }
+        result
+    }
+
+    async fn resolve(
+        &self,
+        value: &str,
+        client: Option<IpAddr>,
+        service: &str,
+    ) -> Result<Credential, AuthError> {
         match parse_authorization(value).ok_or(AuthError::Malformed)? {
             Authorization::Basic { user, password } => Ok(Credential::Account(
                 self.login(&user, &password, client).await?,
@@ -745,6 +786,7 @@ impl Auth {
         let lifetime = self.settings().token_lifetime_secs;
         let subject = identity.map(|i| (i.name.as_str(), i.credential_mark.as_str()));
         let (token, issued_at) = self.keys.issue(subject, service, access, lifetime);
+        metrics().token_issued();
         Ok(IssuedToken {
             token,
             expires_in: lifetime,

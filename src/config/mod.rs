@@ -86,6 +86,12 @@ pub struct Settings {
     pub sparse: SparseSettings,
     /// Repository notifications (`WEBHOOK_ALLOW_PRIVATE_TARGETS`, `NOTIFICATION_*`).
     pub notifications: crate::notify::NotificationSettings,
+    /// `PROMETHEUS_LISTEN`: an address (`127.0.0.1:9091`) where berth also serves `/metrics`,
+    /// without authentication (`--metrics-listen` wins over it). Read at start only.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `METRICS_ALLOW_ANONYMOUS`: `/metrics` on the main listener answers anyone, not only
+    /// superusers. Off by default.
+    pub metrics_allow_anonymous: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +116,8 @@ impl Default for Settings {
             trusted_proxies: TrustedProxies::default(),
             sparse: SparseSettings::default(),
             notifications: Default::default(),
+            metrics_listen: None,
+            metrics_allow_anonymous: false,
         }
     }
 }
@@ -271,6 +279,8 @@ const KNOWN_KEYS: &[&str] = &[
     "APP_SPECIFIC_TOKEN_EXPIRATION",
     "EXPIRED_APP_SPECIFIC_TOKEN_GC",
     "LOG_FORMAT",
+    "PROMETHEUS_LISTEN",
+    "METRICS_ALLOW_ANONYMOUS",
 ];
 
 /// Parses config text.
@@ -396,6 +406,15 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     settings.sparse = sparse_settings(&map)?;
     settings.notifications = notifications::parse(&map)?;
+    if let Some(text) = string(&map, "PROMETHEUS_LISTEN")? {
+        settings.metrics_listen = Some(text.parse().map_err(|_| ConfigError::WrongType {
+            key: "PROMETHEUS_LISTEN".into(),
+            expected: "an address and port such as 127.0.0.1:9091",
+        })?);
+    }
+    if let Some(b) = boolean(&map, "METRICS_ALLOW_ANONYMOUS")? {
+        settings.metrics_allow_anonymous = b;
+    }
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -707,6 +726,24 @@ MANIFEST_MAX_BYTES: 0x800000
         // YAML 1.1 spellings that YAML 1.2 reads as strings stay type errors naming the key.
         let e = parse("FEATURE_USER_CREATION: yes").unwrap_err().to_string();
         assert!(e.contains("FEATURE_USER_CREATION"), "{e}");
+    }
+
+    #[test]
+    fn metrics_keys() {
+        let d = Settings::default();
+        assert_eq!((d.metrics_listen, d.metrics_allow_anonymous), (None, false));
+        let l =
+            parse("PROMETHEUS_LISTEN: 127.0.0.1:9091\nMETRICS_ALLOW_ANONYMOUS: true\n").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(
+            l.settings.metrics_listen,
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        assert!(l.settings.metrics_allow_anonymous);
+        for bad in ["PROMETHEUS_LISTEN: 9091", "PROMETHEUS_LISTEN: somewhere:x"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("PROMETHEUS_LISTEN"), "{e}");
+        }
     }
 
     #[test]

@@ -46,9 +46,11 @@ pub fn watch(path: PathBuf, current: Option<String>, apply: impl Fn(Loaded) + Se
                         tracing::warn!("{warning}");
                     }
                     tracing::info!(path = %path.display(), "config reloaded");
+                    crate::metrics::metrics().config_reload(true);
                     apply(loaded);
                 }
                 Err(e) => {
+                    crate::metrics::metrics().config_reload(false);
                     tracing::error!(path = %path.display(), error = %e, "config rejected; keeping the config in force");
                 }
             }

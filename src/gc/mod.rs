@@ -102,6 +102,23 @@ impl Report {
             .sum()
     }
 
+    /// What was deleted, by kind, for the metrics.
+    pub fn deletions(&self) -> crate::metrics::GcDeletions {
+        let mut d = crate::metrics::GcDeletions {
+            bytes_freed: self.bytes_freed(),
+            ..Default::default()
+        };
+        for c in &self.collected {
+            match c {
+                Collected::Manifest { .. } => d.manifests += 1,
+                Collected::Blob { .. } => d.blobs += 1,
+                Collected::OrphanBytes { .. } => d.orphan_bytes += 1,
+                Collected::Upload { .. } => d.uploads += 1,
+            }
+        }
+        d
+    }
+
     /// A one-line summary.
     pub fn summary(&self) -> String {
         if self.busy {
@@ -157,6 +174,26 @@ impl Collector {
 
     /// Runs one collection. `progress` hears of each phase and of each thing collected.
     pub async fn run(
+        &self,
+        settings: &GcSettings,
+        dry_run: bool,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Report, GcError> {
+        let started = std::time::Instant::now();
+        let result = self.run_once(settings, dry_run, progress).await;
+        // A dry run deletes nothing: only real runs are counted.
+        if !dry_run {
+            let outcome = match &result {
+                Ok(report) if report.busy => None,
+                Ok(report) => Some(Ok(report.deletions())),
+                Err(_) => Some(Err(())),
+            };
+            crate::metrics::metrics().gc_run(outcome, started.elapsed());
+        }
+        result
+    }
+
+    async fn run_once(
         &self,
         settings: &GcSettings,
         dry_run: bool,

@@ -270,6 +270,14 @@ pub struct TagHistoryEntry {
     pub ended_at: i64,
 }
 
+/// Registry-wide totals, as [`MetadataStore::totals`] reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub uploads: u64,
+}
+
 /// How a manifest is looked up.
 #[derive(Debug, Clone)]
 pub enum ManifestKey<'a> {
@@ -283,6 +291,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Writes a row of its own (named `probe`, unique to the caller), reads it back and
     /// deletes it: whether the database answers a real write and read (`/health/endtoend`).
     async fn probe(&self, probe: &str) -> Result<()>;
+
+    /// The registry's totals now: blobs stored, their bytes, open upload sessions. Counts the
+    /// whole database (what every replica shares), for the metrics a scrape reads.
+    async fn totals(&self) -> Result<Totals>;
 
     // ---- repositories ----
 

@@ -24,6 +24,7 @@ use crate::metadata::notifications::{
     AfterAttempt, AttemptOutcome, ClaimedDelivery, NewNotification, NotificationStore, EVENTS,
 };
 use crate::metadata::{now_millis, Result as MetadataResult};
+use crate::metrics::WebhookOutcome;
 use payload::EventContext;
 
 /// The methods a notification may use.
@@ -310,6 +311,11 @@ impl Notifier {
                 None => AfterAttempt::GiveUp,
             }
         };
+        crate::metrics::metrics().webhook_delivery(match after {
+            AfterAttempt::Delivered => WebhookOutcome::Success,
+            AfterAttempt::RetryAt(_) => WebhookOutcome::Retry,
+            AfterAttempt::GiveUp => WebhookOutcome::Failure,
+        });
         match &after {
             AfterAttempt::Delivered => tracing::info!(
                 notification = %note.uuid, repository = %note.repository, event = %note.event,

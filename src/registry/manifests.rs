@@ -5,6 +5,7 @@ use oci::{Algorithm, Digest, ManifestError, ParsedManifest, Reference, RepoName,
 
 use super::{facts, Registry, RegistryError, Uploader};
 use crate::metadata::{ManifestKey, MetadataError, NewManifest, StoredManifest};
+use crate::metrics::metrics;
 use crate::storage::ByteStream;
 
 /// The outcome of a manifest push.
@@ -38,9 +39,10 @@ impl Registry {
             return Err(RegistryError::ManifestTooLarge { limit });
         }
         let parsed = oci::manifest::parse(&bytes, content_type)?;
-        self.policy()
-            .check(&parsed)
-            .map_err(|v| RegistryError::PolicyDenied(Box::new(v)))?;
+        self.policy().check(&parsed).map_err(|v| {
+            metrics().policy_refusal(&v.refused);
+            RegistryError::PolicyDenied(Box::new(v))
+        })?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = expected.algorithm().digest_of(&bytes);
@@ -69,6 +71,7 @@ impl Registry {
             _ => None,
         };
         let facts = facts::facts(&parsed, bytes.len(), &tags, chart.as_ref());
+        let kind = facts.kind;
         let record = NewManifest {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
@@ -93,6 +96,7 @@ impl Registry {
             }
             other => other?,
         }
+        metrics().manifest_pushed(kind);
         Ok(PushedManifest {
             digest,
             subject,

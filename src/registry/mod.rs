@@ -121,6 +121,11 @@ impl Registry {
         self.meta.probe(probe).await
     }
 
+    /// The registry-wide totals (blobs, their bytes, open upload sessions) for the metrics.
+    pub async fn totals(&self) -> Result<crate::metadata::Totals, MetadataError> {
+        self.meta.totals().await
+    }
+
     /// A real write and read of the blob store, by a probe named `probe`.
     pub async fn probe_storage(&self, probe: &str) -> Result<(), StorageError> {
         self.blobs.probe(probe).await

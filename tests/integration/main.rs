@@ -28,6 +28,7 @@ mod login_throttle;
 mod manage_api;
 mod manifests;
 mod memory;
+mod metrics;
 mod notifications;
 mod oci_client;
 mod policy;

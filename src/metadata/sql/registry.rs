@@ -24,7 +24,7 @@ use crate::metadata::sqlite::cache;
 use crate::metadata::{
     backend, gc, now_millis, stored, Describer, ManifestKey, ManifestSummary, MetadataError,
     MetadataStore, NewManifest, QuotaExceeded, Referrer, Result, StoredManifest, TagDetail,
-    TagHistoryEntry, TagQuery, UploadQuota, UploadRecord,
+    TagHistoryEntry, TagQuery, Totals, UploadQuota, UploadRecord,
 };
 use crate::storage::UploadId;
 
@@ -113,6 +113,27 @@ impl MetadataStore for SqlStore {
                 "the probe's row did not read back".into(),
             )),
         }
+    }
+
+    async fn totals(&self) -> Result<Totals> {
+        // Three aggregates in one statement, so they are of one snapshot. The sum is cast
+        // because PostgreSQL sums BIGINTs as NUMERIC.
+        let query = sqlx::query(
+            "SELECT (SELECT count(*) FROM blobs),
+                    (SELECT CAST(coalesce(sum(size), 0) AS BIGINT) FROM blobs),
+                    (SELECT count(*) FROM uploads)",
+        );
+        let row = self
+            .read_one(query, |r| {
+                let n = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or(0);
+                Ok(Totals {
+                    blobs: n(0),
+                    blob_bytes: n(1),
+                    uploads: n(2),
+                })
+            })
+            .await?;
+        Ok(row.unwrap_or_default())
     }
 
     async fn ensure_repository(&self, repo: &RepoName) -> Result<()> {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use oci::Tag;
 
 use crate::metadata::StoredManifest;
+use crate::metrics::{metrics, CacheLookup};
 
 /// Long enough that hot entries are rarely reloaded (a reload of a 10,000-tag list by every
 /// waiting request at once showed in the p99), short enough to bound what a writer that is
@@ -226,12 +227,16 @@ impl ContentCache {
     }
 
     pub fn manifest(&self, repo: &str, lookup: &Lookup<'_>) -> Option<Arc<StoredManifest>> {
-        let entries = self.lock();
-        let repository = entries.repositories.get(repo)?;
-        match lookup {
-            Lookup::Tag(t) => repository.by_tag.get(*t)?.fresh(),
-            Lookup::Digest(d) => repository.by_digest.get(*d)?.fresh(),
-        }
+        let found = (|| {
+            let entries = self.lock();
+            let repository = entries.repositories.get(repo)?;
+            match lookup {
+                Lookup::Tag(t) => repository.by_tag.get(*t)?.fresh(),
+                Lookup::Digest(d) => repository.by_digest.get(*d)?.fresh(),
+            }
+        })();
+        metrics().cache_lookup(CacheLookup::Manifest, found.is_some());
+        found
     }
 
     pub fn store_manifest(
@@ -254,11 +259,14 @@ impl ContentCache {
     /// Whether `repo` is known to exist (absence is never cached: creating a repository
     /// needs no invalidation).
     pub fn exists(&self, repo: &str) -> bool {
-        self.lock()
+        let found = self
+            .lock()
             .repositories
             .get(repo)
             .and_then(|r| r.exists.as_ref()?.fresh())
-            .is_some()
+            .is_some();
+        metrics().cache_lookup(CacheLookup::Repository, found);
+        found
     }
 
     pub fn store_exists(&self, ticket: Ticket, repo: &str) {
@@ -267,7 +275,9 @@ impl ContentCache {
 
     /// The whole sorted tag list of `repo`.
     pub fn tags(&self, repo: &str) -> Option<Arc<Vec<Tag>>> {
-        self.lock().repositories.get(repo)?.tags.as_ref()?.fresh()
+        let found = (|| self.lock().repositories.get(repo)?.tags.as_ref()?.fresh())();
+        metrics().cache_lookup(CacheLookup::Tags, found.is_some());
+        found
     }
 
     pub fn store_tags(&self, ticket: Ticket, repo: &str, tags: Arc<Vec<Tag>>) {
