@@ -413,6 +413,23 @@ async fn failed_deliveries_are_retried_then_given_up() {
     assert_eq!(note["last_delivery"]["status_code"], 500);
     assert_eq!(receiver.received().len(), 3 + 4);
 
+    // Every attempt is counted by its outcome (the server's admin may read /metrics).
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    for (outcome, count) in [("success", 1), ("retry", 5), ("failure", 1)] {
+        let series = format!("berth_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "no `{series}` in\n{metrics}"
+        );
+    }
+
     // Quay's reset.
     let r = server
         .api("POST", &format!("{}{uuid}", notifications_path(repo)), None)
