@@ -19,6 +19,7 @@ pub mod server;
 pub mod storage;
 pub mod tls;
 pub mod ui;
+pub mod usage_log;
 
 use std::future::Future;
 use std::path::Path;
@@ -47,6 +48,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     let blobs = open_blob_store(data_dir, settings).await?;
     let registry = Registry::new(meta.clone(), blobs.clone(), settings);
     let collector = gc::Collector::new(meta.clone(), blobs);
+    let usage = usage_log::UsageLog::start(meta.clone(), &settings.usage_logs);
     registry
         .recover()
         .await
@@ -58,6 +60,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(registry),
         Arc::new(auth),
         Arc::new(collector),
+        Arc::new(usage),
         settings.clone(),
     ))
 }

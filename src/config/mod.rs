@@ -83,6 +83,9 @@ pub struct Settings {
     /// Sparse manifests (`FEATURE_SPARSE_INDEX`, `SPARSE_INDEX_REQUIRED_ARCHS`,
     /// `FEATURE_SPARSE_MANIFESTS`): which references a manifest push may leave absent.
     pub sparse: SparseSettings,
+    /// Usage logs (`ACTION_LOG_AUDIT_PULLS`, `ACTION_LOG_AUDIT_LOGIN_FAILURES`,
+    /// `ACTION_LOG_ROTATION_THRESHOLD`).
+    pub usage_logs: crate::usage_log::UsageLogSettings,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             connections: ConnectionSettings::default(),
             trusted_proxies: TrustedProxies::default(),
             sparse: SparseSettings::default(),
+            usage_logs: crate::usage_log::UsageLogSettings::default(),
         }
     }
 }
@@ -267,6 +271,9 @@ const KNOWN_KEYS: &[&str] = &[
     "APP_SPECIFIC_TOKEN_EXPIRATION",
     "EXPIRED_APP_SPECIFIC_TOKEN_GC",
     "LOG_FORMAT",
+    "ACTION_LOG_AUDIT_PULLS",
+    "ACTION_LOG_AUDIT_LOGIN_FAILURES",
+    "ACTION_LOG_ROTATION_THRESHOLD",
 ];
 
 /// Parses config text.
@@ -391,6 +398,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
             })?;
     }
     settings.sparse = sparse_settings(&map)?;
+    settings.usage_logs = usage_log_settings(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -426,6 +434,26 @@ fn gc_settings(map: &Mapping) -> Result<GcSettings, ConfigError> {
         })?;
     }
     Ok(gc)
+}
+
+fn usage_log_settings(map: &Mapping) -> Result<crate::usage_log::UsageLogSettings, ConfigError> {
+    let mut usage = crate::usage_log::UsageLogSettings::default();
+    if let Some(b) = boolean(map, "ACTION_LOG_AUDIT_PULLS")? {
+        usage.pulls = b;
+    }
+    if let Some(b) = boolean(map, "ACTION_LOG_AUDIT_LOGIN_FAILURES")? {
+        usage.login_failures = b;
+    }
+    if let Some(text) = string(map, "ACTION_LOG_ROTATION_THRESHOLD")? {
+        usage.retention =
+            parse_expiration(&text)
+                .filter(|d| !d.is_zero())
+                .ok_or(ConfigError::WrongType {
+                    key: "ACTION_LOG_ROTATION_THRESHOLD".into(),
+                    expected: "a duration such as 90d, 2w or 12h",
+                })?;
+    }
+    Ok(usage)
 }
 
 fn sparse_settings(map: &Mapping) -> Result<SparseSettings, ConfigError> {

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod usage_log;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -21,11 +22,22 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::storage::{UploadId, UploadProgress};
 
-/// A whole metadata backend: registry metadata, accounts, garbage collection's queries and the
-/// integrity check's.
-pub trait Store: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore {}
+/// A whole metadata backend: registry metadata, accounts, garbage collection's queries, the
+/// integrity check's and the usage logs.
+pub trait Store:
+    MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore + usage_log::UsageLogStore
+{
+}
 
-impl<T: MetadataStore + accounts::AccountStore + gc::GcStore + fsck::FsckStore> Store for T {}
+impl<
+        T: MetadataStore
+            + accounts::AccountStore
+            + gc::GcStore
+            + fsck::FsckStore
+            + usage_log::UsageLogStore,
+    > Store for T
+{
+}
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +90,7 @@ fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     }
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

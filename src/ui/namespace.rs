@@ -239,6 +239,12 @@ pub async fn act(
             {
                 Ok((robot, token)) => {
                     tracing::info!(robot = %robot, by = %who.name, "robot account created");
+                    state.usage.record(
+                        viewer
+                            .event("create_robot")
+                            .namespace(&ns.name)
+                            .detail("robot", robot.as_str()),
+                    );
                     return Ok(robot_created(&viewer, &back, &robot, &token));
                 }
                 Err(RobotError::Metadata(e)) => return Err(e.into()),

@@ -491,7 +491,15 @@ pub async fn act(
                 .delete_manifest(&access.repo, &Reference::Tag(tag.clone()))
                 .await
             {
-                Ok(()) => (Flash::success(format!("Deleted tag {tag}.")), back),
+                Ok(()) => {
+                    state.usage.record(
+                        viewer
+                            .event("delete_tag")
+                            .repository(&access.repo)
+                            .detail("tag", tag.as_str()),
+                    );
+                    (Flash::success(format!("Deleted tag {tag}.")), back)
+                }
                 Err(crate::registry::RegistryError::ManifestUnknown) => {
                     (Flash::error(format!("There is no tag {tag}.")), back)
                 }
@@ -513,6 +521,12 @@ pub async fn act(
             };
             accounts.set_visibility(&access.repo, public).await?;
             let word = if public { "public" } else { "private" };
+            state.usage.record(
+                viewer
+                    .event("change_repo_visibility")
+                    .repository(&access.repo)
+                    .detail("visibility", word),
+            );
             (
                 Flash::success(format!("{} is now {word}.", access.repo)),
                 settings,
@@ -523,8 +537,19 @@ pub async fn act(
                 return Err(PageError::Forbidden);
             }
             let (grantee, label) = grantee(&state, &access.repo, &form).await?;
+            let (detail, who) = match &grantee {
+                Grantee::Account(name) => ("username", name.clone()),
+                Grantee::Team(name) => ("team", name.clone()),
+            };
             if form.get("action") == Some("remove-permission") {
-                accounts.remove_permission(&access.repo, &grantee).await?;
+                if accounts.remove_permission(&access.repo, &grantee).await? {
+                    state.usage.record(
+                        viewer
+                            .event("delete_repo_permission")
+                            .repository(&access.repo)
+                            .detail(detail, who),
+                    );
+                }
                 (
                     Flash::success(format!("Removed the grant of {label}.")),
                     settings,
@@ -533,10 +558,19 @@ pub async fn act(
                 let role = Role::parse(form.required("role")?)
                     .ok_or_else(|| PageError::BadRequest("role is read, write or admin".into()))?;
                 match accounts.set_permission(&access.repo, &grantee, role).await {
-                    Ok(()) => (
-                        Flash::success(format!("{label} now has {} access.", role.as_str())),
-                        settings,
-                    ),
+                    Ok(()) => {
+                        state.usage.record(
+                            viewer
+                                .event("change_repo_permission")
+                                .repository(&access.repo)
+                                .detail(detail, who)
+                                .detail("role", role.as_str()),
+                        );
+                        (
+                            Flash::success(format!("{label} now has {} access.", role.as_str())),
+                            settings,
+                        )
+                    }
                     Err(crate::metadata::MetadataError::NotFound) => {
                         (Flash::error(format!("There is no {label}.")), settings)
                     }
@@ -558,6 +592,9 @@ pub async fn act(
                 )
             } else {
                 accounts.delete_repository(&access.repo).await?;
+                state
+                    .usage
+                    .record(viewer.event("delete_repo").repository(&access.repo));
                 tracing::info!(repository = %access.repo, "repository deleted from the dashboard");
                 (
                     Flash::success(format!("Deleted repository {}.", access.repo)),

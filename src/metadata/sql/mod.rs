@@ -32,6 +32,7 @@ mod accounts;
 mod collection;
 mod integrity;
 mod registry;
+mod usage_log;
 
 /// Which database a [`SqlStore`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
