@@ -299,6 +299,22 @@ async fn write_batches(
     }
 }
 
+/// The opaque `next_page` token for the listing position after the record `(at, id)`.
+pub fn position_token(at: i64, id: i64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}.{id}"))
+}
+
+/// The position a [`position_token`] names; `None` for anything else.
+pub fn read_position(token: &str) -> Option<(i64, i64)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()?;
+    let (at, id) = std::str::from_utf8(&bytes).ok()?.split_once('.')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}
+
 /// Deletes usage logs older than `ACTION_LOG_ROTATION_THRESHOLD` every [`EXPIRE_INTERVAL`],
 /// reading the settings in force before each run.
 pub async fn expire_periodically(state: crate::app::AppState) {

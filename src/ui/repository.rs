@@ -88,6 +88,7 @@ impl RepoAccess {
             nav.tabs {
                 a.active[active == "tags"] href={ (url) "?tab=tags" } { "Tags" }
                 @if self.admin {
+                    a.active[active == "logs"] href={ (url) "?tab=logs" } { "Usage Logs" }
                     a.active[active == "settings"] href={ (url) "?tab=settings" } { "Settings" }
                 }
             }
@@ -137,6 +138,8 @@ pub struct RepoQuery {
     manifests_page: Option<u32>,
     annotations_page: Option<u32>,
     referrers_page: Option<u32>,
+    kind: Option<String>,
+    next_page: Option<String>,
 }
 
 /// `GET /repository/{*path}`.
@@ -165,6 +168,19 @@ pub async fn show(
         Some("settings") if access.admin => settings_tab(&state, &viewer, &access).await,
         Some("settings") if viewer.identity.is_some() => Err(PageError::Forbidden),
         Some("settings") => Err(PageError::SignIn(format!("{}?tab=settings", access.url()))),
+        Some("logs") if access.admin => {
+            let base = format!("{}?tab=logs", access.url());
+            let logs = super::usage::LogsQuery {
+                kind: q.kind.clone(),
+                next_page: q.next_page.clone(),
+            };
+            let scope = crate::metadata::usage_log::LogScope::Repository(access.repo.as_str());
+            let section = super::usage::section(&state, scope, &base, &logs).await?;
+            let body = html! { (access.header("logs")) (section) };
+            Ok(page(&viewer, &format!("{} usage logs", access.repo), body))
+        }
+        Some("logs") if viewer.identity.is_some() => Err(PageError::Forbidden),
+        Some("logs") => Err(PageError::SignIn(format!("{}?tab=logs", access.url()))),
         _ => tags_tab(&state, &viewer, &access, &q).await,
     }
 }

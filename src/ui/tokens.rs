@@ -34,6 +34,7 @@ pub fn tabs(user: &str, active: &str) -> Markup {
     html! {
         nav.tabs {
             a.active[active == "repositories"] href={ "/user/" (user) } { "Repositories" }
+            a.active[active == "logs"] href={ "/user/" (user) "?tab=logs" } { "Usage Logs" }
             a.active[active == "settings"] href=(settings_url(user)) { "Settings" }
         }
     }

@@ -583,3 +583,106 @@ async fn pull_logging_off_records_no_pulls() {
     assert!(has(&logs, "push_repo", "admin"), "{logs:?}");
     assert!(!logs.iter().any(|l| l["kind"] == "pull_repo"), "{logs:?}");
 }
+
+/// The `data-kind`s of the record rows of a Usage Logs tab.
+fn page_kinds(body: &str) -> Vec<String> {
+    body.split("<tr class=\"usage-record\" data-kind=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_usage_logs_to_those_the_api_shows_them_to() {
+    let s = TestServer::start().await;
+    s.create_org("acme").await;
+    let _dev = s.create_user("dev").await;
+    s.create_repo("acme/app", false).await;
+    s.grant("acme/app", "dev", "write").await;
+    push_image(&s.client, &s.base, "acme/app", "v1", b"one").await;
+    push_image(&s.client, &s.base, "acme/app", "v2", b"two").await;
+    let mut admin = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    // A dashboard action is recorded too.
+    let p = admin
+        .submit(
+            "/repository/acme/app?tab=tags",
+            "/repository/acme/app",
+            &[("action", "delete-tag"), ("tag", "v2")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    // A failed sign-in as dev, in dev's own logs.
+    let mut stranger = Browser::new(&s.base);
+    let p = stranger.sign_in("dev", "wrong").await;
+    assert_eq!(p.status, 401);
+    s.state().usage.flush().await;
+
+    let p = admin.get("/repository/acme/app?tab=logs").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let kinds = page_kinds(&p.body);
+    assert_eq!(kinds[0], "delete_tag", "newest first: {kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "push_repo").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(
+        p.has("<svg") && p.has("class=\"usage-bar\""),
+        "a per-day chart"
+    );
+    assert!(p.has("<th scope=\"col\">Kind</th>") && p.has("<label for=\"usage-kind\">"));
+    assert!(
+        !p.has("style=") && !p.has("<script>"),
+        "strict CSP: no inline style or script"
+    );
+    assert!(p.has(">Usage Logs</a>"));
+    let p = admin
+        .get("/repository/acme/app?tab=logs&kind=push_repo")
+        .await;
+    assert_eq!(page_kinds(&p.body), ["push_repo", "push_repo"]);
+    let p = admin
+        .get("/repository/acme/app?tab=logs&next_page=garbage")
+        .await;
+    assert_eq!(p.status, 400);
+    let p = admin.get("/organization/acme?tab=logs").await;
+    assert_eq!(p.status, 200);
+    assert!(page_kinds(&p.body).contains(&"create_repo".to_string()));
+
+    // Paging: an "Older records" link while more remain, each record once.
+    let repo: oci::RepoName = "acme/app".parse().unwrap();
+    for i in 0..70 {
+        s.state().usage.record(
+            Event::new("pull_repo", Performer::Anonymous, None)
+                .repository(&repo)
+                .detail("n", i),
+        );
+    }
+    s.state().usage.flush().await;
+    let first = admin
+        .get("/repository/acme/app?tab=logs&kind=pull_repo")
+        .await;
+    assert_eq!(page_kinds(&first.body).len(), 50);
+    let at = first
+        .body
+        .find("class=\"older\" href=\"")
+        .expect("an older-records link")
+        + 20;
+    let link = first.body[at..at + first.body[at..].find('"').unwrap()].replace("&amp;", "&");
+    let second = admin.get(&link).await;
+    assert_eq!(second.status, 200, "{link}");
+    assert_eq!(page_kinds(&second.body).len(), 20);
+    assert!(!second.has("class=\"older\""));
+
+    // Who may see which tab.
+    let mut dev = Browser::signed_in(&s.base, "dev", &password_of("dev")).await;
+    assert_eq!(dev.get("/repository/acme/app?tab=logs").await.status, 403);
+    assert_eq!(dev.get("/organization/acme?tab=logs").await.status, 403);
+    assert_eq!(dev.get("/user/admin?tab=logs").await.status, 403);
+    let own = dev.get("/user/dev?tab=logs").await;
+    assert_eq!(own.status, 200);
+    assert_eq!(page_kinds(&own.body), ["login_failure"]);
+    let anonymous = Browser::new(&s.base)
+        .get("/organization/acme?tab=logs")
+        .await;
+    assert_eq!(anonymous.status, 303, "sign in first");
+}

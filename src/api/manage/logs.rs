@@ -12,7 +12,6 @@
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::{ApiCaller, ApiPath, ManageError};
@@ -124,22 +123,9 @@ fn window(params: &LogParams) -> Result<(i64, i64), ManageError> {
     Ok((start, end))
 }
 
-/// The `next_page` token for the position after `(at, id)`.
-fn page_token(at: i64, id: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}.{id}"))
-}
-
 fn read_page_token(token: &str) -> Result<(i64, i64), ManageError> {
-    let bad = || ManageError::BadRequest("invalid next_page token".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim())
-        .map_err(|_| bad())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once('.').ok_or_else(bad)?;
-    Ok((
-        at.parse().map_err(|_| bad())?,
-        id.parse().map_err(|_| bad())?,
-    ))
+    crate::usage_log::read_position(token)
+        .ok_or_else(|| ManageError::BadRequest("invalid next_page token".into()))
 }
 
 /// A kind or performer filter: at most 256 bytes, no NUL (which PostgreSQL refuses).
@@ -224,7 +210,7 @@ async fn logs(
     });
     if more {
         if let Some((id, last)) = rows.last() {
-            body["next_page"] = json!(page_token(last.at, *id));
+            body["next_page"] = json!(crate::usage_log::position_token(last.at, *id));
         }
     }
     Ok(Json(body).into_response())
@@ -385,10 +371,15 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_refuse_garbage() {
         assert_eq!(
-            read_page_token(&page_token(1_700_000_000_123, 42)).unwrap(),
+            read_page_token(&crate::usage_log::position_token(1_700_000_000_123, 42)).unwrap(),
             (1_700_000_000_123, 42)
         );
-        for bad in ["", "!!", "bm9wZQ", &page_token(1, 2)[..3]] {
+        for bad in [
+            "",
+            "!!",
+            "bm9wZQ",
+            &crate::usage_log::position_token(1, 2)[..3],
+        ] {
             assert!(read_page_token(bad).is_err(), "{bad}");
         }
     }
