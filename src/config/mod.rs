@@ -568,6 +568,29 @@ mod tests {
     }
 
     #[test]
+    fn usage_log_keys() {
+        let s = parse("").unwrap().settings.usage_logs;
+        assert!(s.pulls && s.login_failures);
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
+        let l = parse(
+            "ACTION_LOG_AUDIT_PULLS: false\nACTION_LOG_AUDIT_LOGIN_FAILURES: false\nACTION_LOG_ROTATION_THRESHOLD: 2w\n",
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let s = l.settings.usage_logs;
+        assert!(!s.pulls && !s.login_failures);
+        assert_eq!(s.retention, Duration::from_secs(14 * 86_400));
+        for bad in [
+            "ACTION_LOG_ROTATION_THRESHOLD: soon",
+            "ACTION_LOG_ROTATION_THRESHOLD: 0s",
+            "ACTION_LOG_AUDIT_PULLS: maybe",
+        ] {
+            let e = parse(bad).err().expect(bad).to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{e}");
+        }
+    }
+
+    #[test]
     fn gc_keys() {
         let l = parse(
             "FEATURE_GARBAGE_COLLECTION: false\nGC_INTERVAL_SECONDS: 60\nGC_GRACE_SECONDS: 0\nGC_UPLOAD_MAX_AGE_SECONDS: 600\nDEFAULT_TAG_EXPIRATION: 3d\n",
