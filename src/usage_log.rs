@@ -3,7 +3,8 @@
 //!
 //! Recording never waits for the database: [`UsageLog::record`] puts the record on a bounded
 //! in-memory queue, and one background writer stores what the queue holds in batches (one
-//! multi-row insert per batch, at least once a [`FLUSH_INTERVAL`] or every [`BATCH`] records).
+//! transaction of multi-row inserts per batch, at least once a [`FLUSH_INTERVAL`] or every
+//! [`BATCH`] records).
 //! When the queue is full the record is dropped and counted, never blocking the request; a
 //! graceful shutdown stores what is queued ([`UsageLog::flush`]). Records live in the metadata
 //! database, so they survive restarts and every replica reads all of them.
@@ -258,7 +259,7 @@ impl UsageLog {
 }
 
 /// The writer: gathers records for up to [`FLUSH_INTERVAL`] after the first one (or until
-/// [`BATCH`] are in hand or a flush is asked) and stores them in one statement.
+/// [`BATCH`] are in hand or a flush is asked) and stores them in one transaction.
 async fn write_batches(
     store: Arc<dyn UsageLogStore>,
     mut receiver: mpsc::Receiver<Message>,

@@ -69,7 +69,7 @@ pub struct KindCount {
 /// The usage logs' storage.
 #[async_trait]
 pub trait UsageLogStore: Send + Sync + 'static {
-    /// Stores `records` in one statement (all or none).
+    /// Stores `records` in one transaction (all or none).
     async fn insert_usage_logs(&self, records: &[UsageLogRecord]) -> Result<()>;
 
     /// One page of records (see [`LogQuery`]), each with its id, newest first.

@@ -14,6 +14,47 @@ const COLUMNS: &str = "kind, at, performer, namespace, repository, ip, metadata"
 /// Records deleted per statement by retention.
 const EXPIRE_BATCH: i64 = 5_000;
 
+/// Rows one insert statement takes: a batch is cut into statements of these sizes, largest
+/// first, so only these few statements are ever prepared.
+const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// The insert statement for the largest of [`INSERT_SIZES`] not above `remaining`, and its
+/// row count.
+fn insert_text(remaining: usize) -> (&'static str, usize) {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        INSERT_SIZES
+            .iter()
+            .map(|&rows| {
+                let values: Vec<String> = (0..rows)
+                    .map(|i| {
+                        let n = i * 7;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            n + 1,
+                            n + 2,
+                            n + 3,
+                            n + 4,
+                            n + 5,
+                            n + 6,
+                            n + 7
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO usage_logs ({COLUMNS}) VALUES {}",
+                    values.join(",")
+                )
+            })
+            .collect()
+    });
+    let i = INSERT_SIZES
+        .iter()
+        .position(|&rows| rows <= remaining)
+        .unwrap_or(INSERT_SIZES.len() - 1);
+    (texts[i].as_str(), INSERT_SIZES[i])
+}
+
 /// The condition selecting `scope`'s records, on parameter `$1`, and its value.
 fn scope_filter<'a>(scope: LogScope<'a>) -> (usize, &'a str) {
     match scope {
@@ -66,36 +107,25 @@ impl UsageLogStore for SqlStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut text = format!("INSERT INTO usage_logs ({COLUMNS}) VALUES ");
-        for i in 0..records.len() {
-            let n = i * 7;
-            if i > 0 {
-                text.push(',');
+        let mut tx = self.begin().await?;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let (text, n) = insert_text(rest.len());
+            let mut query = sqlx::query(text);
+            for r in &rest[..n] {
+                query = query
+                    .bind(r.kind.clone())
+                    .bind(r.at)
+                    .bind(r.performer.clone())
+                    .bind(r.namespace.clone())
+                    .bind(r.repository.clone())
+                    .bind(r.ip.clone())
+                    .bind(r.metadata.clone());
             }
-            text.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7
-            ));
+            query.execute(&mut *tx).await?;
+            rest = &rest[n..];
         }
-        // Only placeholders are built into the text; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-        for r in records {
-            query = query
-                .bind(r.kind.clone())
-                .bind(r.at)
-                .bind(r.performer.clone())
-                .bind(r.namespace.clone())
-                .bind(r.repository.clone())
-                .bind(r.ip.clone())
-                .bind(r.metadata.clone());
-        }
-        query.execute(&self.writer).await?;
+        tx.commit().await?;
         Ok(())
     }
 
