@@ -161,12 +161,13 @@ async fn a_scripted_session_is_recorded_with_kinds_and_performers() {
     assert_eq!(status_of(wrong.get(s.url("/v2/"))).await, 401);
     assert_eq!(status_of(wrong.get(s.url("/api/v1/user/"))).await, 401);
 
-    // The pull is stored by the batch writer, without waiting for it here.
+    // The batch writer stores the records in order, without a flush asked here: once the
+    // last one on the repository (the permission removed) is there, the pull is too.
     let repo_logs = wait_for_kind(
         &s.client,
         &s,
         "/api/v1/repository/acme/app/logs",
-        "pull_repo",
+        "delete_repo_permission",
     )
     .await;
     let seen = kinds_and_performers(&repo_logs);
