@@ -585,7 +585,10 @@ mod tests {
             "ACTION_LOG_ROTATION_THRESHOLD: 0s",
             "ACTION_LOG_AUDIT_PULLS: maybe",
         ] {
-            let e = parse(bad).err().expect(bad).to_string();
+            let Err(e) = parse(bad) else {
+                panic!("{bad} was accepted")
+            };
+            let e = e.to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{e}");
         }
     }
