@@ -78,6 +78,9 @@ struct PullLogsArgs {
     /// Short windows (a quick check, not a measurement).
     #[arg(long)]
     quick: bool,
+    /// Where the table goes (also printed).
+    #[arg(long, default_value = "benchmarks/pull-logs.md")]
+    out: PathBuf,
     /// Manifest GET scenarios to run (ids starting with these; default `manifest-get-8`,
     /// `manifest-get-32`).
     #[arg(long, value_delimiter = ',')]
@@ -319,8 +322,9 @@ async fn pull_logs(args: &PullLogsArgs) -> anyhow::Result<()> {
         })
         .collect();
     let repeats = args.repeats.max(1);
-    println!("| server | scenario | pull logs on (ops/s) | pull logs off (ops/s) | on / off |");
-    println!("|---|---|---:|---:|---:|");
+    let mut table = String::from(
+        "| server | scenario | pull logs on (ops/s) | pull logs off (ops/s) | on / off |\n|---|---|---:|---:|---:|\n",
+    );
     for with_auth in [false, true] {
         let server = servers::berth(&berth, &work, with_auth).await?;
         // Said explicitly (it is the default), so the switch below has a line to flip.
@@ -383,14 +387,26 @@ async fn pull_logs(args: &PullLogsArgs) -> anyhow::Result<()> {
                 v[v.len() / 2]
             };
             let (on, off) = (median(&mut on), median(&mut off));
-            println!(
-                "| {} | {} | {on:.0} | {off:.0} | {:.3} |",
+            table.push_str(&format!(
+                "| {} | {} | {on:.0} | {off:.0} | {:.3} |\n",
                 server.label,
                 s.title,
                 on / off
-            );
+            ));
         }
     }
+    let report = format!(
+        "# Manifest GET with usage logs of pulls on and off\n\n\
+         Written by `berth-bench pull-logs --repeats {repeats}{}` on {}. berth runs on the embedded default (SQLite + files), without auth (`berth`, anonymous pulls) and with auth (`berth+auth`, bearer tokens); `ACTION_LOG_AUDIT_PULLS` is switched live (config file rewritten, SIGHUP) between runs, in alternating order; each figure is the median of the repetitions. \
+         With it on, every GET is queued for the usage logs' writer, which stores it in the same SQLite database.\n\n{table}",
+        if args.quick { " --quick" } else { "" },
+        today().await
+    );
+    print!("{table}");
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, report).with_context(|| format!("write {}", args.out.display()))?;
     Ok(())
 }
 
