@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Identity;
 use crate::metadata::usage_log::{UsageLogRecord, UsageLogStore};
 
-/// Records a batch holds at most (one insert statement).
-pub const BATCH: usize = 256;
+/// Records a batch holds at most (one transaction: a commit, so one disk sync, per batch).
+pub const BATCH: usize = 4096;
 
 /// Longest a record waits in the queue before it is stored.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -287,13 +287,14 @@ async fn write_batches(
                 Ok(_) => {}
             }
         }
-        for chunk in batch.chunks(BATCH) {
-            if let Err(e) = store.insert_usage_logs(chunk).await {
-                dropped.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                tracing::warn!(error = %e, records = chunk.len(), "cannot store usage logs; dropping them");
+        let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        let count = records.len();
+        if count > 0 {
+            if let Err(e) = store.insert_usage_logs(records).await {
+                dropped.fetch_add(count as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, records = count, "cannot store usage logs; dropping them");
             }
         }
-        batch.clear();
         for done in waiting.drain(..) {
             let _ = done.send(());
         }

@@ -70,7 +70,7 @@ pub struct KindCount {
 #[async_trait]
 pub trait UsageLogStore: Send + Sync + 'static {
     /// Stores `records` in one transaction (all or none).
-    async fn insert_usage_logs(&self, records: &[UsageLogRecord]) -> Result<()>;
+    async fn insert_usage_logs(&self, records: Vec<UsageLogRecord>) -> Result<()>;
 
     /// One page of records (see [`LogQuery`]), each with its id, newest first.
     async fn usage_logs(&self, query: &LogQuery<'_>) -> Result<Vec<(i64, UsageLogRecord)>>;

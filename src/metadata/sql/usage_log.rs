@@ -103,27 +103,26 @@ fn record(r: &AnyRow, from: usize) -> UsageLogRecord {
 
 #[async_trait]
 impl UsageLogStore for SqlStore {
-    async fn insert_usage_logs(&self, records: &[UsageLogRecord]) -> Result<()> {
+    async fn insert_usage_logs(&self, records: Vec<UsageLogRecord>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        let mut rest = records;
-        while !rest.is_empty() {
+        let mut rest = records.into_iter();
+        while rest.len() > 0 {
             let (text, n) = insert_text(rest.len());
             let mut query = sqlx::query(text);
-            for r in &rest[..n] {
+            for r in rest.by_ref().take(n) {
                 query = query
-                    .bind(r.kind.clone())
+                    .bind(r.kind)
                     .bind(r.at)
-                    .bind(r.performer.clone())
-                    .bind(r.namespace.clone())
-                    .bind(r.repository.clone())
-                    .bind(r.ip.clone())
-                    .bind(r.metadata.clone());
+                    .bind(r.performer)
+                    .bind(r.namespace)
+                    .bind(r.repository)
+                    .bind(r.ip)
+                    .bind(r.metadata);
             }
             query.execute(&mut *tx).await?;
-            rest = &rest[n..];
         }
         tx.commit().await?;
         Ok(())
