@@ -26,6 +26,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
     pub gc: Arc<Collector>,
+    /// The usage logs' recorder (Quay's audit trail).
+    pub usage: Arc<crate::usage_log::UsageLog>,
     settings: Arc<RwLock<Arc<Settings>>>,
     /// Whether berth serves HTTPS (decides the scheme of the URLs it hands out).
     pub tls: bool,
@@ -44,6 +46,7 @@ impl AppState {
         auth: Arc<Auth>,
         gc: Arc<Collector>,
         notifier: Arc<crate::notify::Notifier>,
+        usage: Arc<crate::usage_log::UsageLog>,
         settings: Settings,
     ) -> Self {
         AppState {
@@ -51,6 +54,7 @@ impl AppState {
             registry,
             auth,
             gc,
+            usage,
             renders: Arc::new(crate::ui::RenderGate::new(
                 settings.dashboard_max_concurrent_renders,
             )),
@@ -88,6 +92,7 @@ impl AppState {
         }
         self.registry.apply_settings(&settings);
         self.auth.apply_settings(settings.auth.clone());
+        self.usage.apply_settings(&settings.usage_logs);
         self.renders
             .set_limit(settings.dashboard_max_concurrent_renders);
         *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);

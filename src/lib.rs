@@ -21,6 +21,7 @@ pub mod server;
 pub mod storage;
 pub mod tls;
 pub mod ui;
+pub mod usage_log;
 
 use std::future::Future;
 use std::path::Path;
@@ -51,6 +52,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     let notifier =
         notify::Notifier::new(meta.clone()).context("cannot build the notification client")?;
     let collector = gc::Collector::new(meta.clone(), blobs);
+    let usage = usage_log::UsageLog::start(meta.clone(), &settings.usage_logs);
     registry
         .recover()
         .await
@@ -63,6 +65,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(auth),
         Arc::new(collector),
         Arc::new(notifier),
+        Arc::new(usage),
         settings.clone(),
     ))
 }

@@ -292,6 +292,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(berth::app::collect_periodically(state.clone()));
+    tokio::spawn(berth::usage_log::expire_periodically(state.clone()));
     let tls_files = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => Some((cert.clone(), key.clone())),
         (_, _, true) => {

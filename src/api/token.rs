@@ -92,7 +92,14 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let identity: Option<Identity> = match credentials {
         Some((user, pass)) => match state.auth.login(&user, &pass, client).await {
             Ok(i) => Some(i),
-            Err(e) => return auth_error(e),
+            Err(e) => {
+                if matches!(e, AuthError::BadCredentials) {
+                    state
+                        .usage
+                        .login_failure(Some(&user), client, "v2auth", &e.to_string());
+                }
+                return auth_error(e);
+            }
         },
         None => None,
     };

@@ -92,6 +92,9 @@ pub struct Settings {
     /// `METRICS_ALLOW_ANONYMOUS`: `/metrics` on the main listener answers anyone, not only
     /// superusers. Off by default.
     pub metrics_allow_anonymous: bool,
+    /// Usage logs (`ACTION_LOG_AUDIT_PULLS`, `ACTION_LOG_AUDIT_LOGIN_FAILURES`,
+    /// `ACTION_LOG_ROTATION_THRESHOLD`).
+    pub usage_logs: crate::usage_log::UsageLogSettings,
 }
 
 impl Default for Settings {
@@ -118,6 +121,7 @@ impl Default for Settings {
             notifications: Default::default(),
             metrics_listen: None,
             metrics_allow_anonymous: false,
+            usage_logs: crate::usage_log::UsageLogSettings::default(),
         }
     }
 }
@@ -281,6 +285,9 @@ const KNOWN_KEYS: &[&str] = &[
     "LOG_FORMAT",
     "PROMETHEUS_LISTEN",
     "METRICS_ALLOW_ANONYMOUS",
+    "ACTION_LOG_AUDIT_PULLS",
+    "ACTION_LOG_AUDIT_LOGIN_FAILURES",
+    "ACTION_LOG_ROTATION_THRESHOLD",
 ];
 
 /// Parses config text.
@@ -415,6 +422,7 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(b) = boolean(&map, "METRICS_ALLOW_ANONYMOUS")? {
         settings.metrics_allow_anonymous = b;
     }
+    settings.usage_logs = usage_log_settings(&map)?;
     let mut warnings: Vec<String> = map
         .keys()
         .map(|k| match k {
@@ -450,6 +458,26 @@ fn gc_settings(map: &Mapping) -> Result<GcSettings, ConfigError> {
         })?;
     }
     Ok(gc)
+}
+
+fn usage_log_settings(map: &Mapping) -> Result<crate::usage_log::UsageLogSettings, ConfigError> {
+    let mut usage = crate::usage_log::UsageLogSettings::default();
+    if let Some(b) = boolean(map, "ACTION_LOG_AUDIT_PULLS")? {
+        usage.pulls = b;
+    }
+    if let Some(b) = boolean(map, "ACTION_LOG_AUDIT_LOGIN_FAILURES")? {
+        usage.login_failures = b;
+    }
+    if let Some(text) = string(map, "ACTION_LOG_ROTATION_THRESHOLD")? {
+        usage.retention =
+            parse_expiration(&text)
+                .filter(|d| !d.is_zero())
+                .ok_or(ConfigError::WrongType {
+                    key: "ACTION_LOG_ROTATION_THRESHOLD".into(),
+                    expected: "a duration such as 90d, 2w or 12h",
+                })?;
+    }
+    Ok(usage)
 }
 
 fn sparse_settings(map: &Mapping) -> Result<SparseSettings, ConfigError> {
@@ -560,6 +588,32 @@ mod tests {
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn usage_log_keys() {
+        let s = parse("").unwrap().settings.usage_logs;
+        assert!(s.pulls && s.login_failures);
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
+        let l = parse(
+            "ACTION_LOG_AUDIT_PULLS: false\nACTION_LOG_AUDIT_LOGIN_FAILURES: false\nACTION_LOG_ROTATION_THRESHOLD: 2w\n",
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let s = l.settings.usage_logs;
+        assert!(!s.pulls && !s.login_failures);
+        assert_eq!(s.retention, Duration::from_secs(14 * 86_400));
+        for bad in [
+            "ACTION_LOG_ROTATION_THRESHOLD: soon",
+            "ACTION_LOG_ROTATION_THRESHOLD: 0s",
+            "ACTION_LOG_AUDIT_PULLS: maybe",
+        ] {
+            let Err(e) = parse(bad) else {
+                panic!("{bad} was accepted")
+            };
+            let e = e.to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{e}");
         }
     }
 

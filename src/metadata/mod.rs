@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod usage_log;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -22,14 +23,15 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::storage::{UploadId, UploadProgress};
 
-/// A whole metadata backend: registry metadata, accounts, garbage collection's queries and the
-/// integrity check's.
+/// A whole metadata backend: registry metadata, accounts, garbage collection's queries, the
+/// integrity check's, repository notifications and the usage logs.
 pub trait Store:
     MetadataStore
     + accounts::AccountStore
     + gc::GcStore
     + fsck::FsckStore
     + notifications::NotificationStore
+    + usage_log::UsageLogStore
 {
 }
 
@@ -38,7 +40,8 @@ impl<
             + accounts::AccountStore
             + gc::GcStore
             + fsck::FsckStore
-            + notifications::NotificationStore,
+            + notifications::NotificationStore
+            + usage_log::UsageLogStore,
     > Store for T
 {
 }

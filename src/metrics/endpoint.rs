@@ -30,8 +30,8 @@ pub async fn on_main_listener(
 ) -> Response {
     if !state.settings().metrics_allow_anonymous {
         let who = match caller {
-            Ok(ApiCaller(Some(who))) => who,
-            Ok(ApiCaller(None)) => {
+            Ok(ApiCaller(Some(who), _)) => who,
+            Ok(ApiCaller(None, _)) => {
                 return ManageError::Unauthorized(
                     "metrics are for superusers: log in, or use the metrics listener".into(),
                 )

@@ -147,6 +147,8 @@ pub async fn run(
         tracing::warn!("requests still running after the shutdown grace period; exiting");
         tasks.shutdown().await;
     }
+    // Usage logs still queued are stored before the process goes.
+    state.usage.flush().await;
     Ok(())
 }
 

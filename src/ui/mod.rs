@@ -20,6 +20,7 @@ mod repository;
 mod session;
 mod signin;
 mod tokens;
+mod usage;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -47,13 +47,41 @@ fn robots_section(viewer: &Viewer, action: &str, robots: &[Account], admin: bool
     }
 }
 
+/// The tabs of an organization page its admins see.
+fn org_tabs(org: &str, active: &str) -> maud::Markup {
+    html! {
+        nav.tabs {
+            a.active[active == "overview"] href={ "/organization/" (org) } { "Overview" }
+            a.active[active == "logs"] href={ "/organization/" (org) "?tab=logs" } { "Usage Logs" }
+        }
+    }
+}
+
 /// `GET /organization/{name}`.
 pub async fn organization(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(name): Path<String>,
+    Query(query): Query<UserTab>,
 ) -> Result<Response, PageError> {
     let org = namespace(&state, &name, AccountKind::Organization).await?;
+    if query.tab.as_deref() == Some("logs") {
+        // Organization admins only, as `/api/v1/organization/{org}/logs`.
+        let base = format!("/organization/{}?tab=logs", org.name);
+        match &viewer.identity {
+            Some(who) if state.auth.is_namespace_admin(who, &org.name).await? => {}
+            Some(_) => return Err(PageError::Forbidden),
+            None => return Err(PageError::SignIn(base)),
+        }
+        let scope = crate::metadata::usage_log::LogScope::Namespace(&org.name);
+        let section = super::usage::section(&state, scope, &base, &query.logs()).await?;
+        let body = html! {
+            div.page-head { div { h1 { (icon("team")) " " (org.name) } p.sub { "Organization" } } }
+            (org_tabs(&org.name, "logs"))
+            (section)
+        };
+        return Ok(page(&viewer, &format!("{} usage logs", org.name), body));
+    }
     let accounts = state.auth.accounts();
     let repos = repositories::visible(&state, &viewer, Some(&org.name), None).await?;
     let members = accounts.organization_members(&org.name).await?;
@@ -85,6 +113,7 @@ pub async fn organization(
                 p.sub { "Organization" @if admin { " · you administer it" } }
             }
         }
+        @if admin { (org_tabs(&org.name, "overview")) }
         section.repositories {
             h2 { "Repositories" }
             @if repos.is_empty() { div.panel.empty { "No repositories you can see." } }
@@ -129,10 +158,22 @@ pub async fn organization(
     Ok(page(&viewer, &org.name, body))
 }
 
-/// Which tab of a user page (`?tab=settings`: the user's own API tokens).
+/// Which tab of a user or organization page (`?tab=settings`: the user's own API tokens;
+/// `?tab=logs`: the usage logs, with their filter and page).
 #[derive(Deserialize)]
 pub struct UserTab {
     tab: Option<String>,
+    kind: Option<String>,
+    next_page: Option<String>,
+}
+
+impl UserTab {
+    fn logs(&self) -> super::usage::LogsQuery {
+        super::usage::LogsQuery {
+            kind: self.kind.clone(),
+            next_page: self.next_page.clone(),
+        }
+    }
 }
 
 /// `GET /user/{name}`.
@@ -145,6 +186,23 @@ pub async fn user(
     let user = namespace(&state, &name, AccountKind::User).await?;
     if query.tab.as_deref() == Some("settings") {
         return tokens::settings_tab(&state, &viewer, &user).await;
+    }
+    if query.tab.as_deref() == Some("logs") {
+        // A user's own usage logs, as `/api/v1/user/logs` gives them: only to that user.
+        let base = format!("/user/{}?tab=logs", user.name);
+        match &viewer.identity {
+            Some(who) if who.id == user.id => {}
+            Some(_) => return Err(PageError::Forbidden),
+            None => return Err(PageError::SignIn(base)),
+        }
+        let scope = crate::metadata::usage_log::LogScope::Account(&user.name);
+        let section = super::usage::section(&state, scope, &base, &query.logs()).await?;
+        let body = html! {
+            div.page-head { div { h1 { (icon("user")) " " (user.name) } p.sub { "User namespace" } } }
+            (tokens::tabs(&user.name, "logs"))
+            (section)
+        };
+        return Ok(page(&viewer, &format!("{} usage logs", user.name), body));
     }
     let own = viewer
         .identity
@@ -239,6 +297,12 @@ pub async fn act(
             {
                 Ok((robot, token)) => {
                     tracing::info!(robot = %robot, by = %who.name, "robot account created");
+                    state.usage.record(
+                        viewer
+                            .event("create_robot")
+                            .namespace(&ns.name)
+                            .detail("robot", robot.as_str()),
+                    );
                     return Ok(robot_created(&viewer, &back, &robot, &token));
                 }
                 Err(RobotError::Metadata(e)) => return Err(e.into()),

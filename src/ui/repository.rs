@@ -88,6 +88,7 @@ impl RepoAccess {
             nav.tabs {
                 a.active[active == "tags"] href={ (url) "?tab=tags" } { "Tags" }
                 @if self.admin {
+                    a.active[active == "logs"] href={ (url) "?tab=logs" } { "Usage Logs" }
                     a.active[active == "settings"] href={ (url) "?tab=settings" } { "Settings" }
                 }
             }
@@ -137,6 +138,8 @@ pub struct RepoQuery {
     manifests_page: Option<u32>,
     annotations_page: Option<u32>,
     referrers_page: Option<u32>,
+    kind: Option<String>,
+    next_page: Option<String>,
 }
 
 /// `GET /repository/{*path}`.
@@ -165,6 +168,19 @@ pub async fn show(
         Some("settings") if access.admin => settings_tab(&state, &viewer, &access).await,
         Some("settings") if viewer.identity.is_some() => Err(PageError::Forbidden),
         Some("settings") => Err(PageError::SignIn(format!("{}?tab=settings", access.url()))),
+        Some("logs") if access.admin => {
+            let base = format!("{}?tab=logs", access.url());
+            let logs = super::usage::LogsQuery {
+                kind: q.kind.clone(),
+                next_page: q.next_page.clone(),
+            };
+            let scope = crate::metadata::usage_log::LogScope::Repository(access.repo.as_str());
+            let section = super::usage::section(&state, scope, &base, &logs).await?;
+            let body = html! { (access.header("logs")) (section) };
+            Ok(page(&viewer, &format!("{} usage logs", access.repo), body))
+        }
+        Some("logs") if viewer.identity.is_some() => Err(PageError::Forbidden),
+        Some("logs") => Err(PageError::SignIn(format!("{}?tab=logs", access.url()))),
         _ => tags_tab(&state, &viewer, &access, &q).await,
     }
 }
@@ -493,7 +509,15 @@ pub async fn act(
                 .delete_manifest(&access.repo, &Reference::Tag(tag.clone()))
                 .await
             {
-                Ok(()) => (Flash::success(format!("Deleted tag {tag}.")), back),
+                Ok(()) => {
+                    state.usage.record(
+                        viewer
+                            .event("delete_tag")
+                            .repository(&access.repo)
+                            .detail("tag", tag.as_str()),
+                    );
+                    (Flash::success(format!("Deleted tag {tag}.")), back)
+                }
                 Err(crate::registry::RegistryError::ManifestUnknown) => {
                     (Flash::error(format!("There is no tag {tag}.")), back)
                 }
@@ -515,6 +539,12 @@ pub async fn act(
             };
             accounts.set_visibility(&access.repo, public).await?;
             let word = if public { "public" } else { "private" };
+            state.usage.record(
+                viewer
+                    .event("change_repo_visibility")
+                    .repository(&access.repo)
+                    .detail("visibility", word),
+            );
             (
                 Flash::success(format!("{} is now {word}.", access.repo)),
                 settings,
@@ -525,8 +555,19 @@ pub async fn act(
                 return Err(PageError::Forbidden);
             }
             let (grantee, label) = grantee(&state, &access.repo, &form).await?;
+            let (detail, who) = match &grantee {
+                Grantee::Account(name) => ("username", name.clone()),
+                Grantee::Team(name) => ("team", name.clone()),
+            };
             if form.get("action") == Some("remove-permission") {
-                accounts.remove_permission(&access.repo, &grantee).await?;
+                if accounts.remove_permission(&access.repo, &grantee).await? {
+                    state.usage.record(
+                        viewer
+                            .event("delete_repo_permission")
+                            .repository(&access.repo)
+                            .detail(detail, who),
+                    );
+                }
                 (
                     Flash::success(format!("Removed the grant of {label}.")),
                     settings,
@@ -535,10 +576,19 @@ pub async fn act(
                 let role = Role::parse(form.required("role")?)
                     .ok_or_else(|| PageError::BadRequest("role is read, write or admin".into()))?;
                 match accounts.set_permission(&access.repo, &grantee, role).await {
-                    Ok(()) => (
-                        Flash::success(format!("{label} now has {} access.", role.as_str())),
-                        settings,
-                    ),
+                    Ok(()) => {
+                        state.usage.record(
+                            viewer
+                                .event("change_repo_permission")
+                                .repository(&access.repo)
+                                .detail(detail, who)
+                                .detail("role", role.as_str()),
+                        );
+                        (
+                            Flash::success(format!("{label} now has {} access.", role.as_str())),
+                            settings,
+                        )
+                    }
                     Err(crate::metadata::MetadataError::NotFound) => {
                         (Flash::error(format!("There is no {label}.")), settings)
                     }
@@ -560,6 +610,9 @@ pub async fn act(
                 )
             } else {
                 accounts.delete_repository(&access.repo).await?;
+                state
+                    .usage
+                    .record(viewer.event("delete_repo").repository(&access.repo));
                 tracing::info!(repository = %access.repo, "repository deleted from the dashboard");
                 (
                     Flash::success(format!("Deleted repository {}.", access.repo)),

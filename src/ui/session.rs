@@ -135,6 +135,15 @@ fn looks_like_token(s: &str) -> bool {
 }
 
 impl Viewer {
+    /// A usage-log event of `kind` performed by this visitor.
+    pub fn event(&self, kind: &'static str) -> crate::usage_log::Event {
+        crate::usage_log::Event::new(
+            kind,
+            crate::usage_log::Performer::of(self.identity.as_ref()),
+            self.client,
+        )
+    }
+
     /// The credential this visitor acts with, for authorization.
     pub fn credential(&self) -> Credential {
         match &self.identity {

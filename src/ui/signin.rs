@@ -76,7 +76,12 @@ pub async fn submit(
         Ok(_) => "Robot accounts cannot sign in to the dashboard.",
         Err(AuthError::TooManyAttempts) => "Too many failed sign-ins; wait a minute and try again.",
         Err(AuthError::Metadata(e)) => return Err(e.into()),
-        Err(_) => "Invalid username or password.",
+        Err(e) => {
+            state
+                .usage
+                .login_failure(Some(&username), viewer.client, "quayauth", &e.to_string());
+            "Invalid username or password."
+        }
     };
     let mut response = form_page(&viewer, &next, &username, Some(failure));
     *response.status_mut() = if failure.starts_with("Too many") {

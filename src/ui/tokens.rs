@@ -34,6 +34,7 @@ pub fn tabs(user: &str, active: &str) -> Markup {
     html! {
         nav.tabs {
             a.active[active == "repositories"] href={ "/user/" (user) } { "Repositories" }
+            a.active[active == "logs"] href={ "/user/" (user) "?tab=logs" } { "Usage Logs" }
             a.active[active == "settings"] href=(settings_url(user)) { "Settings" }
         }
     }
@@ -152,6 +153,13 @@ pub async fn act(
         {
             Ok((token, secret)) => {
                 tracing::info!(user = %who.name, token = %token.uuid, "API token created");
+                state.usage.record(
+                    viewer
+                        .event("create_app_specific_token")
+                        .namespace(&who.name)
+                        .detail("app_specific_token_title", token.name.as_str())
+                        .detail("app_specific_token", token.uuid.to_string()),
+                );
                 return Ok(created(viewer, &back, &token.name, &secret));
             }
             Err(ApiTokenError::Metadata(e)) => return Err(e.into()),
@@ -162,6 +170,12 @@ pub async fn act(
             let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| PageError::NotFound)?;
             if state.auth.revoke_api_token(&who, uuid).await? {
                 tracing::info!(user = %who.name, token = %uuid, "API token revoked");
+                state.usage.record(
+                    viewer
+                        .event("revoke_app_specific_token")
+                        .namespace(&who.name)
+                        .detail("app_specific_token", uuid.to_string()),
+                );
                 Flash::success("API token revoked: the next request with it is refused.")
             } else {
                 Flash::error("There is no such API token (already revoked?).")

@@ -50,4 +50,5 @@ mod storage_memory;
 mod upload_limits;
 mod upload_races;
 mod uploads;
+mod usage_logs;
 mod visibility;

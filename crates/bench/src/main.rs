@@ -52,12 +52,39 @@ enum Command {
     /// with fresh data directories, run every scenario on each in turn, and write BENCHMARKS.md
     /// (its embedded section, or with `--backend scale-out` its scale-out section).
     Compare(CompareArgs),
+    /// Measure manifest GET by tag on berth (without and with auth) with pulls recorded in the
+    /// usage logs (`ACTION_LOG_AUDIT_PULLS: true`, the default) against not recorded, switching
+    /// the key live (SIGHUP) between alternating runs, and print the medians and their ratio.
+    PullLogs(PullLogsArgs),
     /// Serve the bare axum endpoint (the ceiling `compare` measures).
     #[command(hide = true)]
     Hello {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+}
+
+#[derive(clap::Args)]
+struct PullLogsArgs {
+    /// The berth binary (default: `berth` beside this program).
+    #[arg(long)]
+    berth: Option<PathBuf>,
+    /// How often each scenario runs with pull logs on and off.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Data directories and logs (emptied first). Default: `target/berth-bench-pull-logs`.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Short windows (a quick check, not a measurement).
+    #[arg(long)]
+    quick: bool,
+    /// Where the table goes (also printed).
+    #[arg(long, default_value = "benchmarks/pull-logs.md")]
+    out: PathBuf,
+    /// Manifest GET scenarios to run (ids starting with these; default `manifest-get-8`,
+    /// `manifest-get-32`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +170,10 @@ fn main() -> anyhow::Result<()> {
             // stop as they are dropped.
             Command::Compare(args) => tokio::select! {
                 result = compare(&args) => result,
+                signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
+            },
+            Command::PullLogs(args) => tokio::select! {
+                result = pull_logs(&args) => result,
                 signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
             },
         }
@@ -256,6 +287,127 @@ async fn today() -> String {
         .await
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The config line that records pulls in the usage logs, and the one that does not.
+const PULL_LOGS_ON: &str = "ACTION_LOG_AUDIT_PULLS: true";
+const PULL_LOGS_OFF: &str = "ACTION_LOG_AUDIT_PULLS: false";
+
+async fn pull_logs(args: &PullLogsArgs) -> anyhow::Result<()> {
+    let scale = Scale { quick: args.quick };
+    let berth = match &args.berth {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("berth"),
+    };
+    if !berth.is_file() {
+        bail!("no berth binary at {} (pass --berth)", berth.display());
+    }
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/berth-bench-pull-logs"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("empty {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let only = if args.only.is_empty() {
+        vec!["manifest-get-8".to_string(), "manifest-get-32".to_string()]
+    } else {
+        args.only.clone()
+    };
+    let list: Vec<Scenario> = scenarios::all(scale)
+        .into_iter()
+        .filter(|s| {
+            s.id.starts_with("manifest-get") && only.iter().any(|o| s.id.starts_with(o.as_str()))
+        })
+        .collect();
+    let repeats = args.repeats.max(1);
+    let mut table = String::from(
+        "| server | scenario | pull logs on (ops/s) | pull logs off (ops/s) | on / off |\n|---|---|---:|---:|---:|\n",
+    );
+    for with_auth in [false, true] {
+        let server = servers::berth(&berth, &work, with_auth).await?;
+        // Said explicitly (it is the default), so the switch below has a line to flip.
+        server.reconfigure(
+            "FEATURE_GENERAL_OCI_SUPPORT: true",
+            &format!("FEATURE_GENERAL_OCI_SUPPORT: true\n{PULL_LOGS_ON}"),
+        )?;
+        let target = Target::connect(
+            &server.bases,
+            server
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
+        )
+        .await?;
+        let fixture =
+            scenarios::setup(&target, scale, &|step| eprintln!("  pushing {step}")).await?;
+        for s in &list {
+            let mut on = Vec::new();
+            let mut off = Vec::new();
+            for repeat in 0..repeats {
+                let work = s.prepare(scale, repeat as u64).await;
+                // Alternate which goes first, so drift on the machine favours neither.
+                let order = if repeat % 2 == 0 {
+                    [true, false]
+                } else {
+                    [false, true]
+                };
+                for logs in order {
+                    let (from, to) = if logs {
+                        (PULL_LOGS_OFF, PULL_LOGS_ON)
+                    } else {
+                        (PULL_LOGS_ON, PULL_LOGS_OFF)
+                    };
+                    if server.reconfigure(from, to).is_ok() {
+                        // berth rereads its config on SIGHUP at once; give it a moment.
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    let sample = s.run(scale, &work, &target, &fixture, &server.pids).await;
+                    eprintln!(
+                        "{:<11} {} · {}/{repeats} · pull logs {:<3} {}",
+                        server.label,
+                        s.title,
+                        repeat + 1,
+                        if logs { "on" } else { "off" },
+                        describe(s, &sample)
+                    );
+                    if sample.errors > 0 {
+                        bail!("{} operations failed", sample.errors);
+                    }
+                    if logs {
+                        on.push(sample.ops_per_second())
+                    } else {
+                        off.push(sample.ops_per_second())
+                    }
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                v[v.len() / 2]
+            };
+            let (on, off) = (median(&mut on), median(&mut off));
+            table.push_str(&format!(
+                "| {} | {} | {on:.0} | {off:.0} | {:.3} |\n",
+                server.label,
+                s.title,
+                on / off
+            ));
+        }
+    }
+    let report = format!(
+        "# Manifest GET with usage logs of pulls on and off\n\n\
+         Written by `berth-bench pull-logs --repeats {repeats}{}` on {}. berth runs on the embedded default (SQLite + files), without auth (`berth`, anonymous pulls) and with auth (`berth+auth`, bearer tokens); `ACTION_LOG_AUDIT_PULLS` is switched live (config file rewritten, SIGHUP) between runs, in alternating order; each figure is the median of the repetitions. \
+         With it on, every GET is queued for the usage logs' writer, which stores it in the same SQLite database.\n\n{table}",
+        if args.quick { " --quick" } else { "" },
+        today().await
+    );
+    print!("{table}");
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, report).with_context(|| format!("write {}", args.out.display()))?;
+    Ok(())
 }
 
 async fn compare(args: &CompareArgs) -> anyhow::Result<()> {

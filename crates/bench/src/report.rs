@@ -676,6 +676,10 @@ fn embedded_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
         "![berth / distribution per scenario](benchmarks/ratios.svg)\n"
     )?;
     writeln!(md, "The raw samples are in `benchmarks/results.json`.")?;
+    writeln!(
+        md,
+        "\nManifest GET with pulls recorded in the usage logs against not recorded: [benchmarks/pull-logs.md](benchmarks/pull-logs.md) (`berth-bench pull-logs`)."
+    )?;
     std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r)?)?;
     Ok(md)
 }

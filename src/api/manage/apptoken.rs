@@ -116,6 +116,13 @@ pub async fn create(
         Err(e) => return Err(ManageError::BadRequest(e.to_string())),
     };
     tracing::info!(user = %who.name, token = %token.uuid, "API token created");
+    state.usage.record(
+        caller
+            .event("create_app_specific_token")
+            .namespace(&who.name)
+            .detail("app_specific_token_title", title.as_str())
+            .detail("app_specific_token", token.uuid.to_string()),
+    );
     let view = token_view(&token, Some(&secret));
     Ok((StatusCode::OK, Json(json!({ "token": view }))).into_response())
 }
@@ -150,5 +157,11 @@ pub async fn revoke(
         return Err(ManageError::NotFound("no such API token".into()));
     }
     tracing::info!(user = %who.name, token = %uuid, "API token revoked");
+    state.usage.record(
+        caller
+            .event("revoke_app_specific_token")
+            .namespace(&who.name)
+            .detail("app_specific_token", uuid.to_string()),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }

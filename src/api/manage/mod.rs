@@ -7,6 +7,7 @@
 //! Registry (JWT) tokens are for /v2 only.
 
 mod apptoken;
+mod logs;
 mod notification;
 mod organization;
 mod repository;
@@ -108,10 +109,19 @@ impl From<RegistryError> for ManageError {
     }
 }
 
-/// The caller of a management request.
-pub struct ApiCaller(pub Option<Identity>);
+/// The caller of a management request, and the client's address.
+pub struct ApiCaller(pub Option<Identity>, pub Option<std::net::IpAddr>);
 
 impl ApiCaller {
+    /// A usage-log event of `kind` performed by this caller.
+    pub fn event(&self, kind: &'static str) -> crate::usage_log::Event {
+        crate::usage_log::Event::new(
+            kind,
+            crate::usage_log::Performer::of(self.0.as_ref()),
+            self.1,
+        )
+    }
+
     /// The identity, or 401.
     pub fn required(&self) -> Result<&Identity, ManageError> {
         self.0
@@ -134,18 +144,34 @@ impl FromRequestParts<AppState> for ApiCaller {
         match state.auth.credential(value, client, &service).await {
             Ok(Credential::Anonymous) => {
                 notes.account(None);
-                Ok(ApiCaller(None))
+                Ok(ApiCaller(None, client))
             }
             Ok(Credential::Account(identity)) => {
                 notes.account(Some(&identity.name));
-                Ok(ApiCaller(Some(identity)))
+                Ok(ApiCaller(Some(identity), client))
             }
             Ok(Credential::Token { .. }) => Err(ManageError::Unauthorized(
                 "registry tokens are for /v2; use an API token or Basic credentials".into(),
             )),
             Err(AuthError::TooManyAttempts) => Err(ManageError::TooManyRequests),
             Err(AuthError::Metadata(e)) => Err(e.into()),
-            Err(e) => Err(ManageError::Unauthorized(e.to_string())),
+            Err(e) => {
+                if matches!(e, AuthError::BadCredentials) {
+                    let username = value
+                        .and_then(crate::auth::parse_authorization)
+                        .and_then(|a| match a {
+                            crate::auth::Authorization::Basic { user, .. } => Some(user),
+                            _ => None,
+                        });
+                    state.usage.login_failure(
+                        username.as_deref(),
+                        client,
+                        "quayauth",
+                        &e.to_string(),
+                    );
+                }
+                Err(ManageError::Unauthorized(e.to_string()))
+            }
         }
     }
 }
@@ -260,6 +286,21 @@ pub fn routes() -> Router<AppState> {
             get(apptoken::get).delete(apptoken::revoke),
         )
         .route("/api/v1/user/robots", get(user::robots))
+        .route("/api/v1/user/logs", get(logs::user_logs))
+        .route("/api/v1/user/aggregatelogs", get(logs::user_aggregate))
+        .route(
+            "/api/v1/organization/{org}/logs",
+            get(logs::organization_logs),
+        )
+        .route(
+            "/api/v1/organization/{org}/aggregatelogs",
+            get(logs::organization_aggregate),
+        )
+        .route("/api/v1/superuser/logs", get(logs::superuser_logs))
+        .route(
+            "/api/v1/superuser/aggregatelogs",
+            get(logs::superuser_aggregate),
+        )
         .route(
             "/api/v1/user/robots/{short}",
             put(user::create_robot)

@@ -37,7 +37,7 @@ async fn organization(state: &AppState, org: &str) -> Result<Account, ManageErro
 /// The caller, if it administers `org`. A caller who may not gets the same 403 whether the
 /// organization exists or not, so probing tells nothing; only those who could act on it (a
 /// superuser) learn that it is missing.
-async fn org_admin<'a>(
+pub(super) async fn org_admin<'a>(
     state: &AppState,
     caller: &'a ApiCaller,
     org: &str,
@@ -85,6 +85,12 @@ pub async fn create(
             MetadataError::Conflict => taken(),
             other => other.into(),
         })?;
+    state.usage.record(
+        caller
+            .event("org_create")
+            .namespace(&body.name)
+            .detail("namespace", body.name.as_str()),
+    );
     Ok((StatusCode::CREATED, Json(json!("Created"))).into_response())
 }
 
@@ -125,6 +131,12 @@ pub async fn delete(
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     state.auth.accounts().delete_account(&org).await?;
+    state.usage.record(
+        caller
+            .event("org_delete")
+            .namespace(&org)
+            .detail("namespace", org.as_str()),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -169,6 +181,13 @@ pub async fn put_team(
         .accounts()
         .put_team(&org, &team, role, body.description.as_deref().unwrap_or(""))
         .await?;
+    state.usage.record(
+        caller
+            .event("org_create_team")
+            .namespace(&org)
+            .detail("team", team.as_str())
+            .detail("role", t.role.as_str()),
+    );
     Ok(Json(
         json!({ "name": t.name, "role": t.role.as_str(), "description": t.description, "can_view": true }),
     ))
@@ -182,6 +201,12 @@ pub async fn delete_team(
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
     if state.auth.accounts().delete_team(&org, &team).await? {
+        state.usage.record(
+            caller
+                .event("org_delete_team")
+                .namespace(&org)
+                .detail("team", team.as_str()),
+        );
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ManageError::NotFound(format!("team {team} not found")))
@@ -233,6 +258,13 @@ pub async fn add_member(
             MetadataError::NotFound => ManageError::NotFound(format!("team {team} not found")),
             other => other.into(),
         })?;
+    state.usage.record(
+        caller
+            .event("org_add_team_member")
+            .namespace(&org)
+            .detail("team", team.as_str())
+            .detail("member", member.as_str()),
+    );
     Ok(Json(
         json!({ "name": member, "kind": if member.contains('+') { "robot" } else { "user" } }),
     ))
@@ -251,6 +283,13 @@ pub async fn remove_member(
         .remove_team_member(&org, &team, &member)
         .await?
     {
+        state.usage.record(
+            caller
+                .event("org_remove_team_member")
+                .namespace(&org)
+                .detail("team", team.as_str())
+                .detail("member", member.as_str()),
+        );
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ManageError::NotFound(format!(
@@ -287,6 +326,7 @@ pub(super) async fn list_robots(
 /// Creates robot `namespace+short` and answers with its token, shown this once.
 pub(super) async fn new_robot(
     state: &AppState,
+    caller: &ApiCaller,
     namespace: &str,
     short: &str,
 ) -> Result<Response, ManageError> {
@@ -299,6 +339,12 @@ pub(super) async fn new_robot(
             RobotError::Exists(_) => ManageError::Conflict(e.to_string()),
             RobotError::Metadata(m) => m.into(),
         })?;
+    state.usage.record(
+        caller
+            .event("create_robot")
+            .namespace(namespace)
+            .detail("robot", name.as_str()),
+    );
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": name, "token": token })),
@@ -321,6 +367,7 @@ pub(super) async fn robot_info(
 
 pub(super) async fn remove_robot(
     state: &AppState,
+    caller: &ApiCaller,
     namespace: &str,
     short: &str,
 ) -> Result<Response, ManageError> {
@@ -328,6 +375,12 @@ pub(super) async fn remove_robot(
     match state.auth.accounts().account(&name).await? {
         Some(a) if a.kind == AccountKind::Robot => {
             state.auth.accounts().delete_account(&name).await?;
+            state.usage.record(
+                caller
+                    .event("delete_robot")
+                    .namespace(namespace)
+                    .detail("robot", name.as_str()),
+            );
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ManageError::NotFound(format!("robot {name} not found"))),
@@ -341,7 +394,7 @@ pub async fn create_robot(
     ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
-    new_robot(&state, &org, &short).await
+    new_robot(&state, &caller, &org, &short).await
 }
 
 /// `GET /api/v1/organization/{org}/robots/{short}`.
@@ -361,7 +414,7 @@ pub async fn delete_robot(
     ApiPath((org, short)): ApiPath<(String, String)>,
 ) -> Result<Response, ManageError> {
     org_admin(&state, &caller, &org).await?;
-    remove_robot(&state, &org, &short).await
+    remove_robot(&state, &caller, &org, &short).await
 }
 
 /// `POST /api/v1/organization/{org}/robots/{short}/regenerate`.
@@ -382,5 +435,11 @@ pub async fn regenerate_robot(
             MetadataError::NotFound => ManageError::NotFound(format!("robot {name} not found")),
             other => other.into(),
         })?;
+    state.usage.record(
+        caller
+            .event("regenerate_robot_token")
+            .namespace(&org)
+            .detail("robot", name.as_str()),
+    );
     Ok(Json(json!({ "name": name, "token": token })))
 }

@@ -112,6 +112,12 @@ pub async fn create(
             }
             other => other.into(),
         })?;
+    state.usage.record(
+        caller
+            .event("create_repo")
+            .repository(&repo)
+            .detail("visibility", if public { "public" } else { "private" }),
+    );
     let (ns, short) = repo.as_str().split_once('/').unwrap_or((repo.as_str(), ""));
     Ok((
         StatusCode::CREATED,
@@ -133,6 +139,8 @@ enum Target {
     Notifications(RepoName),
     Notification(RepoName, String),
     TestNotification(RepoName, String),
+    /// `.../logs` (false) or `.../aggregatelogs` (true).
+    Logs(RepoName, bool),
 }
 
 /// Parses the path after `/api/v1/repository/`, reading resource words from the end since
@@ -159,6 +167,9 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     }
     if n >= 4 && segs[n - 2] == "notification" && is_uuid(segs[n - 1]) {
         return Ok(Target::Notification(name(n - 2)?, segs[n - 1].to_string()));
+    }
+    if n >= 3 && matches!(segs[n - 1], "logs" | "aggregatelogs") {
+        return Ok(Target::Logs(name(n - 1)?, segs[n - 1] == "aggregatelogs"));
     }
     if n >= 3 && segs[n - 1] == "tag" && trailing_slash {
         return Ok(Target::Tags(name(n - 1)?));
@@ -257,6 +268,10 @@ pub async fn dispatch(
         (Target::Notification(r, id), Method::DELETE) => ctx.delete_notification(&r, &id).await,
         (Target::Notification(r, id), Method::POST) => ctx.reset_notification(&r, &id).await,
         (Target::TestNotification(r, id), Method::POST) => ctx.test_notification(&r, &id).await,
+        (Target::Logs(r, aggregate), Method::GET) => {
+            ctx.require_admin(&r).await?;
+            super::logs::repository(&state, &r, aggregate, uri.query()).await
+        }
         (_, m) => Err(ManageError::BadRequest(format!(
             "method {m} is not allowed here"
         ))),
@@ -284,6 +299,10 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    fn record(&self, event: crate::usage_log::Event) {
+        self.state.usage.record(event);
+    }
+
     fn credential(&self) -> crate::auth::Credential {
         match &self.caller.0 {
             Some(i) => crate::auth::Credential::Account(i.clone()),
@@ -357,6 +376,7 @@ impl Ctx<'_> {
     async fn delete(&self, repo: &RepoName) -> Result<Response, ManageError> {
         self.require_admin(repo).await?;
         self.state.auth.accounts().delete_repository(repo).await?;
+        self.record(self.caller.event("delete_repo").repository(repo));
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
@@ -399,6 +419,12 @@ impl Ctx<'_> {
             .accounts()
             .set_visibility(repo, public)
             .await?;
+        self.record(
+            self.caller
+                .event("change_repo_visibility")
+                .repository(repo)
+                .detail("visibility", if public { "public" } else { "private" }),
+        );
         Ok(Json(json!({ "success": true })).into_response())
     }
 
@@ -484,6 +510,12 @@ impl Ctx<'_> {
             .delete_manifest(repo, &oci::Reference::Tag(tag.clone()))
             .await
             .map_err(|_| ManageError::NotFound(format!("tag {tag} not found")))?;
+        self.record(
+            self.caller
+                .event("delete_tag")
+                .repository(repo)
+                .detail("tag", tag.as_str()),
+        );
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
@@ -495,11 +527,34 @@ impl Ctx<'_> {
     ) -> Result<Response, ManageError> {
         self.require_write(repo).await?;
         let (tag, digest) = tag_and_digest(tag, &body)?;
+        let before = match self
+            .state
+            .registry
+            .get_manifest(repo, &oci::Reference::Tag(tag.clone()))
+            .await
+        {
+            Ok(m) => Some(m.digest),
+            Err(crate::registry::RegistryError::ManifestUnknown) => None,
+            Err(e) => return Err(e.into()),
+        };
         if !self.state.registry.move_tag(repo, &tag, &digest).await? {
             return Err(ManageError::NotFound(format!(
                 "manifest {digest} not found in {repo}"
             )));
         }
+        let event = match &before {
+            Some(old) => self
+                .caller
+                .event("move_tag")
+                .detail("original_manifest_digest", old.to_string()),
+            None => self.caller.event("create_tag"),
+        };
+        self.record(
+            event
+                .repository(repo)
+                .detail("tag", tag.as_str())
+                .detail("manifest_digest", digest.to_string()),
+        );
         Ok((StatusCode::CREATED, Json(json!("Updated"))).into_response())
     }
 
@@ -518,6 +573,13 @@ impl Ctx<'_> {
                 "tag {tag} has not pointed at {digest} within the tag expiration window"
             )));
         }
+        self.record(
+            self.caller
+                .event("revert_tag")
+                .repository(repo)
+                .detail("tag", tag.as_str())
+                .detail("manifest_digest", digest.to_string()),
+        );
         Ok(Json(json!({})).into_response())
     }
 
@@ -613,6 +675,14 @@ impl Ctx<'_> {
                 other => other.into(),
             })?;
         let is_robot = who.contains('+');
+        let detail = if kind == "user" { "username" } else { "team" };
+        self.record(
+            self.caller
+                .event("change_repo_permission")
+                .repository(repo)
+                .detail(detail, who)
+                .detail("role", role.as_str()),
+        );
         Ok(
             Json(json!({ "role": role.as_str(), "name": who, "is_robot": is_robot }))
                 .into_response(),
@@ -638,6 +708,13 @@ impl Ctx<'_> {
             .remove_permission(repo, &grantee)
             .await?
         {
+            let detail = if kind == "user" { "username" } else { "team" };
+            self.record(
+                self.caller
+                    .event("delete_repo_permission")
+                    .repository(repo)
+                    .detail(detail, who),
+            );
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
             Err(ManageError::NotFound(format!("no permission for {who}")))

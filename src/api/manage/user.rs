@@ -166,7 +166,7 @@ pub async fn create_robot(
     caller: ApiCaller,
     ApiPath(short): ApiPath<String>,
 ) -> Result<Response, ManageError> {
-    new_robot(&state, &user_only(&caller)?, &short).await
+    new_robot(&state, &caller, &user_only(&caller)?, &short).await
 }
 
 /// `GET /api/v1/user/robots/{short}`.
@@ -184,5 +184,5 @@ pub async fn delete_robot(
     caller: ApiCaller,
     ApiPath(short): ApiPath<String>,
 ) -> Result<Response, ManageError> {
-    remove_robot(&state, &user_only(&caller)?, &short).await
+    remove_robot(&state, &caller, &user_only(&caller)?, &short).await
 }

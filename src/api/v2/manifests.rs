@@ -5,17 +5,37 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use oci::{ErrorCode, Reference, RepoName, Tag};
 
-use super::{reply, V2Request};
+use super::{reply, Caller, V2Request};
+use crate::app::AppState;
 use crate::error::ApiError;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::RegistryError;
+use crate::usage_log::Event;
+
+/// A usage-log event on `repo` naming `reference` as Quay does (`tag` or `manifest_digest`).
+fn on_reference(event: Event, repo: &RepoName, reference: &Reference) -> Event {
+    let event = event.repository(repo);
+    match reference {
+        Reference::Tag(tag) => event.detail("tag", tag.as_str()),
+        Reference::Digest(digest) => event.detail("manifest_digest", digest.to_string()),
+    }
+}
 
 pub async fn get(
-    registry: &Registry,
+    state: &AppState,
+    caller: &Caller,
     repo: &RepoName,
     reference: &Reference,
     req: &V2Request,
 ) -> Result<Response, ApiError> {
-    let manifest = registry.get_manifest(repo, reference).await?;
+    let manifest = state.registry.get_manifest(repo, reference).await?;
+    // A pull is queued for the usage logs' writer, never written here.
+    if req.method == Method::GET && state.usage.records_pulls() {
+        let event = on_reference(caller.event("pull_repo"), repo, reference);
+        state.usage.record(match reference {
+            Reference::Tag(_) => event.detail("manifest_digest", manifest.digest.to_string()),
+            Reference::Digest(_) => event,
+        });
+    }
     let headers = vec![
         ("content-type", manifest.media_type.clone()),
         ("docker-content-digest", manifest.digest.to_string()),
@@ -31,12 +51,14 @@ pub async fn get(
 }
 
 pub async fn put(
-    registry: &Registry,
+    state: &AppState,
+    caller: &Caller,
     repo: &RepoName,
     reference: &Reference,
     req: &V2Request,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let registry = &state.registry;
     let limit = registry.options().max_manifest_bytes;
     if req.content_length()?.is_some_and(|n| n > limit as u64) {
         return Err(RegistryError::ManifestTooLarge { limit }.into());
@@ -69,6 +91,15 @@ pub async fn put(
     let pushed = registry
         .put_manifest(repo, reference, extra_tags, &content_type, bytes.to_vec())
         .await?;
+    let tags: Vec<&str> = pushed.tags.iter().map(|t| t.as_str()).collect();
+    let mut event = caller
+        .event("push_repo")
+        .repository(repo)
+        .detail("manifest_digest", pushed.digest.to_string());
+    if let Some(first) = tags.first() {
+        event = event.detail("tag", *first).detail("tags", tags.clone());
+    }
+    state.usage.record(event);
     let mut headers = vec![
         (
             "location",
@@ -87,11 +118,19 @@ pub async fn put(
 }
 
 pub async fn delete(
-    registry: &Registry,
+    state: &AppState,
+    caller: &Caller,
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    registry.delete_manifest(repo, reference).await?;
+    state.registry.delete_manifest(repo, reference).await?;
+    let kind = match reference {
+        Reference::Tag(_) => "delete_tag",
+        Reference::Digest(_) => "delete_manifest",
+    };
+    state
+        .usage
+        .record(on_reference(caller.event(kind), repo, reference));
     Ok(reply(
         StatusCode::ACCEPTED,
         vec![("content-length", "0".into())],

@@ -83,6 +83,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A usage-log event of `kind` performed by this caller.
+    pub fn event(&self, kind: &'static str) -> crate::usage_log::Event {
+        crate::usage_log::Event::new(
+            kind,
+            crate::usage_log::Performer::of(self.credential.identity()),
+            self.client,
+        )
+    }
+
     /// Who upload sessions opened by this request count against: the account, or for a
     /// client without one (an open registry) its address.
     pub fn uploader(&self) -> crate::registry::Uploader {
@@ -136,6 +145,17 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         }
         Err(AuthError::Metadata(e)) => return ApiError::internal(e).into_response(),
         Err(e) => {
+            if matches!(e, AuthError::BadCredentials) {
+                let username = authorization
+                    .and_then(crate::auth::parse_authorization)
+                    .and_then(|a| match a {
+                        crate::auth::Authorization::Basic { user, .. } => Some(user),
+                        _ => None,
+                    });
+                state
+                    .usage
+                    .login_failure(username.as_deref(), client, "v2auth", &e.to_string());
+            }
             let error = matches!(e, AuthError::BadToken(_)).then_some("invalid_token");
             return ApiError::new(ErrorCode::Unauthorized, e.to_string())
                 .with_header("www-authenticate", origin.bearer_challenge(None, error))
@@ -332,13 +352,13 @@ async fn handle(
             listing::referrers(registry, &repo, &subject, &req).await
         }
         (Endpoint::Manifest(repo, r), Method::GET | Method::HEAD) => {
-            manifests::get(registry, &repo, &r, &req).await
+            manifests::get(state, caller, &repo, &r, &req).await
         }
         (Endpoint::Manifest(repo, r), Method::PUT) => {
-            manifests::put(registry, &repo, &r, &req, body).await
+            manifests::put(state, caller, &repo, &r, &req, body).await
         }
         (Endpoint::Manifest(repo, r), Method::DELETE) => {
-            manifests::delete(registry, &repo, &r).await
+            manifests::delete(state, caller, &repo, &r).await
         }
         (Endpoint::ManifestBadTag(_), Method::GET | Method::HEAD | Method::DELETE) => Err(
             ApiError::new(ErrorCode::ManifestUnknown, "manifest is not known"),

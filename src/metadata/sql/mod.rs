@@ -33,6 +33,7 @@ mod collection;
 mod integrity;
 mod notifications;
 mod registry;
+mod usage_log;
 
 /// Which database a [`SqlStore`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,357 @@
+//! Usage logs, Quay's audit trail: who pushed, pulled, tagged, deleted, changed a permission
+//! or a robot, created a token or failed to log in, from where and when.
+//!
+//! Recording never waits for the database: [`UsageLog::record`] puts the record on a bounded
+//! in-memory queue, and one background writer stores what the queue holds in batches (one
+//! transaction of multi-row inserts per batch, at least once a [`FLUSH_INTERVAL`] or every
+//! [`BATCH`] records).
+//! When the queue is full the record is dropped and counted, never blocking the request; a
+//! graceful shutdown stores what is queued ([`UsageLog::flush`]). Records live in the metadata
+//! database, so they survive restarts and every replica reads all of them.
+//! Pulls are the hot path: with `ACTION_LOG_AUDIT_PULLS: false` they are not recorded at all.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci::RepoName;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Identity;
+use crate::metadata::usage_log::{UsageLogRecord, UsageLogStore};
+
+/// Records a batch holds at most (one transaction: a commit, so one disk sync, per batch).
+pub const BATCH: usize = 4096;
+
+/// Longest a record waits in the queue before it is stored.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Records the queue holds at most; more are dropped and counted.
+pub const QUEUE: usize = 16_384;
+
+/// How often retention runs.
+pub const EXPIRE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The usage-log keys of the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageLogSettings {
+    /// `ACTION_LOG_AUDIT_PULLS` (berth's key): pulls (`pull_repo`) are recorded. On by
+    /// default; off saves the queue and the database the busiest kind of record.
+    pub pulls: bool,
+    /// `ACTION_LOG_AUDIT_LOGIN_FAILURES` (Quay's key, on by default in berth): failed logins
+    /// (`login_failure`) are recorded.
+    pub login_failures: bool,
+    /// `ACTION_LOG_ROTATION_THRESHOLD` (Quay's key and format, e.g. `90d`): records older than
+    /// this are deleted by the periodic worker (default 90 days).
+    pub retention: Duration,
+}
+
+impl Default for UsageLogSettings {
+    fn default() -> Self {
+        UsageLogSettings {
+            pulls: true,
+            login_failures: true,
+            retention: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+/// Who performed an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Performer {
+    Anonymous,
+    /// A user or robot account, by name (a robot's is `namespace+short`).
+    Account(String),
+}
+
+impl Performer {
+    /// The performer behind an identity, if any.
+    pub fn of(identity: Option<&Identity>) -> Performer {
+        match identity {
+            Some(i) => Performer::Account(i.name.clone()),
+            None => Performer::Anonymous,
+        }
+    }
+}
+
+/// One action about to be recorded.
+#[derive(Debug, Clone)]
+pub struct Event {
+    kind: &'static str,
+    at: i64,
+    performer: Performer,
+    ip: Option<IpAddr>,
+    namespace: Option<String>,
+    repository: Option<String>,
+    metadata: Map<String, Value>,
+}
+
+impl Event {
+    /// An action of Quay's kind `kind`, happening now, by `performer` from `ip`.
+    pub fn new(kind: &'static str, performer: Performer, ip: Option<IpAddr>) -> Event {
+        Event {
+            kind,
+            at: crate::metadata::now_millis(),
+            performer,
+            ip,
+            namespace: None,
+            repository: None,
+            metadata: Map::new(),
+        }
+    }
+
+    /// On repository `repo` (and its namespace), with Quay's `namespace` and `repo` details.
+    pub fn repository(mut self, repo: &RepoName) -> Event {
+        let name = repo.as_str();
+        let (ns, short) = name.split_once('/').unwrap_or((name, ""));
+        self.metadata.insert("namespace".into(), ns.into());
+        self.metadata.insert("repo".into(), short.into());
+        self.namespace = Some(ns.to_string());
+        self.repository = Some(name.to_string());
+        self
+    }
+
+    /// In namespace `ns`.
+    pub fn namespace(mut self, ns: &str) -> Event {
+        self.namespace = Some(ns.to_string());
+        self
+    }
+
+    /// With one of Quay's `metadata` details.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Event {
+        self.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// When it happened (milliseconds since the Unix epoch); for tests and imports.
+    pub fn at(mut self, at: i64) -> Event {
+        self.at = at;
+        self
+    }
+
+    fn into_record(self) -> UsageLogRecord {
+        UsageLogRecord {
+            kind: self.kind.to_string(),
+            at: self.at,
+            performer: match self.performer {
+                Performer::Anonymous => None,
+                Performer::Account(name) => Some(name),
+            },
+            namespace: self.namespace,
+            repository: self.repository,
+            ip: self.ip.map(|ip| ip.to_string()),
+            metadata: Value::Object(self.metadata).to_string(),
+        }
+    }
+}
+
+enum Message {
+    Record(Event),
+    /// Store what is queued before this, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The recorder: a bounded queue and the writer draining it.
+pub struct UsageLog {
+    queue: mpsc::Sender<Message>,
+    store: Arc<dyn UsageLogStore>,
+    pulls: AtomicBool,
+    login_failures: AtomicBool,
+    dropped: Arc<AtomicU64>,
+}
+
+impl UsageLog {
+    /// Starts the writer (on the current tokio runtime) over `store`.
+    pub fn start(store: Arc<dyn UsageLogStore>, settings: &UsageLogSettings) -> UsageLog {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_batches(store.clone(), receiver, dropped.clone()));
+        let log = UsageLog {
+            queue,
+            store,
+            pulls: AtomicBool::new(true),
+            login_failures: AtomicBool::new(true),
+            dropped,
+        };
+        log.apply_settings(settings);
+        log
+    }
+
+    /// Applies reloaded settings.
+    pub fn apply_settings(&self, settings: &UsageLogSettings) {
+        self.pulls.store(settings.pulls, Ordering::Relaxed);
+        self.login_failures
+            .store(settings.login_failures, Ordering::Relaxed);
+    }
+
+    /// Whether pulls are recorded (`ACTION_LOG_AUDIT_PULLS`).
+    pub fn records_pulls(&self) -> bool {
+        self.pulls.load(Ordering::Relaxed)
+    }
+
+    /// Whether failed logins are recorded (`ACTION_LOG_AUDIT_LOGIN_FAILURES`).
+    pub fn records_login_failures(&self) -> bool {
+        self.login_failures.load(Ordering::Relaxed)
+    }
+
+    /// Queues `event` for the writer; never waits. A full queue drops it and counts the drop.
+    pub fn record(&self, event: Event) {
+        if self.queue.try_send(Message::Record(event)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a failed login (`login_failure`) of `username` (if the client named one) through
+    /// `via` (Quay's `type`: `v2auth` for the registry, `quayauth` for the API and dashboard),
+    /// unless `ACTION_LOG_AUDIT_LOGIN_FAILURES` is off. The record is in the namespace the name
+    /// belongs to, so its owner sees it; the performer is anonymous. Never holds the password.
+    pub fn login_failure(
+        &self,
+        username: Option<&str>,
+        ip: Option<IpAddr>,
+        via: &'static str,
+        message: &str,
+    ) {
+        if !self.records_login_failures() {
+            return;
+        }
+        let mut event = Event::new("login_failure", Performer::Anonymous, ip)
+            .detail("type", via)
+            .detail("message", message);
+        if let Some(name) = username.filter(|n| !n.is_empty() && n.len() <= 256) {
+            let namespace = name.split_once('+').map_or(name, |(ns, _)| ns);
+            let kind = if name.contains('+') { "robot" } else { "user" };
+            event = event
+                .namespace(namespace)
+                .detail("username", name)
+                .detail("kind", kind);
+        }
+        self.record(event);
+    }
+
+    /// How many records were dropped since start (a full queue or a failed write).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued before this call is stored (or its write failed).
+    pub async fn flush(&self) {
+        let (done, stored) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = stored.await;
+        }
+    }
+
+    /// The store the records go to, for the listings.
+    pub fn store(&self) -> &Arc<dyn UsageLogStore> {
+        &self.store
+    }
+
+    /// Deletes the records older than `retention`; returns how many went. Deleting old rows
+    /// is idempotent, so replicas running it at once only repeat each other's work.
+    pub async fn expire(&self, retention: Duration) -> crate::metadata::Result<u64> {
+        let before = crate::metadata::now_millis()
+            .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        self.store.expire_usage_logs(before).await
+    }
+}
+
+/// The writer: gathers records for up to [`FLUSH_INTERVAL`] after the first one (or until
+/// [`BATCH`] are in hand or a flush is asked) and stores them in one transaction.
+async fn write_batches(
+    store: Arc<dyn UsageLogStore>,
+    mut receiver: mpsc::Receiver<Message>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut batch: Vec<UsageLogRecord> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut inbox = Vec::with_capacity(BATCH);
+    while let Some(first) = receiver.recv().await {
+        let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
+        let mut next = Some(first);
+        loop {
+            for message in next.take().into_iter().chain(inbox.drain(..)) {
+                match message {
+                    Message::Record(event) => batch.push(event.into_record()),
+                    Message::Flush(done) => waiting.push(done),
+                }
+            }
+            if batch.len() >= BATCH || !waiting.is_empty() {
+                break;
+            }
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, receiver.recv_many(&mut inbox, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        let count = records.len();
+        if count > 0 {
+            if let Err(e) = store.insert_usage_logs(records).await {
+                dropped.fetch_add(count as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, records = count, "cannot store usage logs; dropping them");
+            }
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// The opaque `next_page` token for the listing position after the record `(at, id)`.
+pub fn position_token(at: i64, id: i64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}.{id}"))
+}
+
+/// The position a [`position_token`] names; `None` for anything else.
+pub fn read_position(token: &str) -> Option<(i64, i64)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()?;
+    let (at, id) = std::str::from_utf8(&bytes).ok()?.split_once('.')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}
+
+/// Deletes usage logs older than `ACTION_LOG_ROTATION_THRESHOLD` every [`EXPIRE_INTERVAL`],
+/// reading the settings in force before each run.
+pub async fn expire_periodically(state: crate::app::AppState) {
+    loop {
+        tokio::time::sleep(EXPIRE_INTERVAL).await;
+        let retention = state.settings().usage_logs.retention;
+        match state.usage.expire(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "usage logs past their retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete old usage logs; retrying later"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_become_records_with_quay_details() {
+        let repo: RepoName = "acme/app".parse().unwrap();
+        let r = Event::new("push_repo", Performer::Account("acme+ci".into()), None)
+            .repository(&repo)
+            .detail("tag", "v1")
+            .at(5)
+            .into_record();
+        assert_eq!(r.kind, "push_repo");
+        assert_eq!(r.at, 5);
+        assert_eq!(r.performer.as_deref(), Some("acme+ci"));
+        assert_eq!(r.namespace.as_deref(), Some("acme"));
+        assert_eq!(r.repository.as_deref(), Some("acme/app"));
+        let meta: Value = serde_json::from_str(&r.metadata).unwrap();
+        assert_eq!(meta["repo"], "app");
+        assert_eq!(meta["tag"], "v1");
+        let anonymous = Event::new("pull_repo", Performer::Anonymous, None).into_record();
+        assert_eq!(anonymous.performer, None);
+    }
+}
