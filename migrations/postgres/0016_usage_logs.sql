@@ -7,7 +7,8 @@ CREATE TABLE usage_logs (
     namespace  TEXT COLLATE "C",
     repository TEXT COLLATE "C",
     ip         TEXT COLLATE "C",
-    metadata   TEXT COLLATE "C" NOT NULL
+    metadata   TEXT COLLATE "C" NOT NULL,
+    occurrences BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX usage_logs_by_repository ON usage_logs (repository, at, id);
 CREATE INDEX usage_logs_by_namespace ON usage_logs (namespace, at, id);

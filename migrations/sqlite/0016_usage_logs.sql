@@ -9,7 +9,8 @@ CREATE TABLE usage_logs (
     namespace  TEXT,
     repository TEXT,
     ip         TEXT,
-    metadata   TEXT NOT NULL
+    metadata   TEXT NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1
 );
 -- The listings read newest first by (at, id) within a repository, a namespace, a performer or
 -- everything (the superuser's view, and retention's deletions).

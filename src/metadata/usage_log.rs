@@ -27,6 +27,9 @@ pub struct UsageLogRecord {
     pub ip: Option<String>,
     /// Quay's `metadata` details, as JSON object text.
     pub metadata: String,
+    /// How many identical actions this record stands for: pulls repeated within one batch
+    /// are stored once (see `usage_log::write_batches`); 1 for everything else.
+    pub occurrences: i64,
 }
 
 /// Which records a listing reads.

@@ -491,11 +491,11 @@ async fn paging_returns_every_record_once_in_order() {
         if pages == 3 {
             // Records arriving while a client pages are newer than its position: they never
             // show up in the pages still to come, nor shift them.
-            for _ in 0..30 {
+            for k in 0..30 {
                 state.usage.record(
                     Event::new("pull_repo", Performer::Anonymous, None)
                         .repository(&repo)
-                        .detail("n", -1),
+                        .detail("n", -1 - k),
                 );
             }
             state.usage.flush().await;
@@ -583,6 +583,53 @@ async fn pull_logging_off_records_no_pulls() {
     let logs = all_logs(&s.client, &s, "/api/v1/repository/admin/quiet/logs").await;
     assert!(has(&logs, "push_repo", "admin"), "{logs:?}");
     assert!(!logs.iter().any(|l| l["kind"] == "pull_repo"), "{logs:?}");
+}
+
+#[tokio::test]
+async fn repeated_pulls_are_counted_exactly() {
+    let s = TestServer::start().await;
+    let digest = push_image(&s.client, &s.base, "admin/busy", "v1", b"busy").await;
+    let pull = |reference: String| {
+        let client = s.client.clone();
+        let url = s.url(&format!("/v2/admin/busy/manifests/{reference}"));
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let by_tag = (0..200).map(|_| pull("v1".to_string()));
+    let by_digest = (0..5).map(|_| pull(digest.to_string()));
+    futures::future::join_all(by_tag.chain(by_digest)).await;
+    s.state().usage.flush().await;
+
+    let logs = all_logs(&s.client, &s, "/api/v1/repository/admin/busy/logs").await;
+    let pulls: Vec<&Value> = logs.iter().filter(|l| l["kind"] == "pull_repo").collect();
+    let counted = |tagged: bool| -> u64 {
+        pulls
+            .iter()
+            .filter(|l| l["metadata"]["tag"].is_string() == tagged)
+            .map(|l| l["metadata"]["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    assert_eq!(counted(true), 200, "{pulls:?}");
+    assert_eq!(counted(false), 5, "{pulls:?}");
+    assert!(
+        pulls.len() < 205,
+        "identical pulls in one batch are one record: {}",
+        pulls.len()
+    );
+    let r = s
+        .api("GET", "/api/v1/repository/admin/busy/aggregatelogs", None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let aggregated: u64 = r.body["aggregated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "pull_repo")
+        .map(|a| a["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(aggregated, 205, "{}", r.body);
 }
 
 /// The `data-kind`s of the record rows of a Usage Logs tab.

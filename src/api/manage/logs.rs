@@ -163,7 +163,11 @@ fn avatar(name: &str, kind: &str) -> Value {
 
 /// One record as Quay's API shows it.
 pub fn log_view(record: &UsageLogRecord) -> Value {
-    let metadata: Value = serde_json::from_str(&record.metadata).unwrap_or_else(|_| json!({}));
+    let mut metadata: Value = serde_json::from_str(&record.metadata).unwrap_or_else(|_| json!({}));
+    // Identical pulls within one batch are one record; `count` says how many it stands for.
+    if record.occurrences > 1 {
+        metadata["count"] = json!(record.occurrences);
+    }
     let mut view = json!({
         "kind": record.kind,
         "metadata": metadata,

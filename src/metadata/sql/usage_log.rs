@@ -9,7 +9,7 @@ use crate::metadata::usage_log::{KindCount, LogQuery, LogScope, UsageLogRecord, 
 use crate::metadata::Result;
 
 /// Columns of a record, in [`record`]'s order.
-const COLUMNS: &str = "kind, at, performer, namespace, repository, ip, metadata";
+const COLUMNS: &str = "kind, at, performer, namespace, repository, ip, metadata, occurrences";
 
 /// Records deleted per statement by retention.
 const EXPIRE_BATCH: i64 = 5_000;
@@ -28,16 +28,17 @@ fn insert_text(remaining: usize) -> (&'static str, usize) {
             .map(|&rows| {
                 let values: Vec<String> = (0..rows)
                     .map(|i| {
-                        let n = i * 7;
+                        let n = i * 8;
                         format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                             n + 1,
                             n + 2,
                             n + 3,
                             n + 4,
                             n + 5,
                             n + 6,
-                            n + 7
+                            n + 7,
+                            n + 8
                         )
                     })
                     .collect();
@@ -78,14 +79,14 @@ macro_rules! per_scope {
 }
 
 const PAGES: [&str; 4] = per_scope!(
-    "SELECT id, kind, at, performer, namespace, repository, ip, metadata FROM usage_logs WHERE ",
+    "SELECT id, kind, at, performer, namespace, repository, ip, metadata, occurrences FROM usage_logs WHERE ",
     " AND at >= $2 AND at < $3 AND (at < $4 OR (at = $4 AND id < $5))
       AND ($6 = '' OR kind = $6) AND ($7 = '' OR performer = $7)
       ORDER BY at DESC, id DESC LIMIT $8"
 );
 
 const AGGREGATES: [&str; 4] = per_scope!(
-    "SELECT kind, at / 86400000, count(*) FROM usage_logs WHERE ",
+    "SELECT kind, at / 86400000, CAST(sum(occurrences) AS BIGINT) FROM usage_logs WHERE ",
     " AND at >= $2 AND at < $3 GROUP BY kind, at / 86400000 ORDER BY at / 86400000, kind"
 );
 
@@ -98,6 +99,7 @@ fn record(r: &AnyRow, from: usize) -> UsageLogRecord {
         repository: r.get(from + 4),
         ip: r.get(from + 5),
         metadata: r.get(from + 6),
+        occurrences: r.get(from + 7),
     }
 }
 
@@ -120,7 +122,8 @@ impl UsageLogStore for SqlStore {
                     .bind(r.namespace)
                     .bind(r.repository)
                     .bind(r.ip)
-                    .bind(r.metadata);
+                    .bind(r.metadata)
+                    .bind(r.occurrences);
             }
             query.execute(&mut *tx).await?;
         }
