@@ -97,6 +97,7 @@ fn row(viewer: &Viewer, base: &str, n: &NotificationRecord) -> Markup {
 /// token); the flash message to show.
 pub(super) async fn act(
     state: &AppState,
+    viewer: &super::session::Viewer,
     repo: &RepoName,
     action: &str,
     form: &FormData,
@@ -115,6 +116,14 @@ pub(super) async fn act(
             match notify::validate(request, allow).await {
                 Ok(new) => {
                     store.create_notification(repo, &new).await?;
+                    state.usage.record(
+                        viewer
+                            .event("add_repo_notification")
+                            .repository(repo)
+                            .detail("notification_id", new.uuid.as_str())
+                            .detail("event", new.event.as_str())
+                            .detail("method", new.method.as_str()),
+                    );
                     Flash::success(format!("Added the {} notification.", new.event))
                 }
                 Err(why) => Flash::error(why),
@@ -132,10 +141,14 @@ pub(super) async fn act(
             }
         }
         "delete-notification" => {
-            if store
-                .delete_notification(repo, form.required("uuid")?)
-                .await?
-            {
+            let uuid = form.required("uuid")?;
+            if store.delete_notification(repo, uuid).await? {
+                state.usage.record(
+                    viewer
+                        .event("delete_repo_notification")
+                        .repository(repo)
+                        .detail("notification_id", uuid),
+                );
                 Flash::success("Deleted the notification.")
             } else {
                 Flash::error("There is no such notification.")

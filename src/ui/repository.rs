@@ -624,7 +624,8 @@ pub async fn act(
             if !access.admin {
                 return Err(PageError::Forbidden);
             }
-            let flash = super::notifications::act(&state, &access.repo, action, &form).await?;
+            let flash =
+                super::notifications::act(&state, &viewer, &access.repo, action, &form).await?;
             (flash, settings)
         }
         other => return Err(PageError::BadRequest(format!("unknown action {other:?}"))),

@@ -323,6 +323,22 @@ async fn pushes_and_tag_deletions_are_delivered() {
     .await;
     // Each event went to its own notification only.
     assert_eq!(receiver.received().len(), 2);
+
+    // Creating them is in the repository's usage logs, by the admin who did it.
+    server.state().usage.flush().await;
+    let r = server
+        .api(
+            "GET",
+            &format!("/api/v1/repository/{repo}/logs?kind=add_repo_notification"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let logs = r.body["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{}", r.body);
+    assert!(logs.iter().all(|l| l["performer"]["name"] == "admin"
+        && (l["metadata"]["notification_id"] == push.as_str()
+            || l["metadata"]["notification_id"] == deleted.as_str())));
 }
 
 #[tokio::test]

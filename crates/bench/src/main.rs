@@ -398,7 +398,7 @@ async fn pull_logs(args: &PullLogsArgs) -> anyhow::Result<()> {
     let report = format!(
         "# Manifest GET with usage logs of pulls on and off\n\n\
          Written by `berth-bench pull-logs --repeats {repeats}{}` on {}. berth runs on the embedded default (SQLite + files), without auth (`berth`, anonymous pulls) and with auth (`berth+auth`, bearer tokens); `ACTION_LOG_AUDIT_PULLS` is switched live (config file rewritten, SIGHUP) between runs, in alternating order; each figure is the median of the repetitions. \
-         With it on, every GET is queued for the usage logs' writer, which stores it in the same SQLite database; these GETs are all alike (one client, one tag), so the writer stores each second's as one record with their count, which is the case of a fleet pulling one image. Pulls that all differ (other tags, clients or addresses) cost a row each.\n\n{table}",
+         With it on, the first GET of a kind (performer, address, repository, tag, digest) is queued for the usage logs' writer, which stores it in the same SQLite database, and its repeats until the writer's next drain (every 50 ms) are only counted, then stored as one record with their count. These GETs are all alike (one client, one tag), the case of a fleet pulling one image; pulls that all differ (other tags, clients or addresses) cost a queued record and a row each.\n\n{table}",
         if args.quick { " --quick" } else { "" },
         today().await
     );

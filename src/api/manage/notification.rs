@@ -79,6 +79,14 @@ impl Ctx<'_> {
             .ok_or_else(|| ManageError::NotFound(format!("repository {repo} not found")))?;
         tracing::info!(repository = %repo, notification = %created.uuid, event = %created.event,
             method = %created.method, target = %created.target_host(), "notification created");
+        self.record(
+            self.caller
+                .event("add_repo_notification")
+                .repository(repo)
+                .detail("notification_id", created.uuid.as_str())
+                .detail("event", created.event.as_str())
+                .detail("method", created.method.as_str()),
+        );
         Ok((StatusCode::CREATED, Json(notification_json(&created))).into_response())
     }
 
@@ -110,6 +118,12 @@ impl Ctx<'_> {
             .await?
         {
             tracing::info!(repository = %repo, notification = %uuid, "notification deleted");
+            self.record(
+                self.caller
+                    .event("delete_repo_notification")
+                    .repository(repo)
+                    .detail("notification_id", uuid),
+            );
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
             Err(no_such(repo, uuid))
@@ -125,6 +139,12 @@ impl Ctx<'_> {
         self.require_admin(repo).await?;
         let store = self.state.notifier.store();
         if store.reset_notification_failures(repo, uuid).await? {
+            self.record(
+                self.caller
+                    .event("reset_repo_notification")
+                    .repository(repo)
+                    .detail("notification_id", uuid),
+            );
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
             Err(no_such(repo, uuid))

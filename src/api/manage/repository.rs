@@ -299,7 +299,7 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn record(&self, event: crate::usage_log::Event) {
+    pub(super) fn record(&self, event: crate::usage_log::Event) {
         self.state.usage.record(event);
     }
 

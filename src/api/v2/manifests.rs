@@ -29,11 +29,16 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let manifest = state.registry.get_manifest(repo, reference).await?;
     // A pull is queued for the usage logs' writer, never written here.
-    if req.method == Method::GET && state.usage.records_pulls() {
-        let event = on_reference(caller.event("pull_repo"), repo, reference);
-        state.usage.record(match reference {
-            Reference::Tag(_) => event.detail("manifest_digest", manifest.digest.to_string()),
-            Reference::Digest(_) => event,
+    if req.method == Method::GET {
+        state.usage.pull(&crate::usage_log::Pull {
+            performer: caller.credential.identity().map(|i| i.name.as_str()),
+            ip: caller.client,
+            repository: repo,
+            tag: match reference {
+                Reference::Tag(tag) => Some(tag.as_str()),
+                Reference::Digest(_) => None,
+            },
+            digest: &manifest.digest,
         });
     }
     let headers = vec![
