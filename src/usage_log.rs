@@ -379,6 +379,7 @@ impl UsageLog {
     pub fn record(&self, event: Event) {
         if self.queue.try_send(Message::Record(event)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().usage_logs_dropped(1);
         }
     }
 
@@ -543,7 +544,10 @@ async fn write_batches(
         if count > 0 {
             if let Err(e) = store.insert_usage_logs(records).await {
                 dropped.fetch_add(count as u64, Ordering::Relaxed);
+                crate::metrics::metrics().usage_logs_dropped(count as u64);
                 tracing::warn!(error = %e, records = count, "cannot store usage logs; dropping them");
+            } else {
+                crate::metrics::metrics().usage_logs_stored(count as u64);
             }
         }
         for done in waiting.drain(..) {

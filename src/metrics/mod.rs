@@ -159,6 +159,8 @@ pub struct Metrics {
     policy_refusals: Family<MediaTypeLabel, Counter>,
     auth_failures: Family<ReasonLabel, Counter>,
     tokens_issued: Counter,
+    usage_logs_stored: Counter,
+    usage_logs_dropped: Counter,
     gc_runs: Family<ResultLabel, Counter>,
     gc_deletions: Family<KindLabel, Counter>,
     gc_freed_bytes: Counter,
@@ -251,6 +253,8 @@ impl Metrics {
             policy_refusals: Family::default(),
             auth_failures: Family::default(),
             tokens_issued: Counter::default(),
+            usage_logs_stored: Counter::default(),
+            usage_logs_dropped: Counter::default(),
             gc_runs: Family::default(),
             gc_deletions: Family::default(),
             gc_freed_bytes: Counter::default(),
@@ -316,6 +320,16 @@ impl Metrics {
             "berth_tokens_issued",
             "Registry tokens issued by /v2/auth",
             m.tokens_issued.clone(),
+        );
+        r.register(
+            "berth_usage_log_records_stored",
+            "Usage-log records this process stored (a record of repeated pulls counts once)",
+            m.usage_logs_stored.clone(),
+        );
+        r.register(
+            "berth_usage_log_records_dropped",
+            "Usage-log records this process dropped: its queue was full or the database refused them",
+            m.usage_logs_dropped.clone(),
         );
         r.register(
             "berth_gc_runs",
@@ -425,6 +439,16 @@ impl Metrics {
     /// Counts an issued registry token.
     pub fn token_issued(&self) {
         self.tokens_issued.inc();
+    }
+
+    /// Counts usage-log records stored.
+    pub fn usage_logs_stored(&self, records: u64) {
+        self.usage_logs_stored.inc_by(records);
+    }
+
+    /// Counts usage-log records dropped.
+    pub fn usage_logs_dropped(&self, records: u64) {
+        self.usage_logs_dropped.inc_by(records);
     }
 
     /// Records a garbage-collection run: `None` when another process held the lease,

@@ -630,6 +630,21 @@ async fn repeated_pulls_are_counted_exactly() {
         .map(|a| a["count"].as_u64().unwrap())
         .sum();
     assert_eq!(aggregated, 205, "{}", r.body);
+
+    // What was stored shows in the metrics; nothing was dropped.
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(sample("berth_usage_log_records_stored_total") >= pulls.len() as u64);
+    assert_eq!(sample("berth_usage_log_records_dropped_total"), 0);
 }
 
 /// The `data-kind`s of the record rows of a Usage Logs tab.
