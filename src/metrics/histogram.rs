@@ -2,6 +2,7 @@
 //! and no lock, so every request can record its latency.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -19,9 +20,13 @@ pub const GC_BUCKETS: &[f64] = &[
     0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
-/// A Prometheus histogram of durations in seconds, with fixed bucket bounds.
+/// A Prometheus histogram of durations in seconds, with fixed bucket bounds. Clones share
+/// the counts, so a recorder may keep a handle instead of looking the series up each time.
+#[derive(Debug, Clone)]
+pub struct DurationHistogram(Arc<Buckets>);
+
 #[derive(Debug)]
-pub struct DurationHistogram {
+struct Buckets {
     bounds: &'static [f64],
     /// One count per bound, then the count above the last bound.
     counts: Box<[AtomicU64]>,
@@ -31,29 +36,34 @@ pub struct DurationHistogram {
 impl DurationHistogram {
     /// An empty histogram with these (ascending) bucket bounds.
     pub fn new(bounds: &'static [f64]) -> DurationHistogram {
-        DurationHistogram {
+        DurationHistogram(Arc::new(Buckets {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
-        }
+        }))
     }
 
     /// Counts one duration.
     pub fn observe(&self, took: Duration) {
         let secs = took.as_secs_f64();
         let bucket = self
+            .0
             .bounds
             .iter()
             .position(|&bound| secs <= bound)
-            .unwrap_or(self.bounds.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(self.0.bounds.len());
+        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// How many durations were counted.
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -71,14 +81,15 @@ impl EncodeMetric for DurationHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         // The count is the buckets' sum, so the two always agree even while requests record.
         let buckets: Vec<(f64, u64)> = self
+            .0
             .bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .zip(self.0.counts.iter().map(|c| c.load(Ordering::Relaxed)))
             .collect();
         let count = buckets.iter().map(|(_, n)| n).sum();
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
@@ -98,9 +109,13 @@ mod tests {
         h.observe(Duration::from_millis(1));
         h.observe(Duration::from_millis(50));
         h.observe(Duration::from_secs(3));
-        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> =
+            h.0.counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect();
         assert_eq!(counts, [2, 1, 1]);
         assert_eq!(h.count(), 4);
-        assert_eq!(h.sum_nanos.load(Ordering::Relaxed), 3_051_500_000);
+        assert_eq!(h.0.sum_nanos.load(Ordering::Relaxed), 3_051_500_000);
     }
 }

@@ -230,6 +230,22 @@ fn media_type_label(media_type: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// The series one request records into, for one (route, method, status).
+struct RequestSeries {
+    requests: Counter,
+    duration: DurationHistogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+/// Series key: the metrics instance, route, method label and status.
+type SeriesKey = (usize, Cow<'static, str>, &'static str, u16);
+
+thread_local! {
+    static REQUEST_SERIES: std::cell::RefCell<std::collections::HashMap<SeriesKey, RequestSeries>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let cache = Family::<LookupLabel, Counter>::default();
@@ -387,26 +403,44 @@ impl Metrics {
         took: Duration,
     ) {
         let method = method_label(method);
-        let by_route = RouteLabels {
-            route: route.clone(),
-            method,
-        };
-        self.requests
-            .get_or_create(&RequestLabels {
-                route,
-                method,
-                status,
-            })
-            .inc();
-        self.request_duration.get_or_create(&by_route).observe(took);
-        if bytes_in > 0 {
-            self.request_bytes.get_or_create(&by_route).inc_by(bytes_in);
-        }
-        if bytes_out > 0 {
-            self.response_bytes
-                .get_or_create(&by_route)
-                .inc_by(bytes_out);
-        }
+        let key = (self as *const Metrics as usize, route, method, status);
+        // Each thread keeps the handles of the series it recorded: looking them up in the
+        // families takes their shared locks, and four such locks per request, bounced between
+        // cores, were most of what recording cost.
+        REQUEST_SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let series = match cache.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let (_, route, method, status) = e.key().clone();
+                    let by_route = RouteLabels {
+                        route: route.clone(),
+                        method,
+                    };
+                    e.insert(RequestSeries {
+                        requests: self
+                            .requests
+                            .get_or_create(&RequestLabels {
+                                route,
+                                method,
+                                status,
+                            })
+                            .clone(),
+                        duration: self.request_duration.get_or_create(&by_route).clone(),
+                        bytes_in: self.request_bytes.get_or_create(&by_route).clone(),
+                        bytes_out: self.response_bytes.get_or_create(&by_route).clone(),
+                    })
+                }
+            };
+            series.requests.inc();
+            series.duration.observe(took);
+            if bytes_in > 0 {
+                series.bytes_in.inc_by(bytes_in);
+            }
+            if bytes_out > 0 {
+                series.bytes_out.inc_by(bytes_out);
+            }
+        });
     }
 
     /// Counts a stored manifest push.

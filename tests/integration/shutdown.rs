@@ -197,8 +197,10 @@ async fn sigterm_lets_in_flight_pushes_finish_and_loses_nothing() {
         "every push reached a handler"
     );
 
-    server.terminate();
+    // Taken before the signal: `terminate` returns only once `kill` has exited, which under
+    // load comes milliseconds after berth received the signal and started its clock.
     let signalled_at = Instant::now();
+    server.terminate();
     assert!(
         server.log.wait_for(SIGNALLED, 1, GUARD).await,
         "berth saw SIGTERM"
@@ -313,8 +315,10 @@ async fn a_request_that_never_ends_is_cut_off_after_the_shutdown_timeout() {
         "the push reached a handler"
     );
 
-    server.terminate();
+    // Taken before the signal: `terminate` returns only once `kill` has exited, which under
+    // load comes milliseconds after berth received the signal and started its clock.
     let signalled_at = Instant::now();
+    server.terminate();
     let (status, exited_at) = exited(&mut server).await;
     assert!(status.success(), "berth exits with success: {status}");
     let waited = exited_at - signalled_at;
