@@ -244,6 +244,30 @@ run_flow() {
   fi
 }
 
+# Records "ok" when none of the secrets given (passwords and tokens the mode's clients sent,
+# and the Basic credentials made of them) appears in the berth logs named by the rest of the
+# arguments, "FAILED" naming the log otherwise. Usage: check_no_secret_logged SECRETS... -- LOGS...
+check_no_secret_logged() {
+  local secrets=() logs=() leaked=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do secrets+=("$1"); shift; done
+  shift; logs=("$@")
+  local s
+  for s in "${secrets[@]}"; do
+    [ ${#s} -ge 8 ] || continue
+    for log in "${logs[@]}"; do
+      if grep -qF -- "$s" "$log"; then leaked+=("$(basename "$log")"); fi
+    done
+  done
+  if [ ${#leaked[@]} -eq 0 ]; then
+    pass "no password or token in berth's log (${#secrets[@]} secrets, ${#logs[@]} logs)"
+  else
+    flunk "a password or token appears in berth's log: ${leaked[*]}"
+  fi
+}
+
+# A secret and the Basic credentials `user:secret` it travels in.
+basic_of() { printf '%s:%s' "$1" "$2" | base64 -w0; }
+
 # The seed's tenancy: organization userorg, with a team of the creator role.
 setup_userorg() {
   api POST /api/v1/organization/ '{"name":"userorg"}' >/dev/null
@@ -261,6 +285,8 @@ mode_user() {
   api POST /api/v1/superuser/users/ "{\"username\":\"alice\",\"password\":\"$password\"}" >/dev/null
   api PUT /api/v1/organization/userorg/team/pushers/members/alice >/dev/null
   for flow in $FLOWS; do run_flow user "$flow" pass alice "$password"; done
+  check_no_secret_logged "$ADMIN_PASS" "$password" "$(basic_of admin "$ADMIN_PASS")" \
+    "$(basic_of alice "$password")" -- "$data.log"
 }
 
 # Mode "robot": a robot whose only right is userorg's creator team.
@@ -274,6 +300,8 @@ mode_robot() {
   token=$(api PUT /api/v1/organization/userorg/robots/ci | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   api PUT /api/v1/organization/userorg/team/pushers/members/userorg+ci >/dev/null
   for flow in $FLOWS; do run_flow robot "$flow" pass userorg+ci "$token"; done
+  check_no_secret_logged "$ADMIN_PASS" "$token" "$(basic_of admin "$ADMIN_PASS")" \
+    "$(basic_of userorg+ci "$token")" -- "$data.log"
 }
 
 # Mode "anonymous": AUTHENTICATION_TYPE: None, no credentials at all.
@@ -330,6 +358,7 @@ mode_defaults() {
   done
   # Login over HTTPS with skopeo, trusting berth's self-signed certificate as a CA.
   kill "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null || true
+  cp "$data.log" "$data.plain.log"
   start_berth "$data" "$config" --tls-self-signed
   mkdir -p "$WORK/certs" && cp "$data/tls/cert.pem" "$WORK/certs/ca.crt"
   if skopeo login --cert-dir "$WORK/certs" --authfile "$WORK/tls-auth.json" -u admin -p "$ADMIN_PASS" "$BERTH_ADDR" >"$WORK/tls.log" 2>&1; then
@@ -337,6 +366,7 @@ mode_defaults() {
   else
     cat "$WORK/tls.log"; flunk "skopeo login over HTTPS"
   fi
+  check_no_secret_logged "$ADMIN_PASS" "$(basic_of admin "$ADMIN_PASS")" -- "$data.plain.log" "$data.log"
 }
 
 # The modes use separate registries (and the flows their own temporary directories), so they
