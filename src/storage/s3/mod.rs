@@ -539,15 +539,15 @@ impl BlobStore for S3BlobStore {
                 Err(e) => return Err(backend(e)),
             }
         }
-        // The tail the progress names goes by its key: a listing on a replicated store may not
-        // show an object written moments ago yet.
-        let mut named: Vec<String> = Vec::new();
+        // The objects the progress names go by their keys: a listing on a replicated store may
+        // not show an object written moments ago yet (the data object a commit completed, a tail).
+        let mut named: Vec<Key> = vec![self.keys.upload_data(id)];
         if let Some(p) = &state {
-            named.extend(p.tail.as_ref().map(|t| t.name.clone()));
-            named.extend(p.stale_tail.clone());
+            named.extend(p.tail.as_ref().map(|t| self.keys.upload_tail(id, &t.name)));
+            named.extend(p.stale_tail.iter().map(|t| self.keys.upload_tail(id, t)));
         }
-        for name in named {
-            match self.store.delete(&self.keys.upload_tail(id, &name)).await {
+        for key in named {
+            match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(backend(e)),
             }
