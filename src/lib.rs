@@ -20,6 +20,7 @@ pub mod registry;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod trust;
 pub mod ui;
 pub mod usage_log;
 

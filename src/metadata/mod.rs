@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod trust;
 pub mod usage_log;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
