@@ -176,3 +176,33 @@ pub fn verdict(checks: Vec<SignatureCheck>) -> Verdict {
         checks,
     }
 }
+
+/// A new key for `scope`, checked: its name (1 to 64 of `A-Z a-z 0-9 . _ -`) and its PEM, which
+/// must parse as `kind` says. What the API and the dashboard both store.
+pub fn new_key(
+    scope: crate::metadata::trust::TrustScope,
+    name: &str,
+    kind: KeyKind,
+    pem: &str,
+) -> Result<crate::metadata::trust::StoredKey, KeyError> {
+    let valid_name = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid_name {
+        return Err(KeyError(
+            "the name must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+        ));
+    }
+    let info = parse_key(kind, pem)?;
+    Ok(crate::metadata::trust::StoredKey {
+        id: uuid::Uuid::new_v4().to_string(),
+        scope,
+        name: name.to_string(),
+        kind,
+        material: info.material,
+        fingerprint: info.fingerprint,
+        description: info.description,
+        created_at: crate::metadata::now_millis(),
+    })
+}
