@@ -11,6 +11,7 @@ mod report;
 mod scenarios;
 mod servers;
 mod svg;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +57,10 @@ enum Command {
     /// usage logs (`ACTION_LOG_AUDIT_PULLS: true`, the default) against not recorded, switching
     /// the key live (SIGHUP) between alternating runs, and print the medians and their ratio.
     PullLogs(PullLogsArgs),
+    /// Measure what verifying cosign signatures in the background costs concurrent pushes:
+    /// pushers' rate while signed images arrive against a control window, and how soon the
+    /// signatures show as verified.
+    Trust(trust::TrustArgs),
     /// Serve the bare axum endpoint (the ceiling `compare` measures).
     #[command(hide = true)]
     Hello {
@@ -176,6 +181,10 @@ fn main() -> anyhow::Result<()> {
                 result = pull_logs(&args) => result,
                 signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
             },
+            Command::Trust(args) => tokio::select! {
+                result = trust::run(&args) => result,
+                signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
+            },
         }
     })
 }
@@ -280,7 +289,7 @@ async fn redirects(c: &Contender, on: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn today() -> String {
+pub(crate) async fn today() -> String {
     tokio::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
