@@ -88,6 +88,10 @@ pub trait TrustStore: Send + Sync + 'static {
     async fn set_trust_policy(&self, scope: &TrustScope, require: Requirement) -> Result<()>;
     /// The policy of exactly this scope.
     async fn trust_policy(&self, scope: &TrustScope) -> Result<Requirement>;
+    /// The scope whose policy requires verified signatures of `repo`: its namespace's when that
+    /// requires it (a repository cannot opt out of it), else the repository's own; `None` when
+    /// neither does. (Added by the store branch.)
+    async fn policy_in_force(&self, repo: &RepoName) -> Result<Option<TrustScope>>;
 
     /// The stored verdicts of these manifests of a repository (absent: never signed).
     async fn verdicts(&self, repo: &RepoName, digests: &[Digest]) -> Result<Vec<StoredVerdict>>;
