@@ -107,4 +107,14 @@ pub trait TrustStore: Send + Sync + 'static {
         repo: &RepoName,
         subject: &Digest,
     ) -> Result<Vec<SignatureManifest>>;
+
+    /// The kind (`signature`, `image`, `index`, ...) of a manifest of a repository; `None` when
+    /// it has no such manifest. (Added by the store branch, for enforcement.)
+    async fn manifest_kind(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>>;
+    /// The manifests of a repository (indexes) that list `digest` as a child manifest. (Added
+    /// by the store branch, for enforcement.)
+    async fn parent_manifests(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>>;
+    /// The manifests of a repository that reference the blob `digest`, with their kinds.
+    /// (Added by the store branch, for enforcement.)
+    async fn blob_users(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<(Digest, String)>>;
 }

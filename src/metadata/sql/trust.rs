@@ -321,6 +321,46 @@ impl TrustStore for SqlStore {
         })
         .await
     }
+
+    async fn manifest_kind(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let query = sqlx::query(
+            "SELECT m.kind FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repo.as_str().to_string())
+        .bind(digest.to_string());
+        self.read_one(query, |r| Ok(r.get::<String, _>(0))).await
+    }
+
+    async fn parent_manifests(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        let query = sqlx::query(
+            "SELECT f.manifest_digest FROM manifest_references f
+             JOIN repositories r ON r.id = f.repository_id
+             WHERE r.name = $1 AND f.child_digest = $2 AND f.child_kind = 'manifest'
+             ORDER BY f.manifest_digest",
+        )
+        .bind(repo.as_str().to_string())
+        .bind(digest.to_string());
+        self.read_all(query, |r| digest_of(r.get::<&str, _>(0)))
+            .await
+    }
+
+    async fn blob_users(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<(Digest, String)>> {
+        let query = sqlx::query(
+            "SELECT f.manifest_digest, m.kind FROM manifest_references f
+             JOIN repositories r ON r.id = f.repository_id
+             JOIN manifests m ON m.repository_id = f.repository_id
+                 AND m.digest = f.manifest_digest
+             WHERE r.name = $1 AND f.child_digest = $2 AND f.child_kind = 'blob'
+             ORDER BY f.manifest_digest",
+        )
+        .bind(repo.as_str().to_string())
+        .bind(digest.to_string());
+        self.read_all(query, |r| {
+            Ok((digest_of(r.get::<&str, _>(0))?, r.get::<String, _>(1)))
+        })
+        .await
+    }
 }
 
 /// A stored requirement text (absent: none).
