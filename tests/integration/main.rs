@@ -47,6 +47,7 @@ mod smoke;
 mod sparse;
 mod storage_conformance;
 mod storage_memory;
+mod trust;
 mod upload_limits;
 mod upload_races;
 mod uploads;
