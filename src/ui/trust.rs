@@ -16,6 +16,11 @@ use crate::metadata::MetadataError;
 use crate::trust::{CheckResult, KeyKind, SignatureCheck, Status};
 use crate::usage_log::UsageLog;
 
+/// The store of keys, policies and verdicts behind the pages.
+pub fn store(state: &crate::app::AppState) -> &dyn TrustStore {
+    state.trust.store()
+}
+
 /// Longest PEM the add form takes (a certificate chain is a few KiB).
 pub const MAX_PEM: usize = 64 * 1024;
 
@@ -245,10 +250,11 @@ pub fn policy_panel(
     }
 }
 
+/// A usage-log event about `scope`, with the same metadata as the API's records.
 fn record_scope(event: crate::usage_log::Event, scope: &TrustScope) -> crate::usage_log::Event {
     match scope {
-        TrustScope::Namespace(ns) => event.namespace(ns).detail("scope", "organization"),
-        TrustScope::Repository(repo) => event.repository(repo).detail("scope", "repository"),
+        TrustScope::Namespace(ns) => event.namespace(ns).detail("scope", ns.as_str()),
+        TrustScope::Repository(repo) => event.repository(repo).detail("scope", repo.as_str()),
     }
 }
 

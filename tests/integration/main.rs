@@ -15,6 +15,7 @@ mod catalog_challenge;
 mod cookies;
 mod crash;
 mod dashboard;
+mod dashboard_trust;
 mod data_permissions;
 mod deleted_repositories;
 mod fsck;
