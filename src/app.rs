@@ -37,6 +37,8 @@ pub struct AppState {
     pub renders: Arc<crate::ui::RenderGate>,
     /// Repository notifications: their store and the delivery client.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// Signature trust: verdicts, their worker and the enforcement decision.
+    pub trust: Arc<crate::trust::service::Trust>,
 }
 
 impl AppState {
@@ -46,11 +48,13 @@ impl AppState {
         auth: Arc<Auth>,
         gc: Arc<Collector>,
         notifier: Arc<crate::notify::Notifier>,
+        trust: Arc<crate::trust::service::Trust>,
         usage: Arc<crate::usage_log::UsageLog>,
         settings: Settings,
     ) -> Self {
         AppState {
             notifier,
+            trust,
             registry,
             auth,
             gc,

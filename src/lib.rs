@@ -49,7 +49,8 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     prepare_data_dir(data_dir)?;
     let meta = open_metadata(&database_uri(data_dir, settings)?).await?;
     let blobs = open_blob_store(data_dir, settings).await?;
-    let registry = Registry::new(meta.clone(), blobs.clone(), settings);
+    let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), settings));
+    let trust = trust::service::Trust::new(meta.clone(), registry.clone());
     let notifier =
         notify::Notifier::new(meta.clone()).context("cannot build the notification client")?;
     let collector = gc::Collector::new(meta.clone(), blobs);
@@ -62,10 +63,11 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         .await
         .context("cannot load token signing keys")?;
     Ok(AppState::new(
-        Arc::new(registry),
+        registry,
         Arc::new(auth),
         Arc::new(collector),
         Arc::new(notifier),
+        Arc::new(trust),
         Arc::new(usage),
         settings.clone(),
     ))
@@ -276,18 +278,24 @@ pub async fn serve(
     server::run(listener, state, None, shutdown).await
 }
 
-/// The notification delivery worker of a serving process; stops when dropped.
-struct DeliveryWorker(tokio::task::JoinHandle<()>);
+/// The background workers of a serving process (notification deliveries, signature
+/// verdicts); they stop when this is dropped.
+struct DeliveryWorker(Vec<tokio::task::JoinHandle<()>>);
 
 impl DeliveryWorker {
     fn start(state: &AppState) -> DeliveryWorker {
-        DeliveryWorker(tokio::spawn(notify::deliver_periodically(state.clone())))
+        DeliveryWorker(vec![
+            tokio::spawn(notify::deliver_periodically(state.clone())),
+            tokio::spawn(trust::service::verify_periodically(state.trust.clone())),
+        ])
     }
 }
 
 impl Drop for DeliveryWorker {
     fn drop(&mut self) {
-        self.0.abort();
+        for worker in &self.0 {
+            worker.abort();
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metadata::accounts::Account;
+use crate::metadata::trust::TrustScope;
 
 use super::scope::Actions;
 
@@ -36,6 +37,9 @@ struct Remembered {
     /// By repository, then account id (`None` for anonymous callers).
     actions: HashMap<String, HashMap<Option<i64>, Actions>>,
     actions_count: usize,
+    /// By repository: the scope of the trust policy in force (`None`: no policy). Trust keys
+    /// and policies move the access generation too (migration 0018).
+    trust_policies: HashMap<String, Option<Arc<TrustScope>>>,
 }
 
 /// The remembered reads, valid for one access generation at a time.
@@ -105,6 +109,25 @@ impl Decisions {
             if by_account.insert(who, actions).is_none() {
                 remembered.actions_count += 1;
             }
+        }
+    }
+
+    /// The remembered trust policy in force on `repo` (see [`crate::trust::service`]).
+    pub fn trust_policy(&self, generation: u64, repo: &str) -> Option<Option<Arc<TrustScope>>> {
+        self.at(generation)?.trust_policies.get(repo).cloned()
+    }
+
+    pub fn remember_trust_policy(
+        &self,
+        generation: u64,
+        repo: &str,
+        scope: Option<Arc<TrustScope>>,
+    ) {
+        if let Some(mut remembered) = self.at(generation) {
+            if remembered.trust_policies.len() >= MAX_ENTRIES {
+                remembered.trust_policies.clear();
+            }
+            remembered.trust_policies.insert(repo.to_string(), scope);
         }
     }
 

@@ -27,6 +27,7 @@ use oci::{Digest, RepoName};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, Reader, RepositoryInfo, RepositoryQuery, Role,
 };
+use crate::metadata::trust::{TrustScope, TrustStore};
 use crate::metadata::MetadataError;
 use crate::metrics::{metrics, AuthFailure};
 use limiter::LoginLimiter;
@@ -631,28 +632,50 @@ impl Auth {
         repo: &RepoName,
         wanted: Actions,
     ) -> Result<Result<(), Denial>, MetadataError> {
+        Ok(self.authorize_at(credential, repo, wanted).await?.0)
+    }
+
+    /// [`Auth::authorize`], with the access generation the decision was taken under (`None`
+    /// when none was read: an open registry), for the request's later decisions that are
+    /// remembered under it too ([`Auth::trust_policy_at`]).
+    pub async fn authorize_at(
+        &self,
+        credential: &Credential,
+        repo: &RepoName,
+        wanted: Actions,
+    ) -> Result<(Result<(), Denial>, Option<u64>), MetadataError> {
         if self.settings().open_registry {
-            return Ok(Ok(()));
+            return Ok((Ok(()), None));
         }
         match credential {
-            Credential::Anonymous => Ok(if self.live_actions(None, repo).await?.covers(wanted) {
-                Ok(())
-            } else {
-                Err(Denial::Unauthorized {
-                    insufficient_scope: false,
-                })
-            }),
-            Credential::Account(identity) => Ok(
-                if self
-                    .live_actions(Some(identity), repo)
-                    .await?
-                    .covers(wanted)
-                {
-                    Ok(())
-                } else {
-                    Err(Denial::Forbidden)
-                },
-            ),
+            Credential::Anonymous => {
+                let generation = self.accounts.access_generation().await?;
+                let live = self.live_actions_at(generation, None, repo).await?;
+                Ok((
+                    if live.covers(wanted) {
+                        Ok(())
+                    } else {
+                        Err(Denial::Unauthorized {
+                            insufficient_scope: false,
+                        })
+                    },
+                    Some(generation),
+                ))
+            }
+            Credential::Account(identity) => {
+                let generation = self.accounts.access_generation().await?;
+                let live = self
+                    .live_actions_at(generation, Some(identity), repo)
+                    .await?;
+                Ok((
+                    if live.covers(wanted) {
+                        Ok(())
+                    } else {
+                        Err(Denial::Forbidden)
+                    },
+                    Some(generation),
+                ))
+            }
             Credential::Token {
                 claims,
                 identity,
@@ -678,18 +701,44 @@ impl Auth {
                     .live_actions_at(*generation, identity.as_ref(), repo)
                     .await?;
                 if granted.intersect(live).covers(wanted) {
-                    return Ok(Ok(()));
+                    return Ok((Ok(()), Some(*generation)));
                 }
                 // Too little: worth a new token only if the account could get the access;
                 // otherwise the answer is final.
-                Ok(Err(match identity {
-                    Some(_) if !live.covers(wanted) => Denial::Forbidden,
-                    _ => Denial::Unauthorized {
-                        insufficient_scope: true,
-                    },
-                }))
+                Ok((
+                    Err(match identity {
+                        Some(_) if !live.covers(wanted) => Denial::Forbidden,
+                        _ => Denial::Unauthorized {
+                            insufficient_scope: true,
+                        },
+                    }),
+                    Some(*generation),
+                ))
             }
         }
+    }
+
+    /// The scope of the trust policy in force on `repo` (`None`: no policy), remembered
+    /// under the access generation `generation` (read before any row, as for every decision
+    /// here; `None` reads it now). Trust keys and policies move the generation, so a policy
+    /// change counts at the next request on every replica.
+    pub async fn trust_policy_at(
+        &self,
+        generation: Option<u64>,
+        repo: &RepoName,
+        store: &dyn TrustStore,
+    ) -> Result<Option<Arc<TrustScope>>, MetadataError> {
+        let generation = match generation {
+            Some(g) => g,
+            None => self.accounts.access_generation().await?,
+        };
+        if let Some(known) = self.decisions.trust_policy(generation, repo.as_str()) {
+            return Ok(known);
+        }
+        let scope = store.policy_in_force(repo).await?.map(Arc::new);
+        self.decisions
+            .remember_trust_policy(generation, repo.as_str(), scope.clone());
+        Ok(scope)
     }
 
     /// How many decisions [`Auth::live_actions`] has taken since start (for tests and

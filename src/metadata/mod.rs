@@ -25,7 +25,7 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 use crate::storage::{UploadId, UploadProgress};
 
 /// A whole metadata backend: registry metadata, accounts, garbage collection's queries, the
-/// integrity check's, repository notifications and the usage logs.
+/// integrity check's, repository notifications, the usage logs and signature trust.
 pub trait Store:
     MetadataStore
     + accounts::AccountStore
@@ -33,6 +33,7 @@ pub trait Store:
     + fsck::FsckStore
     + notifications::NotificationStore
     + usage_log::UsageLogStore
+    + trust::TrustStore
 {
 }
 
@@ -42,7 +43,8 @@ impl<
             + gc::GcStore
             + fsck::FsckStore
             + notifications::NotificationStore
-            + usage_log::UsageLogStore,
+            + usage_log::UsageLogStore
+            + trust::TrustStore,
     > Store for T
 {
 }

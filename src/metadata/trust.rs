@@ -88,6 +88,10 @@ pub trait TrustStore: Send + Sync + 'static {
     async fn set_trust_policy(&self, scope: &TrustScope, require: Requirement) -> Result<()>;
     /// The policy of exactly this scope.
     async fn trust_policy(&self, scope: &TrustScope) -> Result<Requirement>;
+    /// The scope whose policy requires verified signatures of `repo`: its namespace's when that
+    /// requires it (a repository cannot opt out of it), else the repository's own; `None` when
+    /// neither does. (Added by the store branch.)
+    async fn policy_in_force(&self, repo: &RepoName) -> Result<Option<TrustScope>>;
 
     /// The stored verdicts of these manifests of a repository (absent: never signed).
     async fn verdicts(&self, repo: &RepoName, digests: &[Digest]) -> Result<Vec<StoredVerdict>>;
@@ -103,4 +107,14 @@ pub trait TrustStore: Send + Sync + 'static {
         repo: &RepoName,
         subject: &Digest,
     ) -> Result<Vec<SignatureManifest>>;
+
+    /// The kind (`signature`, `image`, `index`, ...) of a manifest of a repository; `None` when
+    /// it has no such manifest. (Added by the store branch, for enforcement.)
+    async fn manifest_kind(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>>;
+    /// The manifests of a repository (indexes) that list `digest` as a child manifest. (Added
+    /// by the store branch, for enforcement.)
+    async fn parent_manifests(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>>;
+    /// The manifests of a repository that reference the blob `digest`, with their kinds.
+    /// (Added by the store branch, for enforcement.)
+    async fn blob_users(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<(Digest, String)>>;
 }

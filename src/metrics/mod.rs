@@ -69,6 +69,16 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -167,6 +177,8 @@ pub struct Metrics {
     gc_duration: Family<ResultLabel, DurationHistogram, fn() -> DurationHistogram>,
     config_reloads: Family<ResultLabel, Counter>,
     webhook_deliveries: Family<OutcomeLabel, Counter>,
+    trust_verifications: Family<StatusLabel, Counter>,
+    trust_refusals: Family<TargetLabel, Counter>,
     /// Hits and misses per [`CacheLookup`], resolved once so a lookup only adds.
     cache_hits: [Counter; 3],
     cache_misses: [Counter; 3],
@@ -277,6 +289,8 @@ impl Metrics {
             gc_duration,
             config_reloads: Family::default(),
             webhook_deliveries: Family::default(),
+            trust_verifications: Family::default(),
+            trust_refusals: Family::default(),
             cache_hits: handles(&cache),
             cache_misses: handles(&cache_misses_family),
         };
@@ -376,6 +390,16 @@ impl Metrics {
             "berth_webhook_deliveries",
             "Repository notification delivery attempts, by outcome",
             m.webhook_deliveries.clone(),
+        );
+        r.register(
+            "berth_trust_verifications",
+            "Signature verdicts computed, by status",
+            m.trust_verifications.clone(),
+        );
+        r.register(
+            "berth_trust_refusals",
+            "Reads refused by a trust policy, by target (manifest or blob)",
+            m.trust_refusals.clone(),
         );
         r.register(
             "berth_read_cache_hits",
@@ -529,6 +553,22 @@ impl Metrics {
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.label(),
             })
+            .inc();
+    }
+
+    /// Counts one signature verdict computed.
+    pub fn trust_verification(&self, status: crate::trust::Status) {
+        self.trust_verifications
+            .get_or_create(&StatusLabel {
+                status: status.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one read a trust policy refused; `target` is `manifest` or `blob`.
+    pub fn trust_refusal(&self, target: &'static str) {
+        self.trust_refusals
+            .get_or_create(&TargetLabel { target })
             .inc();
     }
 

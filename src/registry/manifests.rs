@@ -16,6 +16,8 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
     /// Every tag now pointing at the manifest.
     pub tags: Vec<Tag>,
+    /// What the manifest is (a signature wakes the trust worker).
+    pub kind: facts::ManifestKind,
 }
 
 impl From<ManifestError> for RegistryError {
@@ -101,6 +103,7 @@ impl Registry {
             digest,
             subject,
             tags,
+            kind,
         })
     }
 

@@ -6,6 +6,7 @@
 //! storing the verdicts and enforcing policies is `service`.
 
 pub mod keys;
+pub mod service;
 pub mod verify;
 
 use oci::Digest;

@@ -148,6 +148,7 @@ pub fn icon(name: &str) -> Markup {
         "copy" => {
             r#"<rect x="8" y="8" width="12" height="12" rx="2"/><path d="M16 8V5a1 1 0 0 0-1-1H5a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h3"/>"#
         }
+        "warning" => r#"<path d="M12 3l10 18H2z"/><path d="M12 10v5M12 18h.01"/>"#,
         // Any other OCI artifact.
         _ => r#"<path d="M12 2l8.7 5v10L12 22l-8.7-5V7z"/><circle cx="12" cy="12" r="3"/>"#,
     };

@@ -273,6 +273,29 @@ pub async fn show(
         )
         .await?;
     let referrer_first = (referrers_page as usize - 1) * PAGE_SIZE;
+    // Signatures, attestations and SBOMs are not themselves signed for the status (issue 19).
+    let signable = !matches!(summary.kind.as_str(), "signature" | "attestation" | "sbom");
+    let trust = if signable {
+        let verdict = super::trust::store(state)
+            .verdicts(repo, std::slice::from_ref(digest))
+            .await?
+            .into_iter()
+            .next();
+        let signed = verdict.is_some()
+            || state
+                .registry
+                .describers(repo, std::slice::from_ref(digest))
+                .await?
+                .iter()
+                .any(|d| d.kind == "signature");
+        Some(super::trust::signatures_section(
+            &access.url(),
+            verdict.as_ref(),
+            signed,
+        ))
+    } else {
+        None
+    };
     let base = access.url();
     let here = format!("{base}/manifest/{digest}");
     let raw_url = format!("{here}/raw");
@@ -389,6 +412,7 @@ pub async fn show(
                 (annotations(&outline.annotations, false))
             }
         }
+        @if let Some(trust) = &trust { (trust) }
         section.panel.referrers #referrers {
             h2 {
                 "Signatures, attestations and other referrers"

@@ -20,6 +20,7 @@ mod repository;
 mod session;
 mod signin;
 mod tokens;
+mod trust;
 mod usage;
 
 use axum::http::{header, HeaderValue, StatusCode};

@@ -15,6 +15,7 @@ use super::{see_other, tokens, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::RobotError;
 use crate::metadata::accounts::{Account, AccountKind};
+use crate::metadata::trust::TrustScope;
 
 /// The namespace account, if it exists and is of `kind`.
 async fn namespace(state: &AppState, name: &str, kind: AccountKind) -> Result<Account, PageError> {
@@ -53,6 +54,7 @@ fn org_tabs(org: &str, active: &str) -> maud::Markup {
         nav.tabs {
             a.active[active == "overview"] href={ "/organization/" (org) } { "Overview" }
             a.active[active == "logs"] href={ "/organization/" (org) "?tab=logs" } { "Usage Logs" }
+            a.active[active == "settings"] href={ "/organization/" (org) "?tab=settings" } { "Settings" }
         }
     }
 }
@@ -81,6 +83,29 @@ pub async fn organization(
             (section)
         };
         return Ok(page(&viewer, &format!("{} usage logs", org.name), body));
+    }
+    if query.tab.as_deref() == Some("settings") {
+        // Trusted keys and the trust policy: organization admins (and superusers) only.
+        let base = format!("/organization/{}?tab=settings", org.name);
+        match &viewer.identity {
+            Some(who) if state.auth.is_namespace_admin(who, &org.name).await? => {}
+            Some(_) => return Err(PageError::Forbidden),
+            None => return Err(PageError::SignIn(base)),
+        }
+        let action = format!("/organization/{}", org.name);
+        let trust = super::trust::settings(
+            super::trust::store(&state),
+            &viewer,
+            &TrustScope::Namespace(org.name.clone()),
+            &action,
+        )
+        .await?;
+        let body = html! {
+            div.page-head { div { h1 { (icon("team")) " " (org.name) } p.sub { "Organization" } } }
+            (org_tabs(&org.name, "settings"))
+            (trust)
+        };
+        return Ok(page(&viewer, &format!("{} settings", org.name), body));
     }
     let accounts = state.auth.accounts();
     let repos = repositories::visible(&state, &viewer, Some(&org.name), None).await?;
@@ -289,6 +314,19 @@ pub async fn act(
         return Err(PageError::Forbidden);
     }
     let flash = match action {
+        "add-trust-key" | "delete-trust-key" | "trust-policy" if is_org => {
+            let flash = super::trust::act(
+                super::trust::store(&state),
+                &state.usage,
+                &viewer,
+                &TrustScope::Namespace(ns.name.clone()),
+                action,
+                &form,
+            )
+            .await?;
+            viewer.leave_flash(&flash);
+            return Ok(see_other(&viewer, &format!("{back}?tab=settings")));
+        }
         "create-robot" => {
             match state
                 .auth

@@ -18,6 +18,7 @@ use super::{manifest, see_other, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::scope::Actions;
 use crate::metadata::accounts::{AccountKind, Grantee, RepositoryInfo, Role};
+use crate::metadata::trust::{StoredVerdict, TrustScope};
 use crate::metadata::{Describer, TagDetail, TagQuery};
 
 /// Tags per page.
@@ -243,6 +244,13 @@ async fn tags_tab(
             signers.entry(d.target.clone()).or_insert(d);
         }
     }
+    // One batch read of the stored signature verdicts for the whole page (issue 19).
+    let verdicts: HashMap<Digest, StoredVerdict> = super::trust::store(state)
+        .verdicts(&access.repo, &targets)
+        .await?
+        .into_iter()
+        .map(|v| (v.digest.clone(), v))
+        .collect();
     let confirm = match q.delete.as_deref() {
         Some(tag) if access.actions.delete => Some(
             tag.parse::<Tag>()
@@ -303,7 +311,7 @@ async fn tags_tab(
                     } }
                     tbody {
                         @for t in &rows {
-                            (tag_row(viewer, access, t, signers.get(&t.digest), &here))
+                            (tag_row(viewer, access, t, signers.get(&t.digest), verdicts.get(&t.digest), &here))
                         }
                     }
                 }
@@ -325,6 +333,7 @@ fn tag_row(
     access: &RepoAccess,
     t: &TagDetail,
     signer: Option<&Describer>,
+    verdict: Option<&StoredVerdict>,
     here: &str,
 ) -> Markup {
     let view = KindView::new(&t.kind, t.artifact_type.as_deref(), t.details.as_deref());
@@ -348,7 +357,9 @@ fn tag_row(
             }
             td { (view.cell()) }
             td.security {
-                @if let Some(sig) = signer {
+                @if let Some(trust) = verdict.and_then(|v| super::trust::badge(&manifest_url, v)) {
+                    (trust)
+                } @else if let Some(sig) = signer {
                     a.badge-signed href={ (access.url()) "/manifest/" (sig.digest) } title={ "Signed: " (sig.tag.as_deref().unwrap_or(&sig.digest.to_string())) } {
                         (icon("signature")) "signed"
                     }
@@ -381,6 +392,13 @@ async fn settings_tab(
     let permissions = state.auth.accounts().list_permissions(&access.repo).await?;
     let base = access.url();
     let notifications = super::notifications::section(state, viewer, &access.repo, &base).await?;
+    let trust = super::trust::settings(
+        super::trust::store(state),
+        viewer,
+        &TrustScope::Repository(access.repo.clone()),
+        &base,
+    )
+    .await?;
     let role_select = |current: Option<Role>| {
         html! {
             select name="role" aria-label="Role" {
@@ -459,6 +477,7 @@ async fn settings_tab(
             }
         }
         (notifications)
+        (trust)
         section.panel {
             h2 { "Delete repository" }
             p { "Deletes every tag and manifest of " code { (access.repo.as_str()) } ". This cannot be undone." }
@@ -626,6 +645,21 @@ pub async fn act(
             }
             let flash =
                 super::notifications::act(&state, &viewer, &access.repo, action, &form).await?;
+            (flash, settings)
+        }
+        action @ ("add-trust-key" | "delete-trust-key" | "trust-policy") => {
+            if !access.admin {
+                return Err(PageError::Forbidden);
+            }
+            let flash = super::trust::act(
+                super::trust::store(&state),
+                &state.usage,
+                &viewer,
+                &TrustScope::Repository(access.repo.clone()),
+                action,
+                &form,
+            )
+            .await?;
             (flash, settings)
         }
         other => return Err(PageError::BadRequest(format!("unknown action {other:?}"))),

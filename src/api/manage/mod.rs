@@ -11,6 +11,7 @@ mod logs;
 mod notification;
 mod organization;
 mod repository;
+mod trust;
 mod user;
 
 use axum::extract::FromRequestParts;
@@ -274,6 +275,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/organization/{org}/robots/{short}/regenerate",
             post(organization::regenerate_robot),
+        )
+        .route(
+            "/api/v1/organization/{org}/trust/keys",
+            get(trust::org_keys).post(trust::org_add_key),
+        )
+        .route(
+            "/api/v1/organization/{org}/trust/keys/{id}",
+            axum::routing::delete(trust::org_delete_key),
+        )
+        .route(
+            "/api/v1/organization/{org}/trust/policy",
+            get(trust::org_policy).put(trust::org_put_policy),
         )
         .route("/api/v1/user/", get(user::me).post(user::register))
         .route("/api/v1/user", get(user::me).post(user::register))

@@ -139,6 +139,8 @@ enum Target {
     Notifications(RepoName),
     Notification(RepoName, String),
     TestNotification(RepoName, String),
+    Trust(RepoName, super::trust::RepoTrust),
+    Signatures(RepoName, Digest),
     /// `.../logs` (false) or `.../aggregatelogs` (true).
     Logs(RepoName, bool),
 }
@@ -167,6 +169,25 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     }
     if n >= 4 && segs[n - 2] == "notification" && is_uuid(segs[n - 1]) {
         return Ok(Target::Notification(name(n - 2)?, segs[n - 1].to_string()));
+    }
+    if n >= 4 && segs[n - 2] == "trust" && matches!(segs[n - 1], "keys" | "policy") {
+        let what = match segs[n - 1] {
+            "keys" => super::trust::RepoTrust::Keys,
+            _ => super::trust::RepoTrust::Policy,
+        };
+        return Ok(Target::Trust(name(n - 2)?, what));
+    }
+    // A key's segment must be a UUID, as a notification's.
+    if n >= 5 && segs[n - 3] == "trust" && segs[n - 2] == "keys" && is_uuid(segs[n - 1]) {
+        return Ok(Target::Trust(
+            name(n - 3)?,
+            super::trust::RepoTrust::Key(segs[n - 1].to_string()),
+        ));
+    }
+    if n >= 5 && segs[n - 3] == "manifest" && segs[n - 1] == "signatures" {
+        if let Ok(digest) = segs[n - 2].parse::<Digest>() {
+            return Ok(Target::Signatures(name(n - 3)?, digest));
+        }
     }
     if n >= 3 && matches!(segs[n - 1], "logs" | "aggregatelogs") {
         return Ok(Target::Logs(name(n - 1)?, segs[n - 1] == "aggregatelogs"));
@@ -268,6 +289,8 @@ pub async fn dispatch(
         (Target::Notification(r, id), Method::DELETE) => ctx.delete_notification(&r, &id).await,
         (Target::Notification(r, id), Method::POST) => ctx.reset_notification(&r, &id).await,
         (Target::TestNotification(r, id), Method::POST) => ctx.test_notification(&r, &id).await,
+        (Target::Trust(r, what), m) => ctx.repository_trust(&r, what, &m, json_body).await,
+        (Target::Signatures(r, digest), Method::GET) => ctx.signatures(&r, &digest).await,
         (Target::Logs(r, aggregate), Method::GET) => {
             ctx.require_admin(&r).await?;
             super::logs::repository(&state, &r, aggregate, uri.query()).await
@@ -334,6 +357,11 @@ impl Ctx<'_> {
         } else {
             Err(hidden())
         }
+    }
+
+    /// `Ok` if the caller may read the repository (as [`Ctx::readable`] answers otherwise).
+    pub(super) async fn require_read(&self, repo: &RepoName) -> Result<(), ManageError> {
+        self.readable(repo).await.map(|_| ())
     }
 
     pub(super) async fn require_admin(&self, repo: &RepoName) -> Result<(), ManageError> {
@@ -453,10 +481,16 @@ impl Ctx<'_> {
             .await?;
         let has_additional = rows.len() > limit as usize;
         rows.truncate(limit as usize);
+        let digests: Vec<Digest> = rows.iter().map(|t| t.digest.clone()).collect();
+        let signatures = self.signature_objects(repo, &digests).await?;
         let mut tags: Vec<Value> = rows
             .iter()
             .map(|t| {
                 json!({
+                    "signature": signatures
+                        .get(&t.digest)
+                        .cloned()
+                        .unwrap_or_else(super::trust::unsigned_object),
                     "name": t.name,
                     "manifest_digest": t.digest,
                     "size": t.total_size,

@@ -6,17 +6,27 @@ use axum::response::Response;
 use oci::{Digest, RepoName};
 
 use super::range::RangeRequest;
-use super::{reply, V2Request};
+use super::{reply, Caller, V2Request};
+use crate::app::AppState;
 use crate::error::ApiError;
 use crate::registry::{BlobBody, Registry};
 
 pub async fn get(
-    registry: &Registry,
+    state: &AppState,
+    caller: &Caller,
     repo: &RepoName,
     digest: &Digest,
     req: &V2Request,
 ) -> Result<Response, ApiError> {
+    let registry: &Registry = &state.registry;
     let size = registry.stat_blob(repo, digest).await?;
+    super::trust_gate(
+        state,
+        caller,
+        repo,
+        crate::trust::service::Target::Blob(digest),
+    )
+    .await?;
     let range = RangeRequest::parse(req.header(header::RANGE), size);
     let mut headers = vec![
         ("docker-content-digest", digest.to_string()),

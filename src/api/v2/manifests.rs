@@ -28,6 +28,13 @@ pub async fn get(
     req: &V2Request,
 ) -> Result<Response, ApiError> {
     let manifest = state.registry.get_manifest(repo, reference).await?;
+    super::trust_gate(
+        state,
+        caller,
+        repo,
+        crate::trust::service::Target::Manifest(&manifest.digest),
+    )
+    .await?;
     // A pull is queued for the usage logs' writer, never written here.
     if req.method == Method::GET {
         state.usage.pull(&crate::usage_log::Pull {
@@ -96,6 +103,9 @@ pub async fn put(
     let pushed = registry
         .put_manifest(repo, reference, extra_tags, &content_type, bytes.to_vec())
         .await?;
+    if pushed.kind == crate::registry::facts::ManifestKind::Signature {
+        state.trust.signature_stored();
+    }
     let tags: Vec<&str> = pushed.tags.iter().map(|t| t.as_str()).collect();
     let mut event = caller
         .event("push_repo")

@@ -80,6 +80,8 @@ pub struct Caller {
     pub credential: Credential,
     /// The client's address, when known.
     pub client: Option<std::net::IpAddr>,
+    /// The access generation the request was authorized under, if one was read.
+    pub generation: Option<u64>,
 }
 
 impl Caller {
@@ -175,7 +177,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
             .and_then(|(_, v)| v.parse::<RepoName>().ok()),
         _ => None,
     };
-    let created = match authorize(
+    let (created, generation) = match authorize(
         &state,
         &origin,
         &endpoint,
@@ -185,7 +187,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     )
     .await
     {
-        Ok(created) => created,
+        Ok(authorized) => authorized,
         Err(e) => {
             let mut response = e.into_response();
             if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
@@ -203,7 +205,11 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         headers,
         query,
     };
-    let caller = Caller { credential, client };
+    let caller = Caller {
+        credential,
+        client,
+        generation,
+    };
     match handle(&state, &caller, endpoint, req, body).await {
         Ok(r) => r,
         Err(e) => {
@@ -232,7 +238,8 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 
 /// The one authorization path of /v2: the endpoint names the repository and actions, the
 /// auth service decides, and a push that is allowed to create a repository creates it.
-/// Returns whether this request created the repository.
+/// Returns whether this request created the repository, and the access generation the
+/// decision was taken under (for the request's trust decision).
 async fn authorize(
     state: &AppState,
     origin: &Origin,
@@ -240,11 +247,11 @@ async fn authorize(
     method: &Method,
     credential: &Credential,
     mount_source: Option<&RepoName>,
-) -> Result<bool, ApiError> {
+) -> Result<(bool, Option<u64>), ApiError> {
     let Some((repo, wanted)) = endpoint.repository_access(method) else {
         let settings = state.auth.settings();
         if settings.open_registry || credential.identity().is_some() {
-            return Ok(false);
+            return Ok((false, None));
         }
         // Clients send credentials only after a challenge: an anonymous catalog that answered
         // an empty list would never show a logged-in user their repositories.
@@ -265,27 +272,28 @@ async fn authorize(
                 "www-authenticate",
                 origin.bearer_challenge(Some("registry:catalog:*"), None),
             )),
-            _ => Ok(false),
+            _ => Ok((false, None)),
         };
     };
-    match state
+    let (decision, generation) = state
         .auth
-        .authorize(credential, repo, wanted)
+        .authorize_at(credential, repo, wanted)
         .await
-        .map_err(ApiError::internal)?
-    {
+        .map_err(ApiError::internal)?;
+    match decision {
         Ok(()) => match (wanted.push, credential.identity()) {
             (true, Some(identity)) => {
                 let target = state.auth.create_on_push(identity, repo).await;
                 if matches!(target, Ok(PushTarget::Denied)) {
                     return Err(denied(state, identity, repo, wanted).await);
                 }
-                push_target(target)
+                push_target(target).map(|created| (created, generation))
             }
             (true, None) if state.auth.settings().open_registry => {
                 push_target(state.auth.create_on_open_push(repo).await)
+                    .map(|created| (created, generation))
             }
-            _ => Ok(false),
+            _ => Ok((false, generation)),
         },
         Err(Denial::Unauthorized { insufficient_scope }) => {
             let actions = if wanted.push {
@@ -335,6 +343,25 @@ fn push_target(
     }
 }
 
+/// The trust policy's decision on a read (`crate::trust::service::Trust::gate`): a refusal
+/// is a 403 `DENIED` naming the policy and the status.
+pub(crate) async fn trust_gate(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    target: crate::trust::service::Target<'_>,
+) -> Result<(), ApiError> {
+    match state
+        .trust
+        .gate(&state.auth, caller.generation, repo, target)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(ApiError::new(ErrorCode::Denied, refusal.0)),
+    }
+}
+
 async fn handle(
     state: &AppState,
     caller: &Caller,
@@ -368,7 +395,7 @@ async fn handle(
             "tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}",
         )),
         (Endpoint::Blob(repo, d), Method::GET | Method::HEAD) => {
-            blobs::get(registry, &repo, &d, &req).await
+            blobs::get(state, caller, &repo, &d, &req).await
         }
         (Endpoint::Blob(repo, d), Method::DELETE) => blobs::delete(registry, &repo, &d).await,
         (Endpoint::UploadStart(repo), Method::POST) => {

@@ -78,7 +78,7 @@ fn team(row: &AnyRow) -> Result<Team> {
 }
 
 /// Maps a uniqueness violation to `Conflict`.
-fn conflict(e: sqlx::Error) -> MetadataError {
+pub(super) fn conflict(e: sqlx::Error) -> MetadataError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => MetadataError::Conflict,
         _ => backend(e),

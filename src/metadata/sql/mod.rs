@@ -3,7 +3,8 @@
 //! Every query is written here, once, in SQL that SQLite and PostgreSQL both accept, and runs
 //! through sqlx's `Any` driver, so one implementation of [`MetadataStore`](super::MetadataStore),
 //! [`AccountStore`](super::accounts::AccountStore), [`GcStore`](super::gc::GcStore) and
-//! [`FsckStore`](super::fsck::FsckStore) serves both. The few places where the databases
+//! [`FsckStore`](super::fsck::FsckStore) serves both (and the notification, usage-log and trust
+//! stores beside them). The few places where the databases
 //! really differ are [`Dialect`]'s:
 //! - how a write transaction begins (SQLite: `BEGIN IMMEDIATE` on the one writer connection);
 //! - locks between replicas ([`SqlStore::lock`]: PostgreSQL advisory locks; on SQLite the
@@ -33,6 +34,7 @@ mod collection;
 mod integrity;
 mod notifications;
 mod registry;
+mod trust;
 mod usage_log;
 
 /// Which database a [`SqlStore`] runs on.
