@@ -394,6 +394,28 @@ async fn store_keeps_keys_policies_and_verdict_marks() {
     assert!(store.trust_keys(&rs).await.unwrap().is_empty());
     assert_eq!(store.trust_policy(&rs).await.unwrap(), Requirement::None);
     assert_eq!(store.trust_keys(&ns).await.unwrap().len(), 1);
+
+    // Deleting an organization removes its keys and policies.
+    server.create_org("gone").await;
+    let gone = TrustScope::Namespace("gone".into());
+    store
+        .add_trust_key(&key("k7", gone.clone(), "old"))
+        .await
+        .unwrap();
+    store
+        .set_trust_policy(&gone, Requirement::Verified)
+        .await
+        .unwrap();
+    let r = server
+        .api("DELETE", "/api/v1/organization/gone", None)
+        .await;
+    assert!(
+        (200..300).contains(&r.status),
+        "delete organization: {}",
+        r.body
+    );
+    assert!(store.trust_keys(&gone).await.unwrap().is_empty());
+    assert_eq!(store.trust_policy(&gone).await.unwrap(), Requirement::None);
 }
 
 /// The keys and policy API: shapes, 400s naming the problem, 409, permissions, usage logs.
