@@ -538,3 +538,366 @@ fn rfc3339_times_parse() {
         assert_eq!(t(bad), None, "{bad}");
     }
 }
+
+/// Notary Project envelopes made here, over certificate chains rcgen makes: the chain and
+/// header rules, and the ECDSA algorithms `notation cert generate-test` (RSA only) does not make.
+mod synthetic {
+    use super::*;
+    use ciborium::Value;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, EcdsaSigningAlgorithm};
+
+    const SIGNED_AT: &str = "2026-12-07T23:10:28Z";
+
+    struct Pki {
+        root_pem: String,
+        inter_der: Vec<u8>,
+        inter_pem: String,
+        leaf_der: Vec<u8>,
+        leaf: EcdsaKeyPair,
+    }
+
+    fn params(cn: &str, ca: bool) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        p
+    }
+
+    fn pki(
+        rc: &'static rcgen::SignatureAlgorithm,
+        ring_alg: &'static EcdsaSigningAlgorithm,
+        leaf_params: CertificateParams,
+    ) -> Pki {
+        let root = CertifiedIssuer::self_signed(
+            params("Test Root", true),
+            KeyPair::generate_for(rc).unwrap(),
+        )
+        .unwrap();
+        let inter = CertifiedIssuer::signed_by(
+            params("Test Intermediate", true),
+            KeyPair::generate_for(rc).unwrap(),
+            &root,
+        )
+        .unwrap();
+        let leaf_key = KeyPair::generate_for(rc).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &inter).unwrap();
+        Pki {
+            root_pem: root.pem(),
+            inter_der: inter.der().to_vec(),
+            inter_pem: inter.pem(),
+            leaf_der: leaf.der().to_vec(),
+            leaf: EcdsaKeyPair::from_pkcs8(
+                ring_alg,
+                &leaf_key.serialize_der(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn p256() -> Pki {
+        pki(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            params("Test Leaf", false),
+        )
+    }
+
+    fn notation_key(name: &str, pem: &str) -> TrustedKey {
+        TrustedKey {
+            name: name.into(),
+            kind: KeyKind::Notation,
+            material: pem.into(),
+        }
+    }
+
+    fn header(alg: &str) -> serde_json::Value {
+        serde_json::json!({
+            "alg": alg,
+            "crit": ["io.cncf.notary.signingScheme"],
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": SIGNED_AT,
+        })
+    }
+
+    fn payload(subject: &Digest) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"targetArtifact": {
+            "digest": subject.to_string(),
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 475,
+        }}))
+        .unwrap()
+    }
+
+    fn jws(pki: &Pki, header: &serde_json::Value, subject: &Digest, x5c: &[&[u8]]) -> Vec<u8> {
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let std = base64::engine::general_purpose::STANDARD;
+        let protected = url.encode(serde_json::to_vec(header).unwrap());
+        let body = url.encode(payload(subject));
+        let sig = pki
+            .leaf
+            .sign(
+                &SystemRandom::new(),
+                format!("{protected}.{body}").as_bytes(),
+            )
+            .unwrap();
+        serde_json::to_vec(&serde_json::json!({
+            "payload": body,
+            "protected": protected,
+            "header": {"x5c": x5c.iter().map(|c| std.encode(c)).collect::<Vec<_>>(),
+                       "io.cncf.notary.signingAgent": "berth tests"},
+            "signature": url.encode(sig.as_ref()),
+        }))
+        .unwrap()
+    }
+
+    fn cose(pki: &Pki, alg: i64, subject: &Digest, x5c: &[&[u8]]) -> Vec<u8> {
+        let int = |i: i64| Value::Integer(i.into());
+        let text = |s: &str| Value::Text(s.into());
+        let protected = Value::Map(vec![
+            (int(1), int(alg)),
+            (
+                int(2),
+                Value::Array(vec![text("io.cncf.notary.signingScheme")]),
+            ),
+            (int(3), text("application/vnd.cncf.notary.payload.v1+json")),
+            (text("io.cncf.notary.signingScheme"), text("notary.x509")),
+            (
+                text("io.cncf.notary.signingTime"),
+                Value::Tag(1, Box::new(int(1_796_685_028))),
+            ),
+        ]);
+        let mut prot = Vec::new();
+        ciborium::into_writer(&protected, &mut prot).unwrap();
+        let body = payload(subject);
+        let mut tbs = Vec::new();
+        let sig_structure = Value::Array(vec![
+            text("Signature1"),
+            Value::Bytes(prot.clone()),
+            Value::Bytes(Vec::new()),
+            Value::Bytes(body.clone()),
+        ]);
+        ciborium::into_writer(&sig_structure, &mut tbs).unwrap();
+        let sig = pki.leaf.sign(&SystemRandom::new(), &tbs).unwrap();
+        let env = Value::Tag(
+            18,
+            Box::new(Value::Array(vec![
+                Value::Bytes(prot),
+                Value::Map(vec![(
+                    int(33),
+                    Value::Array(x5c.iter().map(|c| Value::Bytes(c.to_vec())).collect()),
+                )]),
+                Value::Bytes(body),
+                Value::Bytes(sig.as_ref().to_vec()),
+            ])),
+        );
+        let mut out = Vec::new();
+        ciborium::into_writer(&env, &mut out).unwrap();
+        out
+    }
+
+    fn base_jws() -> Fx {
+        Fx::load("notation-jws", "subject.txt")
+    }
+
+    #[test]
+    fn a_chain_verifies_by_its_root_or_a_certificate_in_it() {
+        let pki = p256();
+        let fx = base_jws();
+        let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+        let signed = fx.with_layer0(jws(&pki, &header("ES256"), &fx.subject, &chain));
+        let root = notation_key("root", &pki.root_pem);
+        let inter = notation_key("inter", &pki.inter_pem);
+        let c = one(signed.check(std::slice::from_ref(&root)));
+        assert_eq!(
+            (c.format, c.result),
+            (SignatureFormat::NotationJws, verified("root"))
+        );
+        assert_eq!(c.signer.as_deref(), Some("CN=Test Leaf"));
+        assert_eq!(
+            one(signed.check(std::slice::from_ref(&inter))).result,
+            verified("inter")
+        );
+        let c = one(signed.check(&notation_keys()));
+        assert_eq!(
+            (c.result, c.signer.as_deref()),
+            (CheckResult::Untrusted, Some("CN=Test Leaf"))
+        );
+        // Without its intermediate the chain does not reach the root.
+        let short = fx.with_layer0(jws(&pki, &header("ES256"), &fx.subject, &[&pki.leaf_der]));
+        assert_eq!(
+            one(short.check(std::slice::from_ref(&root))).result,
+            CheckResult::Untrusted
+        );
+        assert_eq!(one(short.check(&[inter])).result, verified("inter"));
+        // An intermediate of the same name but another key breaks the chain.
+        let forged = p256();
+        let broken = fx.with_layer0(jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &forged.inter_der],
+        ));
+        assert_invalid(&one(broken.check(&[root])), "not issued by the next");
+    }
+
+    #[test]
+    fn ecdsa_envelopes_verify_in_jws_and_cose() {
+        let p384 = pki(
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            params("Test Leaf", false),
+        );
+        let p256 = p256();
+        let jws_fx = base_jws();
+        let cose_fx = Fx::load("notation-cose", "notation-cose.subject.txt");
+        for (pki, jose, cose_alg) in [(&p256, "ES256", -7), (&p384, "ES384", -35)] {
+            let keys = [notation_key("root", &pki.root_pem)];
+            let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+            let j = jws_fx.with_layer0(jws(pki, &header(jose), &jws_fx.subject, &chain));
+            assert_eq!(one(j.check(&keys)).result, verified("root"), "{jose}");
+            let c = cose_fx.with_layer0(cose(pki, cose_alg, &cose_fx.subject, &chain));
+            let c = one(c.check(&keys));
+            assert_eq!(
+                (c.format, c.result),
+                (SignatureFormat::NotationCose, verified("root")),
+                "{cose_alg}"
+            );
+            // The same envelope for another subject.
+            let other = digest_of(b"other");
+            let c = cose_fx.with_layer0(cose(pki, cose_alg, &other, &chain));
+            assert_invalid(&one(c.check(&keys)), "instead");
+        }
+        // An algorithm that does not fit the key, and ES512 (P-521), which berth cannot check.
+        let keys = [notation_key("root", &p256.root_pem)];
+        let chain: [&[u8]; 2] = [&p256.leaf_der, &p256.inter_der];
+        assert_invalid(
+            &one(jws_fx
+                .with_layer0(jws(&p256, &header("PS256"), &jws_fx.subject, &chain))
+                .check(&keys)),
+            "does not fit",
+        );
+        assert_invalid(
+            &one(jws_fx
+                .with_layer0(jws(&p256, &header("ES512"), &jws_fx.subject, &chain))
+                .check(&keys)),
+            "ES512",
+        );
+        assert_invalid(
+            &one(cose_fx
+                .with_layer0(cose(&p256, -8, &cose_fx.subject, &chain))
+                .check(&keys)),
+            "COSE algorithm -8",
+        );
+    }
+
+    #[test]
+    fn header_and_time_rules() {
+        let pki = p256();
+        let fx = base_jws();
+        let keys = [notation_key("root", &pki.root_pem)];
+        let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut h = header("ES256");
+            edit(&mut h);
+            one(fx
+                .with_layer0(jws(&pki, &h, &fx.subject, &chain))
+                .check(&keys))
+        };
+        assert_eq!(with(&|_| {}).result, verified("root"));
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] = serde_json::json!([
+                    "io.cncf.notary.signingScheme",
+                    "io.cncf.notary.verificationPlugin"
+                ]);
+                h["io.cncf.notary.verificationPlugin"] = "com.example.plugin".into();
+            }),
+            "critical header io.cncf.notary.verificationPlugin is not understood",
+        );
+        assert_invalid(
+            &with(&|h| h["crit"] = serde_json::json!([])),
+            "signingScheme is not marked critical",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] =
+                    serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"])
+            }),
+            "critical header io.cncf.notary.expiry is missing",
+        );
+        assert_invalid(
+            &with(&|h| h["cty"] = "application/json".into()),
+            "content type",
+        );
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingScheme"] = "other".into()),
+            "signing scheme",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h.as_object_mut()
+                    .unwrap()
+                    .remove("io.cncf.notary.signingTime");
+            }),
+            "no signing time",
+        );
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingTime"] = "yesterday".into()),
+            "not an RFC 3339 time",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] =
+                    serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+                h["io.cncf.notary.expiry"] = "2026-12-07T23:00:00Z".into();
+            }),
+            "expires before",
+        );
+        let later = with(&|h| {
+            h["crit"] =
+                serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+            h["io.cncf.notary.expiry"] = "2027-12-07T23:00:00Z".into();
+        });
+        assert_eq!(later.result, verified("root"));
+        // Signed before the leaf certificate was valid.
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingTime"] = "1970-01-02T00:00:00Z".into()),
+            "outside the validity",
+        );
+        let mut expired = params("Test Leaf", false);
+        expired.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        let old = pki_with_leaf(expired);
+        let keys = [notation_key("root", &old.root_pem)];
+        let e = fx.with_layer0(jws(
+            &old,
+            &header("ES256"),
+            &fx.subject,
+            &[&old.leaf_der, &old.inter_der],
+        ));
+        assert_invalid(
+            &one(e.check(&keys)),
+            "outside the validity of certificate CN=Test Leaf",
+        );
+        // No certificate at all.
+        assert_invalid(
+            &one(fx
+                .with_layer0(jws(&pki, &header("ES256"), &fx.subject, &[]))
+                .check(&keys)),
+            "no certificate",
+        );
+    }
+
+    fn pki_with_leaf(leaf: CertificateParams) -> Pki {
+        pki(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            leaf,
+        )
+    }
+}
