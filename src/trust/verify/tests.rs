@@ -743,7 +743,100 @@ mod synthetic {
             &fx.subject,
             &[&pki.leaf_der, &forged.inter_der],
         ));
-        assert_invalid(&one(broken.check(&[root])), "not issued by the next");
+        assert_invalid(
+            &one(broken.check(std::slice::from_ref(&root))),
+            "not issued by the next",
+        );
+        // A leaf (not a CA) of the trusted root cannot issue a signing certificate.
+        let mut fake_inter = CertificateParams::new(Vec::<String>::new()).unwrap();
+        fake_inter
+            .distinguished_name
+            .push(DnType::CommonName, "Not A CA");
+        let not_ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let not_ca = CertifiedIssuer::self_signed(fake_inter, not_ca_key).unwrap();
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = params("Test Leaf", false)
+            .signed_by(&leaf_key, &not_ca)
+            .unwrap();
+        let signer = Pki {
+            root_pem: not_ca.pem(),
+            inter_der: not_ca.der().to_vec(),
+            inter_pem: not_ca.pem(),
+            leaf_der: leaf.der().to_vec(),
+            leaf: EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &leaf_key.serialize_der(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
+        };
+        let env = jws(
+            &signer,
+            &header("ES256"),
+            &fx.subject,
+            &[&signer.leaf_der, &signer.inter_der],
+        );
+        let trusted_not_ca = notation_key("not-ca", &signer.root_pem);
+        assert_invalid(
+            &one(fx
+                .with_layer0(env)
+                .check(std::slice::from_ref(&trusted_not_ca))),
+            "is not a CA",
+        );
+        // ... nor, trusted itself, be the issuer of a chain's last certificate.
+        let env = jws(&signer, &header("ES256"), &fx.subject, &[&signer.leaf_der]);
+        assert_eq!(
+            one(fx.with_layer0(env).check(&[trusted_not_ca])).result,
+            CheckResult::Untrusted
+        );
+    }
+
+    #[test]
+    fn the_signing_certificate_must_allow_code_signing() {
+        let mut server = params("Test Leaf", false);
+        server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let pki = pki_with_leaf(server);
+        let fx = base_jws();
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_invalid(
+            &one(fx.with_layer0(env).check(&keys)),
+            "not for code signing",
+        );
+        let mut encipher = params("Test Leaf", false);
+        encipher.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+        let pki = pki_with_leaf(encipher);
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_invalid(
+            &one(fx.with_layer0(env).check(&keys)),
+            "does not allow digital signatures",
+        );
+        let mut code = params("Test Leaf", false);
+        code.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        code.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        let pki = pki_with_leaf(code);
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_eq!(
+            one(fx.with_layer0(env).check(&keys)).result,
+            verified("root")
+        );
     }
 
     #[test]
