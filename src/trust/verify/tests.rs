@@ -431,6 +431,60 @@ fn keyless_cosign_is_untrusted_with_its_identity_or_invalid_when_it_does_not_ver
     assert_invalid(&one(fx.check(&[])), "not a PEM certificate");
 }
 
+/// A keyless-shaped cosign 3 bundle: the signing certificate in `verificationMaterial`.
+#[test]
+fn keyless_bundle_is_untrusted_with_its_identity_or_invalid_when_it_does_not_verify() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+            .try_into()
+            .unwrap(),
+    )];
+    let cert = params.self_signed(&kp).unwrap();
+    let signer = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_ASN1_SIGNING,
+        &kp.serialize_der(),
+        &SystemRandom::new(),
+    )
+    .unwrap();
+    let std = base64::engine::general_purpose::STANDARD;
+    let fx = Fx::load("cosign3-bundle", "subject.txt");
+    let mut b: serde_json::Value = serde_json::from_slice(&fx.layer0()).unwrap();
+    let env = &b["dsseEnvelope"];
+    let payload = std.decode(env["payload"].as_str().unwrap()).unwrap();
+    let pae = bundle::pae(env["payloadType"].as_str().unwrap(), &payload);
+    let sig = signer.sign(&SystemRandom::new(), &pae).unwrap();
+    b["verificationMaterial"] =
+        serde_json::json!({"certificate": {"rawBytes": std.encode(cert.der())}});
+    b["dsseEnvelope"]["signatures"][0]["sig"] = std.encode(sig.as_ref()).into();
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&b).unwrap())
+        .check(&cosign_keys()));
+    assert_eq!(c.result, CheckResult::Untrusted);
+    assert_eq!(
+        c.signer.as_deref(),
+        Some("https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main")
+    );
+    b["dsseEnvelope"]["signatures"][0]["sig"] = flip_base64(&std.encode(sig.as_ref()), &std).into();
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&b).unwrap())
+        .check(&cosign_keys()));
+    assert_invalid(&c, "does not verify with its certificate");
+    // A message-signature bundle (cosign sign-blob's shape) cannot be checked here.
+    let blobsig = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "x"}},
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": "AAAA"}, "signature": "AAAA"},
+    });
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&blobsig).unwrap())
+        .check(&cosign_keys()));
+    assert_invalid(&c, "message-signature bundle");
+}
+
 #[test]
 fn malformed_evidence_is_invalid_and_named() {
     let keys = cosign_keys();
