@@ -235,7 +235,8 @@ impl PublicKey {
     }
 
     /// Verifies a signature as cosign makes it with this key: ECDSA as ASN.1 DER over SHA-256
-    /// (P-256) or SHA-384 (P-384), RSA PKCS#1 v1.5 with SHA-256, Ed25519 over the message.
+    /// (P-256) or, for P-384, SHA-384 (cosign 3) or SHA-256 (cosign 2.5, as its signatures
+    /// show), RSA PKCS#1 v1.5 with SHA-256, Ed25519 over the message.
     pub fn verify_cosign(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self.algorithm {
             Algorithm::EcdsaP256 => self.verify_with(&signature::ECDSA_P256_SHA256_ASN1, msg, sig),

@@ -131,6 +131,10 @@ fn all_fixtures() -> Vec<(&'static str, Fx)> {
         Fx::load("cosign2-referrer", "cosign2-referrer.subject.txt"),
     ));
     v.push(("cosign3-bundle", Fx::load("cosign3-bundle", "subject.txt")));
+    v.push((
+        "cosign3-p384",
+        Fx::load("cosign3-p384", "cosign2-p384.subject.txt"),
+    ));
     v.push(("notation-jws", Fx::load("notation-jws", "subject.txt")));
     v.push((
         "notation-cose",
@@ -222,6 +226,20 @@ fn cosign2_referrer_and_cosign3_bundle_verify() {
             "{name}"
         );
     }
+}
+
+/// cosign 3 hashes a P-384 signature with SHA-384 where cosign 2.5 used SHA-256: both verify.
+#[test]
+fn cosign3_bundle_with_a_p384_key_verifies() {
+    let fx = Fx::load("cosign3-p384", "cosign2-p384.subject.txt");
+    let keys = cosign_keys();
+    let c = one(fx.check(&keys));
+    assert_eq!(
+        (c.format, c.result),
+        (SignatureFormat::SigstoreBundle, verified("p384"))
+    );
+    let others: Vec<TrustedKey> = keys.into_iter().filter(|k| k.name != "p384").collect();
+    assert_eq!(one(fx.check(&others)).result, CheckResult::Untrusted);
 }
 
 #[test]
@@ -592,7 +610,7 @@ fn check_never_panics_on_truncated_or_garbled_input() {
             // statement no longer has the signing predicate: an attestation).
             let checks = fx.with_layer0(garbled).check(&keys);
             assert!(
-                !checks.is_empty() || name == "cosign3-bundle",
+                !checks.is_empty() || name.starts_with("cosign3-"),
                 "{name} garbled at {at}"
             );
         }
