@@ -102,10 +102,10 @@ pub fn parse_key(kind: KeyKind, pem: &str) -> Result<KeyInfo, KeyError> {
             "this is a public key; notation trusts an X.509 CERTIFICATE (its trust store's root or signing certificate)",
         )),
         (_, other) => Err(err(format!(
-            "a PEM {other} block is not a key; upload a {}",
+            "a PEM {other} block is not what berth takes; upload {}",
             match kind {
-                KeyKind::Cosign => "PUBLIC KEY",
-                KeyKind::Notation => "CERTIFICATE",
+                KeyKind::Cosign => "a PUBLIC KEY block (SubjectPublicKeyInfo, as in cosign.pub)",
+                KeyKind::Notation => "a CERTIFICATE block",
             }
         ))),
     }
@@ -235,7 +235,8 @@ impl PublicKey {
     }
 
     /// Verifies a signature as cosign makes it with this key: ECDSA as ASN.1 DER over SHA-256
-    /// (P-256) or SHA-384 (P-384), RSA PKCS#1 v1.5 with SHA-256, Ed25519 over the message.
+    /// (P-256) or, for P-384, SHA-384 (cosign 3) or SHA-256 (cosign 2.5, as its signatures
+    /// show), RSA PKCS#1 v1.5 with SHA-256, Ed25519 over the message.
     pub fn verify_cosign(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self.algorithm {
             Algorithm::EcdsaP256 => self.verify_with(&signature::ECDSA_P256_SHA256_ASN1, msg, sig),
@@ -373,9 +374,41 @@ mod tests {
         refused(
             KeyKind::Cosign,
             "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
-            "not a key",
+            "not what berth takes",
+        );
+        refused(
+            KeyKind::Cosign,
+            "-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n",
+            "upload a PUBLIC KEY block",
         );
         refused(KeyKind::Cosign, &"A".repeat(MAX_KEY_PEM + 1), "at most");
+    }
+
+    /// Truncated or garbled keys and certificates are refused, never a panic.
+    #[test]
+    fn parse_key_never_panics() {
+        for (kind, file) in [
+            (KeyKind::Cosign, "cosign-p256.pub"),
+            (KeyKind::Cosign, "cosign-rsa.pub"),
+            (KeyKind::Cosign, "cosign-ed25519.pub"),
+            (KeyKind::Notation, "notation-berth-test.crt"),
+        ] {
+            let text = fixture(file);
+            let block = pem::parse(&text).unwrap();
+            let der = block.contents();
+            for len in 0..der.len() {
+                let cut = pem::encode(&pem::Pem::new(block.tag(), der[..len].to_vec()));
+                assert!(parse_key(kind, &cut).is_err(), "{file} DER[..{len}]");
+            }
+            for at in 0..der.len() {
+                let mut garbled = der.to_vec();
+                garbled[at] ^= 0x80;
+                let _ = parse_key(kind, &pem::encode(&pem::Pem::new(block.tag(), garbled)));
+            }
+            for len in 0..text.len() {
+                let _ = parse_key(kind, &text[..len]);
+            }
+        }
     }
 
     fn pem_of(der: &[u8]) -> String {

@@ -61,9 +61,16 @@ struct EnvelopeSignature {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Statement {
     subject: Vec<StatementSubject>,
+    #[serde(default)]
+    predicate_type: String,
 }
+
+/// The predicate type of the statement `cosign sign` 3 signs; other predicates are attestations
+/// (`cosign attest`), which say something about the image but do not sign it.
+pub(crate) const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 
 #[derive(Deserialize)]
 struct StatementSubject {
@@ -84,16 +91,35 @@ pub(crate) fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The check of a bundle, or `None` when it holds an attestation rather than a signature.
 pub(crate) fn check(
     subject: &Digest,
     blob: &[u8],
     trusted: &Trusted<'_>,
-) -> (Option<String>, CheckResult) {
+) -> Option<(Option<String>, CheckResult)> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let bundle: Bundle = match serde_json::from_slice(blob) {
         Ok(b) => b,
-        Err(e) => return invalid(format!("the sigstore bundle does not parse: {e}")),
+        Err(e) => return Some(invalid(format!("the sigstore bundle does not parse: {e}"))),
     };
+    let statement = bundle
+        .dsse_envelope
+        .as_ref()
+        .filter(|env| env.payload_type == IN_TOTO)
+        .and_then(|env| b64.decode(env.payload.trim()).ok())
+        .and_then(|p| serde_json::from_slice::<Statement>(&p).ok());
+    if statement.is_some_and(|s| s.predicate_type != COSIGN_SIGN_PREDICATE) {
+        return None;
+    }
+    Some(check_signature(subject, bundle, trusted))
+}
+
+fn check_signature(
+    subject: &Digest,
+    bundle: Bundle,
+    trusted: &Trusted<'_>,
+) -> (Option<String>, CheckResult) {
+    let b64 = base64::engine::general_purpose::STANDARD;
     let Some(env) = bundle.dsse_envelope else {
         return invalid(if bundle.message_signature.is_some() {
             "a message-signature bundle cannot be checked without the signed bytes; berth checks DSSE bundles as cosign 3 writes them"

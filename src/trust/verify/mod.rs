@@ -102,7 +102,7 @@ pub fn blobs_needed(manifest: &[u8]) -> Vec<(Digest, u64)> {
 }
 
 /// What the signature manifest `manifest` (digest `signature`) proves about `subject`, one
-/// check per signature it carries; `blobs` holds what [`blobs_needed`] named (a missing one
+/// check per signature it carries (none for a sigstore bundle holding an attestation); `blobs` holds what [`blobs_needed`] named (a missing one
 /// makes its signature invalid).
 pub fn check(
     subject: &Digest,
@@ -128,29 +128,36 @@ pub fn check(
     };
     let trusted = Trusted::parse(keys);
     let mut checks = Vec::new();
+    let mut recognized = false;
     for layer in &m.layers {
         let Some(format) = layer_format(&m, layer) else {
             continue;
         };
-        let (signer, result) = match evidence(layer, blobs) {
-            Err(reason) => (None, CheckResult::Invalid { reason }),
+        recognized = true;
+        let outcome = match evidence(layer, blobs) {
+            Err(reason) => Some((None, CheckResult::Invalid { reason })),
             Ok(blob) => match format {
                 SignatureFormat::CosignTag | SignatureFormat::CosignReferrer => {
-                    cosign::check(subject, layer, blob, &trusted)
+                    Some(cosign::check(subject, layer, blob, &trusted))
                 }
+                // An attestation in a bundle is no signature of the subject.
                 SignatureFormat::SigstoreBundle => bundle::check(subject, blob, &trusted),
-                SignatureFormat::NotationJws => notation::check_jws(subject, blob, &trusted),
-                SignatureFormat::NotationCose => notation::check_cose(subject, blob, &trusted),
+                SignatureFormat::NotationJws => Some(notation::check_jws(subject, blob, &trusted)),
+                SignatureFormat::NotationCose => {
+                    Some(notation::check_cose(subject, blob, &trusted))
+                }
             },
         };
-        checks.push(SignatureCheck {
-            signature: signature.clone(),
-            format,
-            signer,
-            result,
-        });
+        if let Some((signer, result)) = outcome {
+            checks.push(SignatureCheck {
+                signature: signature.clone(),
+                format,
+                signer,
+                result,
+            });
+        }
     }
-    if checks.is_empty() {
+    if !recognized {
         checks.push(invalid(
             SignatureFormat::CosignTag,
             "the signature manifest has no signature layer berth understands".into(),

@@ -349,7 +349,16 @@ fn finish(subject: &Digest, env: Envelope, trusted: &Trusted<'_>) -> (Option<Str
     if env.expiry.is_some_and(|e| e <= signed_at) {
         return bad("the signature expires before it was made".into());
     }
+    if let Err(reason) = may_sign(&chain[0].0) {
+        return bad(reason);
+    }
     for (i, (cert, _)) in chain.iter().enumerate() {
+        if i > 0 && !may_issue(cert) {
+            return bad(format!(
+                "certificate {} issues another but is not a CA",
+                cert.subject()
+            ));
+        }
         let oid = cert.signature_algorithm.algorithm.to_id_string();
         if SHA1_SIGNATURES.contains(&oid.as_str()) {
             return bad(format!(
@@ -388,6 +397,7 @@ fn finish(subject: &Digest, env: Envelope, trusted: &Trusted<'_>) -> (Option<Str
         }
         if let Ok((root, _)) = parse_certificate(der) {
             if last.issuer() == root.subject()
+                && may_issue(&root)
                 && last.verify_signature(Some(root.public_key())).is_ok()
             {
                 return (
@@ -400,6 +410,41 @@ fn finish(subject: &Digest, env: Envelope, trusted: &Trusted<'_>) -> (Option<Str
         }
     }
     (signer, CheckResult::Untrusted)
+}
+
+/// Whether a certificate may issue others: a CA (basic constraints) whose key usage, if
+/// stated, includes certificate signing.
+fn may_issue(cert: &X509Certificate<'_>) -> bool {
+    let ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+    let usage = match cert.key_usage() {
+        Ok(None) => true,
+        Ok(Some(ku)) => ku.value.key_cert_sign(),
+        Err(_) => false,
+    };
+    ca && usage
+}
+
+/// Whether the leaf may sign artifacts: key usage, if stated, includes digital signature;
+/// extended key usage, if stated, includes code signing (the Notary Project's rule).
+fn may_sign(leaf: &X509Certificate<'_>) -> Result<(), String> {
+    match leaf.key_usage() {
+        Ok(Some(ku)) if !ku.value.digital_signature() => {
+            return Err(format!(
+                "the signing certificate {} does not allow digital signatures",
+                leaf.subject()
+            ))
+        }
+        Err(e) => return Err(format!("the signing certificate's key usage: {e}")),
+        _ => {}
+    }
+    match leaf.extended_key_usage() {
+        Ok(Some(eku)) if !(eku.value.code_signing || eku.value.any) => Err(format!(
+            "the signing certificate {} is not for code signing",
+            leaf.subject()
+        )),
+        Err(e) => Err(format!("the signing certificate's extended key usage: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2026-12-07T23:10:28Z`, fractions and offsets

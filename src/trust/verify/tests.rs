@@ -131,6 +131,10 @@ fn all_fixtures() -> Vec<(&'static str, Fx)> {
         Fx::load("cosign2-referrer", "cosign2-referrer.subject.txt"),
     ));
     v.push(("cosign3-bundle", Fx::load("cosign3-bundle", "subject.txt")));
+    v.push((
+        "cosign3-p384",
+        Fx::load("cosign3-p384", "cosign2-p384.subject.txt"),
+    ));
     v.push(("notation-jws", Fx::load("notation-jws", "subject.txt")));
     v.push((
         "notation-cose",
@@ -222,6 +226,45 @@ fn cosign2_referrer_and_cosign3_bundle_verify() {
             "{name}"
         );
     }
+}
+
+/// cosign 3 hashes a P-384 signature with SHA-384 where cosign 2.5 used SHA-256: both verify.
+#[test]
+fn cosign3_bundle_with_a_p384_key_verifies() {
+    let fx = Fx::load("cosign3-p384", "cosign2-p384.subject.txt");
+    let keys = cosign_keys();
+    let c = one(fx.check(&keys));
+    assert_eq!(
+        (c.format, c.result),
+        (SignatureFormat::SigstoreBundle, verified("p384"))
+    );
+    let others: Vec<TrustedKey> = keys.into_iter().filter(|k| k.name != "p384").collect();
+    assert_eq!(one(fx.check(&others)).result, CheckResult::Untrusted);
+}
+
+#[test]
+fn a_cosign3_attestation_is_no_signature() {
+    let fx = Fx::load("cosign3-attestation", "subject.txt");
+    let mut keys = cosign_keys();
+    keys.push(key("attest", "cosign-attest.pub", KeyKind::Cosign));
+    assert_eq!(fx.check(&keys), vec![]);
+    assert_eq!(fx.check(&[]), vec![]);
+    assert_eq!(blobs_needed(&fx.manifest).len(), 1);
+    // Its statement, made a signature's, would verify with its key: the predicate decides.
+    let std = base64::engine::general_purpose::STANDARD;
+    let b: serde_json::Value = serde_json::from_slice(&fx.layer0()).unwrap();
+    let payload = std
+        .decode(b["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        statement["predicateType"],
+        "https://slsa.dev/provenance/v0.2"
+    );
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        fx.subject.hex()
+    );
 }
 
 #[test]
@@ -406,6 +449,60 @@ fn keyless_cosign_is_untrusted_with_its_identity_or_invalid_when_it_does_not_ver
     assert_invalid(&one(fx.check(&[])), "not a PEM certificate");
 }
 
+/// A keyless-shaped cosign 3 bundle: the signing certificate in `verificationMaterial`.
+#[test]
+fn keyless_bundle_is_untrusted_with_its_identity_or_invalid_when_it_does_not_verify() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+            .try_into()
+            .unwrap(),
+    )];
+    let cert = params.self_signed(&kp).unwrap();
+    let signer = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_ASN1_SIGNING,
+        &kp.serialize_der(),
+        &SystemRandom::new(),
+    )
+    .unwrap();
+    let std = base64::engine::general_purpose::STANDARD;
+    let fx = Fx::load("cosign3-bundle", "subject.txt");
+    let mut b: serde_json::Value = serde_json::from_slice(&fx.layer0()).unwrap();
+    let env = &b["dsseEnvelope"];
+    let payload = std.decode(env["payload"].as_str().unwrap()).unwrap();
+    let pae = bundle::pae(env["payloadType"].as_str().unwrap(), &payload);
+    let sig = signer.sign(&SystemRandom::new(), &pae).unwrap();
+    b["verificationMaterial"] =
+        serde_json::json!({"certificate": {"rawBytes": std.encode(cert.der())}});
+    b["dsseEnvelope"]["signatures"][0]["sig"] = std.encode(sig.as_ref()).into();
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&b).unwrap())
+        .check(&cosign_keys()));
+    assert_eq!(c.result, CheckResult::Untrusted);
+    assert_eq!(
+        c.signer.as_deref(),
+        Some("https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main")
+    );
+    b["dsseEnvelope"]["signatures"][0]["sig"] = flip_base64(&std.encode(sig.as_ref()), &std).into();
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&b).unwrap())
+        .check(&cosign_keys()));
+    assert_invalid(&c, "does not verify with its certificate");
+    // A message-signature bundle (cosign sign-blob's shape) cannot be checked here.
+    let blobsig = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "x"}},
+        "messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": "AAAA"}, "signature": "AAAA"},
+    });
+    let c = one(fx
+        .with_layer0(serde_json::to_vec(&blobsig).unwrap())
+        .check(&cosign_keys()));
+    assert_invalid(&c, "message-signature bundle");
+}
+
 #[test]
 fn malformed_evidence_is_invalid_and_named() {
     let keys = cosign_keys();
@@ -509,9 +606,11 @@ fn check_never_panics_on_truncated_or_garbled_input() {
             let mut garbled = blob.clone();
             garbled[at] = garbled[at].wrapping_add(0x41);
             // Changing an unsigned byte (an unprotected header, a certificate's padding) may
-            // keep it verified: this only asks for an answer.
+            // keep it verified: this only asks for an answer (none for a bundle whose garbled
+            // statement no longer has the signing predicate: an attestation).
+            let checks = fx.with_layer0(garbled).check(&keys);
             assert!(
-                !fx.with_layer0(garbled).check(&keys).is_empty(),
+                !checks.is_empty() || name.starts_with("cosign3-"),
                 "{name} garbled at {at}"
             );
         }
@@ -536,5 +635,461 @@ fn rfc3339_times_parse() {
         "2026-12-07T23:10:28+0100",
     ] {
         assert_eq!(t(bad), None, "{bad}");
+    }
+}
+
+/// Notary Project envelopes made here, over certificate chains rcgen makes: the chain and
+/// header rules, and the ECDSA algorithms `notation cert generate-test` (RSA only) does not make.
+mod synthetic {
+    use super::*;
+    use ciborium::Value;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, EcdsaSigningAlgorithm};
+
+    const SIGNED_AT: &str = "2026-12-07T23:10:28Z";
+
+    struct Pki {
+        root_pem: String,
+        inter_der: Vec<u8>,
+        inter_pem: String,
+        leaf_der: Vec<u8>,
+        leaf: EcdsaKeyPair,
+    }
+
+    fn params(cn: &str, ca: bool) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        p
+    }
+
+    fn pki(
+        rc: &'static rcgen::SignatureAlgorithm,
+        ring_alg: &'static EcdsaSigningAlgorithm,
+        leaf_params: CertificateParams,
+    ) -> Pki {
+        let root = CertifiedIssuer::self_signed(
+            params("Test Root", true),
+            KeyPair::generate_for(rc).unwrap(),
+        )
+        .unwrap();
+        let inter = CertifiedIssuer::signed_by(
+            params("Test Intermediate", true),
+            KeyPair::generate_for(rc).unwrap(),
+            &root,
+        )
+        .unwrap();
+        let leaf_key = KeyPair::generate_for(rc).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &inter).unwrap();
+        Pki {
+            root_pem: root.pem(),
+            inter_der: inter.der().to_vec(),
+            inter_pem: inter.pem(),
+            leaf_der: leaf.der().to_vec(),
+            leaf: EcdsaKeyPair::from_pkcs8(
+                ring_alg,
+                &leaf_key.serialize_der(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn p256() -> Pki {
+        pki(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            params("Test Leaf", false),
+        )
+    }
+
+    fn notation_key(name: &str, pem: &str) -> TrustedKey {
+        TrustedKey {
+            name: name.into(),
+            kind: KeyKind::Notation,
+            material: pem.into(),
+        }
+    }
+
+    fn header(alg: &str) -> serde_json::Value {
+        serde_json::json!({
+            "alg": alg,
+            "crit": ["io.cncf.notary.signingScheme"],
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": SIGNED_AT,
+        })
+    }
+
+    fn payload(subject: &Digest) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"targetArtifact": {
+            "digest": subject.to_string(),
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 475,
+        }}))
+        .unwrap()
+    }
+
+    fn jws(pki: &Pki, header: &serde_json::Value, subject: &Digest, x5c: &[&[u8]]) -> Vec<u8> {
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let std = base64::engine::general_purpose::STANDARD;
+        let protected = url.encode(serde_json::to_vec(header).unwrap());
+        let body = url.encode(payload(subject));
+        let sig = pki
+            .leaf
+            .sign(
+                &SystemRandom::new(),
+                format!("{protected}.{body}").as_bytes(),
+            )
+            .unwrap();
+        serde_json::to_vec(&serde_json::json!({
+            "payload": body,
+            "protected": protected,
+            "header": {"x5c": x5c.iter().map(|c| std.encode(c)).collect::<Vec<_>>(),
+                       "io.cncf.notary.signingAgent": "berth tests"},
+            "signature": url.encode(sig.as_ref()),
+        }))
+        .unwrap()
+    }
+
+    fn cose(pki: &Pki, alg: i64, subject: &Digest, x5c: &[&[u8]]) -> Vec<u8> {
+        let int = |i: i64| Value::Integer(i.into());
+        let text = |s: &str| Value::Text(s.into());
+        let protected = Value::Map(vec![
+            (int(1), int(alg)),
+            (
+                int(2),
+                Value::Array(vec![text("io.cncf.notary.signingScheme")]),
+            ),
+            (int(3), text("application/vnd.cncf.notary.payload.v1+json")),
+            (text("io.cncf.notary.signingScheme"), text("notary.x509")),
+            (
+                text("io.cncf.notary.signingTime"),
+                Value::Tag(1, Box::new(int(1_796_685_028))),
+            ),
+        ]);
+        let mut prot = Vec::new();
+        ciborium::into_writer(&protected, &mut prot).unwrap();
+        let body = payload(subject);
+        let mut tbs = Vec::new();
+        let sig_structure = Value::Array(vec![
+            text("Signature1"),
+            Value::Bytes(prot.clone()),
+            Value::Bytes(Vec::new()),
+            Value::Bytes(body.clone()),
+        ]);
+        ciborium::into_writer(&sig_structure, &mut tbs).unwrap();
+        let sig = pki.leaf.sign(&SystemRandom::new(), &tbs).unwrap();
+        let env = Value::Tag(
+            18,
+            Box::new(Value::Array(vec![
+                Value::Bytes(prot),
+                Value::Map(vec![(
+                    int(33),
+                    Value::Array(x5c.iter().map(|c| Value::Bytes(c.to_vec())).collect()),
+                )]),
+                Value::Bytes(body),
+                Value::Bytes(sig.as_ref().to_vec()),
+            ])),
+        );
+        let mut out = Vec::new();
+        ciborium::into_writer(&env, &mut out).unwrap();
+        out
+    }
+
+    fn base_jws() -> Fx {
+        Fx::load("notation-jws", "subject.txt")
+    }
+
+    #[test]
+    fn a_chain_verifies_by_its_root_or_a_certificate_in_it() {
+        let pki = p256();
+        let fx = base_jws();
+        let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+        let signed = fx.with_layer0(jws(&pki, &header("ES256"), &fx.subject, &chain));
+        let root = notation_key("root", &pki.root_pem);
+        let inter = notation_key("inter", &pki.inter_pem);
+        let c = one(signed.check(std::slice::from_ref(&root)));
+        assert_eq!(
+            (c.format, c.result),
+            (SignatureFormat::NotationJws, verified("root"))
+        );
+        assert_eq!(c.signer.as_deref(), Some("CN=Test Leaf"));
+        assert_eq!(
+            one(signed.check(std::slice::from_ref(&inter))).result,
+            verified("inter")
+        );
+        let c = one(signed.check(&notation_keys()));
+        assert_eq!(
+            (c.result, c.signer.as_deref()),
+            (CheckResult::Untrusted, Some("CN=Test Leaf"))
+        );
+        // Without its intermediate the chain does not reach the root.
+        let short = fx.with_layer0(jws(&pki, &header("ES256"), &fx.subject, &[&pki.leaf_der]));
+        assert_eq!(
+            one(short.check(std::slice::from_ref(&root))).result,
+            CheckResult::Untrusted
+        );
+        assert_eq!(one(short.check(&[inter])).result, verified("inter"));
+        // An intermediate of the same name but another key breaks the chain.
+        let forged = p256();
+        let broken = fx.with_layer0(jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &forged.inter_der],
+        ));
+        assert_invalid(
+            &one(broken.check(std::slice::from_ref(&root))),
+            "not issued by the next",
+        );
+        // A leaf (not a CA) of the trusted root cannot issue a signing certificate.
+        let mut fake_inter = CertificateParams::new(Vec::<String>::new()).unwrap();
+        fake_inter
+            .distinguished_name
+            .push(DnType::CommonName, "Not A CA");
+        let not_ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let not_ca = CertifiedIssuer::self_signed(fake_inter, not_ca_key).unwrap();
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = params("Test Leaf", false)
+            .signed_by(&leaf_key, &not_ca)
+            .unwrap();
+        let signer = Pki {
+            root_pem: not_ca.pem(),
+            inter_der: not_ca.der().to_vec(),
+            inter_pem: not_ca.pem(),
+            leaf_der: leaf.der().to_vec(),
+            leaf: EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &leaf_key.serialize_der(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
+        };
+        let env = jws(
+            &signer,
+            &header("ES256"),
+            &fx.subject,
+            &[&signer.leaf_der, &signer.inter_der],
+        );
+        let trusted_not_ca = notation_key("not-ca", &signer.root_pem);
+        assert_invalid(
+            &one(fx
+                .with_layer0(env)
+                .check(std::slice::from_ref(&trusted_not_ca))),
+            "is not a CA",
+        );
+        // ... nor, trusted itself, be the issuer of a chain's last certificate.
+        let env = jws(&signer, &header("ES256"), &fx.subject, &[&signer.leaf_der]);
+        assert_eq!(
+            one(fx.with_layer0(env).check(&[trusted_not_ca])).result,
+            CheckResult::Untrusted
+        );
+    }
+
+    #[test]
+    fn the_signing_certificate_must_allow_code_signing() {
+        let mut server = params("Test Leaf", false);
+        server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let pki = pki_with_leaf(server);
+        let fx = base_jws();
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_invalid(
+            &one(fx.with_layer0(env).check(&keys)),
+            "not for code signing",
+        );
+        let mut encipher = params("Test Leaf", false);
+        encipher.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+        let pki = pki_with_leaf(encipher);
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_invalid(
+            &one(fx.with_layer0(env).check(&keys)),
+            "does not allow digital signatures",
+        );
+        let mut code = params("Test Leaf", false);
+        code.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        code.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        let pki = pki_with_leaf(code);
+        let env = jws(
+            &pki,
+            &header("ES256"),
+            &fx.subject,
+            &[&pki.leaf_der, &pki.inter_der],
+        );
+        let keys = [notation_key("root", &pki.root_pem)];
+        assert_eq!(
+            one(fx.with_layer0(env).check(&keys)).result,
+            verified("root")
+        );
+    }
+
+    #[test]
+    fn ecdsa_envelopes_verify_in_jws_and_cose() {
+        let p384 = pki(
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            params("Test Leaf", false),
+        );
+        let p256 = p256();
+        let jws_fx = base_jws();
+        let cose_fx = Fx::load("notation-cose", "notation-cose.subject.txt");
+        for (pki, jose, cose_alg) in [(&p256, "ES256", -7), (&p384, "ES384", -35)] {
+            let keys = [notation_key("root", &pki.root_pem)];
+            let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+            let j = jws_fx.with_layer0(jws(pki, &header(jose), &jws_fx.subject, &chain));
+            assert_eq!(one(j.check(&keys)).result, verified("root"), "{jose}");
+            let c = cose_fx.with_layer0(cose(pki, cose_alg, &cose_fx.subject, &chain));
+            let c = one(c.check(&keys));
+            assert_eq!(
+                (c.format, c.result),
+                (SignatureFormat::NotationCose, verified("root")),
+                "{cose_alg}"
+            );
+            // The same envelope for another subject.
+            let other = digest_of(b"other");
+            let c = cose_fx.with_layer0(cose(pki, cose_alg, &other, &chain));
+            assert_invalid(&one(c.check(&keys)), "instead");
+        }
+        // An algorithm that does not fit the key, and ES512 (P-521), which berth cannot check.
+        let keys = [notation_key("root", &p256.root_pem)];
+        let chain: [&[u8]; 2] = [&p256.leaf_der, &p256.inter_der];
+        assert_invalid(
+            &one(jws_fx
+                .with_layer0(jws(&p256, &header("PS256"), &jws_fx.subject, &chain))
+                .check(&keys)),
+            "does not fit",
+        );
+        assert_invalid(
+            &one(jws_fx
+                .with_layer0(jws(&p256, &header("ES512"), &jws_fx.subject, &chain))
+                .check(&keys)),
+            "ES512",
+        );
+        assert_invalid(
+            &one(cose_fx
+                .with_layer0(cose(&p256, -8, &cose_fx.subject, &chain))
+                .check(&keys)),
+            "COSE algorithm -8",
+        );
+    }
+
+    #[test]
+    fn header_and_time_rules() {
+        let pki = p256();
+        let fx = base_jws();
+        let keys = [notation_key("root", &pki.root_pem)];
+        let chain: [&[u8]; 2] = [&pki.leaf_der, &pki.inter_der];
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut h = header("ES256");
+            edit(&mut h);
+            one(fx
+                .with_layer0(jws(&pki, &h, &fx.subject, &chain))
+                .check(&keys))
+        };
+        assert_eq!(with(&|_| {}).result, verified("root"));
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] = serde_json::json!([
+                    "io.cncf.notary.signingScheme",
+                    "io.cncf.notary.verificationPlugin"
+                ]);
+                h["io.cncf.notary.verificationPlugin"] = "com.example.plugin".into();
+            }),
+            "critical header io.cncf.notary.verificationPlugin is not understood",
+        );
+        assert_invalid(
+            &with(&|h| h["crit"] = serde_json::json!([])),
+            "signingScheme is not marked critical",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] =
+                    serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"])
+            }),
+            "critical header io.cncf.notary.expiry is missing",
+        );
+        assert_invalid(
+            &with(&|h| h["cty"] = "application/json".into()),
+            "content type",
+        );
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingScheme"] = "other".into()),
+            "signing scheme",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h.as_object_mut()
+                    .unwrap()
+                    .remove("io.cncf.notary.signingTime");
+            }),
+            "no signing time",
+        );
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingTime"] = "yesterday".into()),
+            "not an RFC 3339 time",
+        );
+        assert_invalid(
+            &with(&|h| {
+                h["crit"] =
+                    serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+                h["io.cncf.notary.expiry"] = "2026-12-07T23:00:00Z".into();
+            }),
+            "expires before",
+        );
+        let later = with(&|h| {
+            h["crit"] =
+                serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+            h["io.cncf.notary.expiry"] = "2027-12-07T23:00:00Z".into();
+        });
+        assert_eq!(later.result, verified("root"));
+        // Signed before the leaf certificate was valid.
+        assert_invalid(
+            &with(&|h| h["io.cncf.notary.signingTime"] = "1970-01-02T00:00:00Z".into()),
+            "outside the validity",
+        );
+        let mut expired = params("Test Leaf", false);
+        expired.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        let old = pki_with_leaf(expired);
+        let keys = [notation_key("root", &old.root_pem)];
+        let e = fx.with_layer0(jws(
+            &old,
+            &header("ES256"),
+            &fx.subject,
+            &[&old.leaf_der, &old.inter_der],
+        ));
+        assert_invalid(
+            &one(e.check(&keys)),
+            "outside the validity of certificate CN=Test Leaf",
+        );
+        // No certificate at all.
+        assert_invalid(
+            &one(fx
+                .with_layer0(jws(&pki, &header("ES256"), &fx.subject, &[]))
+                .check(&keys)),
+            "no certificate",
+        );
+    }
+
+    fn pki_with_leaf(leaf: CertificateParams) -> Pki {
+        pki(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            leaf,
+        )
     }
 }
