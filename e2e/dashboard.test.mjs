@@ -171,9 +171,11 @@ describe('tags', () => {
       assert.equal(img.kind, 'image');
       assert.equal(img.label, 'Container image');
       assert.equal(img.icons, 1, 'svg.icon in .kind');
-      const badge = row.locator('a.badge-signed');
-      assert.match(await text(badge), /^signed$/i);
-      assert.match(await badge.getAttribute('href'), /\/repository\/userorg\/httpd-24\/manifest\/sha256:[0-9a-f]{64}$/);
+      // The plain "signed" badge until berth has checked the signatures, then their status
+      // (the seed's key is not trusted).
+      const badge = row.locator('a.badge-signed, a.trust-badge');
+      assert.match(await text(badge), /^(signed|signed, untrusted key)$/i);
+      assert.match(await badge.getAttribute('href'), /\/repository\/userorg\/httpd-24\/manifest\/sha256:[0-9a-f]{64}(#signatures)?$/);
       assert.match(await text(row.locator('.size')), /\d(\.\d+)?\s*(B|bytes|KB|kB|KiB|MB|MiB)\b/);
       const when = await row.locator('.modified time[datetime]').getAttribute('datetime');
       assert.match(when, /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/, `datetime="${when}" is not a valid global date and time`);
@@ -194,7 +196,7 @@ describe('tags', () => {
       assert.equal(k.label, 'Encrypted image');
       assert.match(k.detail, /\bJWE\b/i);
       assert.equal(await enc.locator('svg.icon-lock').count(), 1, 'svg.icon-lock in the encrypted row');
-      assert.equal(await enc.locator('a.badge-signed').count(), 0, 'the encrypted image is not signed');
+      assert.equal(await enc.locator('a.badge-signed, a.trust-badge').count(), 0, 'the encrypted image is not signed');
 
       const names = await tagNames(page);
       assert.ok(!names.some((n) => COSIGN_TAG.test(n)), `cosign tags shown by default: ${names}`);
@@ -369,7 +371,7 @@ describe('manifest page', () => {
     await withPage(browser, async (page) => {
       await signIn(page, 'admin', ADMIN_PASS);
       await goto(page, tagsUrl('userorg/httpd-24'));
-      await Promise.all([page.waitForNavigation(), tagRow(page, '1-30').locator('a.badge-signed').click()]);
+      await Promise.all([page.waitForNavigation(), tagRow(page, '1-30').locator('a.badge-signed, a.trust-badge').click()]);
       assert.match(new URL(page.url()).pathname, /^\/repository\/userorg\/httpd-24\/manifest\/sha256:[0-9a-f]{64}$/);
       assert.equal(await page.locator('dl.manifest-facts').count(), 1);
     });

@@ -425,6 +425,30 @@ async fn trust_forms_work_for_admins_and_are_refused_to_others() {
         "a repository cannot opt out of its organization's policy"
     );
 
+    // ... and its keys: a repository key is listed on its tab, not the organization's.
+    let repo_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let added = repoadmin
+        .submit(
+            repo,
+            repo_action,
+            &[
+                ("action", "add-trust-key"),
+                ("name", "app-ci"),
+                ("kind", "cosign"),
+                ("pem", &repo_key.public_key_pem()),
+            ],
+        )
+        .await;
+    assert_eq!(added.location.as_deref(), Some(repo));
+    let page = repoadmin.get(repo).await;
+    assert!(page.has("Added the trusted key app-ci."), "{}", page.body);
+    assert!(row_of(&page, "data-key=\"app-ci\"").contains("Ed25519"));
+    assert!(!admin.get(org).await.has("data-key=\"app-ci\""));
+    let app_keys = logs(&s, "/api/v1/repository/acme/app/logs?kind=add_trust_key").await;
+    assert_eq!(app_keys.len(), 1, "{app_keys:?}");
+    assert_eq!(app_keys[0]["performer"]["name"], "repoadmin");
+    assert_eq!(app_keys[0]["metadata"]["scope"], "acme/app");
+
     // Every change is in the usage logs, by who made it.
     let org_logs = logs(
         &s,
