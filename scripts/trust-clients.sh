@@ -71,6 +71,8 @@ notation sign --insecure-registry --force-referrers-tag=false --signature-format
   || fail "notation sign (COSE)"
 D_OTHER=$(push other-key)
 cosign2 sign "${HTTP[@]}" --key other/cosign.key --tlog-upload=false "$(repo other-key)@$D_OTHER" >&2 || fail "cosign2 sign (other key)"
+cosign3 sign "${HTTP[@]}" --key other/cosign.key --use-signing-config=false --tlog-upload=false "$(repo other-key)@$D_OTHER" >&2 2>&1 \
+  || fail "cosign3 sign (other key)"
 D_STRANGER=$(push stranger)
 notation sign --insecure-registry --force-referrers-tag=false --key stranger "$(repo stranger)@$D_STRANGER" >&2 \
   || fail "notation sign (stranger)"
@@ -158,6 +160,8 @@ say "verified images pull, the others get 403"
 say "the signatures of refused images still verify with their clients"
 cosign2 verify "${HTTP[@]}" --key other/cosign.pub --insecure-ignore-tlog "$(repo other-key)@$D_OTHER" >/dev/null 2>&1 \
   || fail "cosign verify of the refused image signed with the other key"
+cosign3 verify "${HTTP[@]}" --key other/cosign.pub --insecure-ignore-tlog "$(repo other-key)@$D_OTHER" >/dev/null 2>&1 \
+  || fail "cosign 3 verify of the refused image signed with the other key"
 printf '{"version":"1.0","trustPolicies":[{"name":"p","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:stranger"],"trustedIdentities":["*"]}]}' >policy-stranger.json
 notation policy import --force policy-stranger.json >/dev/null 2>&1 || fail "notation policy import"
 notation verify --insecure-registry "$(repo stranger)@$D_STRANGER" >&2 || fail "notation verify of the refused stranger-signed image"

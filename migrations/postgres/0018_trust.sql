@@ -100,6 +100,14 @@ CREATE TRIGGER manifests_signature_delete AFTER DELETE ON manifests
     FOR EACH ROW WHEN (OLD.kind = 'signature' AND OLD.signed_digest IS NOT NULL)
     EXECUTE FUNCTION berth_signature_changed();
 
+-- Signatures that name their type only in the config's media type (notation 1.3, cosign's
+-- referrers) were recorded as plain artifacts before berth read that field.
+UPDATE manifests SET kind = 'signature'
+WHERE kind = 'artifact' AND artifact_type IS NULL AND config_media_type IN (
+    'application/vnd.cncf.notary.signature',
+    'application/vnd.dev.cosign.artifact.sig.v1+json',
+    'application/vnd.dev.sigstore.bundle.v0.3+json');
+
 INSERT INTO signature_verdicts (repository_id, digest)
 SELECT DISTINCT repository_id, signed_digest FROM manifests
 WHERE kind = 'signature' AND signed_digest IS NOT NULL;

@@ -105,6 +105,14 @@ BEGIN
     WHERE repository_id = OLD.repository_id AND digest = OLD.signed_digest;
 END;
 
+-- Signatures that name their type only in the config's media type (notation 1.3, cosign's
+-- referrers) were recorded as plain artifacts before berth read that field.
+UPDATE manifests SET kind = 'signature'
+WHERE kind = 'artifact' AND artifact_type IS NULL AND config_media_type IN (
+    'application/vnd.cncf.notary.signature',
+    'application/vnd.dev.cosign.artifact.sig.v1+json',
+    'application/vnd.dev.sigstore.bundle.v0.3+json');
+
 -- The signatures stored before this migration: their subjects' verdicts, to compute.
 INSERT INTO signature_verdicts (repository_id, digest)
 SELECT DISTINCT repository_id, signed_digest FROM manifests

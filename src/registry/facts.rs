@@ -54,7 +54,11 @@ fn any_layer(m: &ParsedManifest, pred: impl Fn(&str) -> bool) -> bool {
 pub fn classify(m: &ParsedManifest) -> ManifestKind {
     let artifact = m.artifact_type.as_deref().unwrap_or("");
     let config = m.config.as_ref().map_or("", |c| c.media_type.as_str());
-    let is = |types: &[&str]| types.contains(&artifact) || any_layer(m, |l| types.contains(&l));
+    // Without `artifactType`, an artifact's type is its config's media type (OCI image spec
+    // 1.1): notation 1.3 and cosign's referrer signatures write theirs there.
+    let is = |types: &[&str]| {
+        types.contains(&artifact) || types.contains(&config) || any_layer(m, |l| types.contains(&l))
+    };
     if m.is_index() {
         ManifestKind::Index
     } else if config == mt::HELM_CONFIG {
@@ -245,6 +249,18 @@ mod tests {
             let f = facts(&m, 100, &[], None);
             assert_eq!(f.kind, ManifestKind::Signature, "{artifact_type}");
             assert_eq!(f.signed.unwrap().to_string(), D, "{artifact_type}");
+            // notation 1.3 and cosign's referrers name the type only in the config.
+            let v = json!({"schemaVersion": 2,
+                "config": {"mediaType": artifact_type, "digest": D, "size": 2},
+                "layers": [{"mediaType": layer, "digest": D, "size": 10}],
+                "subject": {"mediaType": mt::OCI_MANIFEST, "digest": D, "size": 10}});
+            let m =
+                oci::manifest::parse(&serde_json::to_vec(&v).unwrap(), mt::OCI_MANIFEST).unwrap();
+            assert_eq!(
+                classify(&m),
+                ManifestKind::Signature,
+                "config {artifact_type}"
+            );
         }
         let enc = manifest(
             mt::OCI_IMAGE_CONFIG,

@@ -40,6 +40,11 @@ pub enum Target<'a> {
     Manifest(&'a Digest),
     /// A blob fetched by digest through the repository.
     Blob(&'a Digest),
+    /// A manifest's descriptor only: a HEAD by digest, which serves no content. Answered for
+    /// verified manifests and for those that carry signatures (untrusted or invalid), because
+    /// signature verifiers resolve the descriptor before they read the signatures
+    /// (`notation verify` compares the signed media type and size with it).
+    Descriptor(&'a Digest),
 }
 
 /// Why a read was refused: the policy's scope and what was found.
@@ -225,16 +230,23 @@ impl Trust {
             TrustScope::Repository(r) => format!("trust policy of repository \"{r}\""),
         };
         match target {
-            Target::Manifest(digest) => match self.servable(repo, digest, None).await? {
-                Ok(()) => Ok(Ok(())),
-                Err(status) => {
-                    metrics().trust_refusal("manifest");
-                    Ok(Err(Refusal(format!(
-                        "{policy} requires verified signatures; {digest} is {}",
-                        status.as_str()
-                    ))))
+            Target::Manifest(digest) | Target::Descriptor(digest) => {
+                match self.servable(repo, digest, None).await? {
+                    Ok(()) => Ok(Ok(())),
+                    Err(Status::Untrusted | Status::Invalid)
+                        if matches!(target, Target::Descriptor(_)) =>
+                    {
+                        Ok(Ok(()))
+                    }
+                    Err(status) => {
+                        metrics().trust_refusal("manifest");
+                        Ok(Err(Refusal(format!(
+                            "{policy} requires verified signatures; {digest} is {}",
+                            status.as_str()
+                        ))))
+                    }
                 }
-            },
+            }
             Target::Blob(digest) => {
                 let users = self.store.blob_users(repo, digest).await?;
                 let mut first = None;

@@ -28,13 +28,13 @@ pub async fn get(
     req: &V2Request,
 ) -> Result<Response, ApiError> {
     let manifest = state.registry.get_manifest(repo, reference).await?;
-    super::trust_gate(
-        state,
-        caller,
-        repo,
-        crate::trust::service::Target::Manifest(&manifest.digest),
-    )
-    .await?;
+    let target = match reference {
+        Reference::Digest(_) if req.method == Method::HEAD => {
+            crate::trust::service::Target::Descriptor(&manifest.digest)
+        }
+        _ => crate::trust::service::Target::Manifest(&manifest.digest),
+    };
+    super::trust_gate(state, caller, repo, target).await?;
     // A pull is queued for the usage logs' writer, never written here.
     if req.method == Method::GET {
         state.usage.pull(&crate::usage_log::Pull {
