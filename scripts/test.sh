@@ -128,6 +128,8 @@ if ! wait "$SCALE_OUT_PID"; then
   cat "$BENCH_DIR/scale-out.log"; echo "the scale-out benchmark failed" >&2; exit 1
 fi
 cat "$BENCH_DIR/scale-out.log"
+# Signature verification beside pushes (berth-bench trust), its smoke mode: 50 signed images.
+"$BIN/berth-bench" trust --quick --repeats 1 --out "$BENCH_DIR/trust.md" --work-dir "$BENCH_DIR/trust-work"
 rm -rf "$BENCH_DIR"
 
 step "integration tests on PostgreSQL + Garage (S3)"

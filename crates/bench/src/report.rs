@@ -680,6 +680,10 @@ fn embedded_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
         md,
         "\nManifest GET with pulls recorded in the usage logs against not recorded: [benchmarks/pull-logs.md](benchmarks/pull-logs.md) (`berth-bench pull-logs`)."
     )?;
+    writeln!(
+        md,
+        "\nSignature verification beside concurrent pushes (1,000 cosign-signed images, pushers' rate against a control window, and how soon they show as verified): [benchmarks/trust.md](benchmarks/trust.md) (`berth-bench trust`)."
+    )?;
     std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r)?)?;
     Ok(md)
 }

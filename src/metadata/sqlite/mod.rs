@@ -5,6 +5,7 @@
 //! contend with each other; reads use a separate pool and proceed concurrently with writes.
 //! `synchronous=FULL` makes every commit durable before the client is told it succeeded.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -60,22 +61,61 @@ pub async fn open(path: &Path) -> Result<SqlStore> {
 /// Reads the access generation (`crate::auth::decisions`) on the calling thread: through sqlx a
 /// query goes to a worker thread and back, which cost more CPU than all the rest of a bearer
 /// manifest GET. Like any read, it sees every process's commits.
-pub struct GenerationReader(std::sync::Mutex<rusqlite::Connection>);
+///
+/// Each thread that asks has a read-only connection of its own, so concurrent requests never
+/// wait for one another here (one shared connection behind a mutex serialized every request
+/// of an open registry, which reads the generation for its trust policies).
+pub struct GenerationReader {
+    path: std::path::PathBuf,
+    /// Told apart from other databases a thread may read (tests open many).
+    id: u64,
+}
+
+thread_local! {
+    static GENERATION_CONNECTIONS: std::cell::RefCell<HashMap<u64, rusqlite::Connection>> =
+        std::cell::RefCell::new(HashMap::new());
+}
 
 impl GenerationReader {
     fn open(path: &Path) -> rusqlite::Result<GenerationReader> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let reader = GenerationReader {
+            path: path.to_path_buf(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        // Fails now, at start, if the database cannot be read this way.
+        reader.connect()?;
+        Ok(reader)
+    }
+
+    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
         use rusqlite::OpenFlags;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connection = rusqlite::Connection::open_with_flags(path, flags)?;
+        let connection = rusqlite::Connection::open_with_flags(&self.path, flags)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(GenerationReader(std::sync::Mutex::new(connection)))
+        Ok(connection)
     }
 
     pub fn read(&self) -> Result<u64> {
-        let connection = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let query = connection.prepare_cached("SELECT value FROM access_generation");
-        let value = query.and_then(|mut q| q.query_row([], |row| row.get::<_, i64>(0)));
-        value.map(|v| v as u64).map_err(backend)
+        GENERATION_CONNECTIONS.with(|connections| {
+            let mut connections = connections.borrow_mut();
+            let connection = match connections.entry(self.id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.connect().map_err(backend)?)
+                }
+            };
+            let query = connection.prepare_cached("SELECT value FROM access_generation");
+            let value = query.and_then(|mut q| q.query_row([], |row| row.get::<_, i64>(0)));
+            value.map(|v| v as u64).map_err(backend)
+        })
+    }
+}
+
+impl Drop for GenerationReader {
+    fn drop(&mut self) {
+        // This thread's connection goes now; other threads' go when they end.
+        let _ = GENERATION_CONNECTIONS.try_with(|c| c.borrow_mut().remove(&self.id));
     }
 }
 
