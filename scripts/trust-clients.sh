@@ -126,6 +126,23 @@ expect_status forged invalid
 expect_status unsigned unsigned
 expect_status index verified release
 
+say "the dashboard's Tags pages show the same statuses"
+for r in "${REGISTRIES[@]}"; do
+  jar=$WORK/dashboard-$r.cookies
+  csrf=$(curl -sS -c "$jar" -b "$jar" "http://$r/signin" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
+  [ -n "$csrf" ] || fail "no CSRF token on $r's sign-in page"
+  curl -sS -o /dev/null -c "$jar" -b "$jar" -H "Origin: http://$r" --data-urlencode "csrf=$csrf" \
+    --data-urlencode "next=/" --data-urlencode "username=$RUSER" --data-urlencode "password=$RPASS" "http://$r/signin" \
+    || fail "dashboard sign-in on $r"
+  for pair in "cosign2:verified by release" "notation-cose:verified by ca" "other-key:signed, untrusted key" \
+      "forged:invalid signature"; do
+    page=$(curl -sS -b "$jar" "http://$r/repository/$ORG/${pair%%:*}")
+    grep -qF "${pair#*:}" <<<"$page" || fail "$r's Tags page of ${pair%%:*} does not say '${pair#*:}'"
+  done
+  page=$(curl -sS -b "$jar" "http://$r/repository/$ORG/unsigned")
+  if grep -qE 'verified by|untrusted key|invalid signature' <<<"$page"; then fail "$r's Tags page of an unsigned image shows a signature status"; fi
+done
+
 say "require verified signatures on $ORG"
 api PUT "/api/v1/organization/$ORG/trust/policy" '{"require":"verified"}' >/dev/null || fail "set the policy"
 [ "$(api GET "/api/v1/organization/$ORG/trust/policy" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["require"])')" = verified ] \
