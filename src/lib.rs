@@ -22,6 +22,7 @@ pub mod storage;
 pub mod tls;
 pub mod trust;
 pub mod ui;
+pub mod upstream;
 pub mod usage_log;
 
 use std::future::Future;

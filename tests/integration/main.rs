@@ -52,5 +52,6 @@ mod trust;
 mod upload_limits;
 mod upload_races;
 mod uploads;
+mod upstream_client;
 mod usage_logs;
 mod visibility;

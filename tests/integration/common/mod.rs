@@ -32,6 +32,9 @@ pub use pattern::*;
 mod storage;
 #[allow(unused_imports)]
 pub use storage::*;
+mod upstream;
+#[allow(unused_imports)]
+pub use upstream::*;
 
 /// The superuser every test server has.
 pub const ADMIN_USER: &str = "admin";

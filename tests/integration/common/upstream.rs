@@ -1,0 +1,246 @@
+//! Real upstream registries for the proxy cache and mirroring tests: CNCF distribution
+//! (`docker-registry`, Debian's package) with an htpasswd file, started on a free loopback
+//! port, and a generic image push that works against any registry.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A running CNCF distribution with htpasswd authentication; killed when dropped.
+pub struct Distribution {
+    pub base: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl Distribution {
+    /// Starts `docker-registry` with one htpasswd user (`bcrypt`, made by `htpasswd -B`, the
+    /// only kind distribution accepts) and waits until `/v2/` answers (deadline 30 s).
+    pub async fn start(user: &str, password: &str) -> Distribution {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let htpasswd = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (apache2-utils) must be installed");
+        assert!(htpasswd.status.success(), "htpasswd failed");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).expect("write htpasswd");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  \
+delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: upstream-test\n    path: {htpasswd}\n",
+            root = dir.path().join("storage").display(),
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        std::fs::write(dir.path().join("config.yml"), config).expect("write config");
+        let mut d = Distribution {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            user: user.to_string(),
+            password: password.to_string(),
+            dir,
+            child: None,
+        };
+        d.launch().await;
+        d
+    }
+
+    async fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).expect("log file");
+        let child = tokio::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}/v2/", self.base)).send().await {
+                if r.status() == 401 {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("docker-registry exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The registry's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Where distribution keeps a blob's bytes (to corrupt them in a test).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client sending this registry's credentials.
+    pub fn client(&self) -> reqwest::Client {
+        super::authed_client(&self.user, &self.password)
+    }
+
+    /// Stops the registry and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+}
+
+/// A port free at the time of asking (the registry binds it a moment later).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Pushes a blob with a POST and a PUT (the two-step upload every registry supports).
+pub async fn upload_blob(client: &reqwest::Client, base: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = super::sha256(bytes);
+    let r = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start upload");
+    assert_eq!(
+        r.status(),
+        202,
+        "start upload: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let mut url = if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str(&format!("digest={digest}"));
+    let r = client
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("finish upload");
+    assert_eq!(
+        r.status(),
+        201,
+        "finish upload: {}",
+        r.text().await.unwrap_or_default()
+    );
+    digest
+}
+
+/// An image pushed by [`push_test_image`].
+pub struct PushedImage {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: String,
+    pub layer: String,
+    pub layer_bytes: Vec<u8>,
+}
+
+/// Pushes an OCI image (a config and one layer of `layer_len` bytes from `seed`) as `tag`.
+pub async fn push_test_image(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    seed: u8,
+    layer_len: usize,
+) -> PushedImage {
+    let config_bytes = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []}, "seed": seed,
+    }))
+    .expect("json");
+    let layer_bytes = super::sample(seed, layer_len);
+    let config = upload_blob(client, base, repo, &config_bytes).await;
+    let layer = upload_blob(client, base, repo, &layer_bytes).await;
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_len}],
+    }))
+    .expect("json");
+    let r = super::put_manifest(client, base, repo, tag, media_type, &manifest).await;
+    assert_eq!(
+        r.status(),
+        201,
+        "push manifest: {}",
+        r.text().await.unwrap_or_default()
+    );
+    PushedImage {
+        digest: super::sha256(&manifest),
+        manifest,
+        config,
+        layer,
+        layer_bytes,
+    }
+}
+
+/// Pushes an OCI index naming `manifests` (descriptors) under `tag`; returns its digest.
+pub async fn push_index(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    manifests: Vec<serde_json::Value>,
+) -> String {
+    let media_type = "application/vnd.oci.image.index.v1+json";
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": media_type, "manifests": manifests,
+    }))
+    .expect("json");
+    let r = super::put_manifest(client, base, repo, tag, media_type, &index).await;
+    assert_eq!(
+        r.status(),
+        201,
+        "push index: {}",
+        r.text().await.unwrap_or_default()
+    );
+    super::sha256(&index)
+}
