@@ -39,10 +39,13 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Signature trust: verdicts, their worker and the enforcement decision.
     pub trust: Arc<crate::trust::service::Trust>,
+    /// Proxy cache organizations: their configurations and the credential key.
+    pub proxy_caches: Arc<crate::upstream::proxy_cache::ProxyCaches>,
 }
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state: one handle per service, each built by `crate::open`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<Registry>,
         auth: Arc<Auth>,
@@ -50,9 +53,11 @@ impl AppState {
         notifier: Arc<crate::notify::Notifier>,
         trust: Arc<crate::trust::service::Trust>,
         usage: Arc<crate::usage_log::UsageLog>,
+        proxy_caches: Arc<crate::upstream::proxy_cache::ProxyCaches>,
         settings: Settings,
     ) -> Self {
         AppState {
+            proxy_caches,
             notifier,
             trust,
             registry,

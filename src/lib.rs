@@ -63,6 +63,17 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     let auth = Auth::new(meta.clone(), settings.auth.clone())
         .await
         .context("cannot load token signing keys")?;
+    let proxy_caches = upstream::proxy_cache::ProxyCaches::new(
+        meta.clone(),
+        data_dir.to_path_buf(),
+        settings.database_secret_key.clone(),
+    );
+    if settings.proxy_cache {
+        // Load the key now, so a missing DATABASE_SECRET_KEY is warned about at start.
+        proxy_caches
+            .sealer()
+            .context("cannot load the upstream credential key")?;
+    }
     Ok(AppState::new(
         registry,
         Arc::new(auth),
@@ -70,6 +81,7 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         Arc::new(notifier),
         Arc::new(trust),
         Arc::new(usage),
+        Arc::new(proxy_caches),
         settings.clone(),
     ))
 }
@@ -98,6 +110,7 @@ const DATA_DIR_ENTRIES: &[&str] = &[
     "quarantine",
     tls::SELF_SIGNED_DIR,
     INITIAL_ADMIN_PASSWORD_FILE,
+    upstream::sealed::KEY_FILE,
 ];
 
 /// Creates the data directory, or, when it exists and other accounts may enter or read it

@@ -95,6 +95,30 @@ pub struct Settings {
     /// Usage logs (`ACTION_LOG_AUDIT_PULLS`, `ACTION_LOG_AUDIT_LOGIN_FAILURES`,
     /// `ACTION_LOG_ROTATION_THRESHOLD`).
     pub usage_logs: crate::usage_log::UsageLogSettings,
+    /// `FEATURE_PROXY_CACHE`: organizations may be configured as pull-through caches of another
+    /// registry (`/api/v1/organization/{org}/proxycache`). Off by default, as in Quay.
+    pub proxy_cache: bool,
+    /// `DATABASE_SECRET_KEY`: the secret upstream credentials are encrypted with. Without it,
+    /// berth makes a random one in the data directory (which replicas do not share). Read at
+    /// start only.
+    pub database_secret_key: Option<SecretText>,
+}
+
+/// A secret config value: compared and cloned like text, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Settings {
@@ -122,6 +146,8 @@ impl Default for Settings {
             metrics_listen: None,
             metrics_allow_anonymous: false,
             usage_logs: crate::usage_log::UsageLogSettings::default(),
+            proxy_cache: false,
+            database_secret_key: None,
         }
     }
 }
@@ -288,6 +314,8 @@ const KNOWN_KEYS: &[&str] = &[
     "ACTION_LOG_AUDIT_PULLS",
     "ACTION_LOG_AUDIT_LOGIN_FAILURES",
     "ACTION_LOG_ROTATION_THRESHOLD",
+    "FEATURE_PROXY_CACHE",
+    "DATABASE_SECRET_KEY",
 ];
 
 /// Parses config text.
@@ -395,6 +423,18 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     settings.storage = storage.settings;
     if let Some(b) = boolean(&map, "FEATURE_PROXY_STORAGE")? {
         settings.proxy_storage = b;
+    }
+    if let Some(b) = boolean(&map, "FEATURE_PROXY_CACHE")? {
+        settings.proxy_cache = b;
+    }
+    if let Some(key) = string(&map, "DATABASE_SECRET_KEY")? {
+        if key.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "DATABASE_SECRET_KEY".into(),
+                message: "must not be empty".into(),
+            });
+        }
+        settings.database_secret_key = Some(SecretText(key));
     }
     if let Some(n) = integer(&map, "BODY_IDLE_TIMEOUT_SECONDS", 1, 86_400)? {
         settings.body_idle_timeout = Duration::from_secs(n);
@@ -780,6 +820,29 @@ MANIFEST_MAX_BYTES: 0x800000
         // YAML 1.1 spellings that YAML 1.2 reads as strings stay type errors naming the key.
         let e = parse("FEATURE_USER_CREATION: yes").unwrap_err().to_string();
         assert!(e.contains("FEATURE_USER_CREATION"), "{e}");
+    }
+
+    #[test]
+    fn proxy_cache_keys() {
+        let s = parse("").unwrap().settings;
+        assert!(!s.proxy_cache);
+        assert_eq!(s.database_secret_key, None);
+        let s = parse("FEATURE_PROXY_CACHE: true\nDATABASE_SECRET_KEY: 'k3y-material'\n")
+            .unwrap()
+            .settings;
+        assert!(s.proxy_cache);
+        assert_eq!(
+            s.database_secret_key.as_ref().unwrap().expose(),
+            "k3y-material"
+        );
+        assert!(!format!("{s:?}").contains("k3y-material"));
+        for bad in [
+            "FEATURE_PROXY_CACHE: sometimes",
+            "DATABASE_SECRET_KEY: ''",
+            "DATABASE_SECRET_KEY: [a]",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fsck;
 pub mod gc;
 pub mod notifications;
 pub mod postgres;
+pub mod proxy_cache;
 pub mod sql;
 pub mod sqlite;
 pub mod trust;
@@ -25,7 +26,8 @@ use oci::{Algorithm, Digest, RepoName, Tag};
 use crate::storage::{UploadId, UploadProgress};
 
 /// A whole metadata backend: registry metadata, accounts, garbage collection's queries, the
-/// integrity check's, repository notifications, the usage logs and signature trust.
+/// integrity check's, repository notifications, the usage logs, signature trust and proxy
+/// cache configurations.
 pub trait Store:
     MetadataStore
     + accounts::AccountStore
@@ -34,6 +36,7 @@ pub trait Store:
     + notifications::NotificationStore
     + usage_log::UsageLogStore
     + trust::TrustStore
+    + proxy_cache::ProxyCacheStore
 {
 }
 
@@ -44,7 +47,8 @@ impl<
             + fsck::FsckStore
             + notifications::NotificationStore
             + usage_log::UsageLogStore
-            + trust::TrustStore,
+            + trust::TrustStore
+            + proxy_cache::ProxyCacheStore,
     > Store for T
 {
 }

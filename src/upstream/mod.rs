@@ -20,7 +20,9 @@
 //! credentials only when the upstream itself is `insecure`.
 
 pub mod challenge;
+pub mod proxy_cache;
 pub mod registry;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::fmt;

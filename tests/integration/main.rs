@@ -35,6 +35,7 @@ mod oci_client;
 mod policy;
 mod policy_clients;
 mod postgres;
+mod proxy_cache_api;
 mod read_cache;
 mod replicas;
 mod request_log;

@@ -10,6 +10,7 @@ mod apptoken;
 mod logs;
 mod notification;
 mod organization;
+mod proxycache;
 mod repository;
 mod trust;
 mod user;
@@ -275,6 +276,16 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/organization/{org}/robots/{short}/regenerate",
             post(organization::regenerate_robot),
+        )
+        .route(
+            "/api/v1/organization/{org}/proxycache",
+            get(proxycache::get)
+                .post(proxycache::create)
+                .delete(proxycache::delete),
+        )
+        .route(
+            "/api/v1/organization/{org}/validateproxycache",
+            post(proxycache::validate),
         )
         .route(
             "/api/v1/organization/{org}/trust/keys",

@@ -33,6 +33,7 @@ mod accounts;
 mod collection;
 mod integrity;
 mod notifications;
+mod proxy_cache;
 mod registry;
 mod trust;
 mod usage_log;
