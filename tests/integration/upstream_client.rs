@@ -20,6 +20,25 @@ fn client(registry: &str, credentials: Option<(&str, &str)>) -> Upstream {
     .expect("upstream client")
 }
 
+/// `berth_tokens_issued_total` of a berth.
+async fn tokens_issued(server: &TestServer) -> u64 {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("berth_tokens_issued_total "))
+        .expect("berth_tokens_issued_total")
+        .trim()
+        .parse()
+        .expect("count")
+}
+
 fn repo(name: &str) -> RepoName {
     name.parse().expect("repo name")
 }
@@ -211,6 +230,12 @@ async fn upstream_client_uses_the_token_flow_of_a_second_berth() {
     let tag = Reference::Tag("1".parse().expect("tag"));
     let head = upstream.head_manifest(&app, &tag).await.expect("head");
     assert_eq!(head.digest, Some(digest(&image.digest)));
+    // From here on every request uses the token cached for this repository's pull scope.
+    let issued = tokens_issued(&server).await;
+    assert!(
+        issued >= 2,
+        "a token for /v2/ and one for the repository: {issued}"
+    );
     let m = upstream.get_manifest(&app, &tag).await.expect("manifest");
     assert_eq!(m.bytes.as_ref(), image.manifest.as_slice());
     let m = upstream
@@ -238,6 +263,7 @@ async fn upstream_client_uses_the_token_flow_of_a_second_berth() {
     assert!(!referrers.from_tag_schema, "berth has the referrers API");
     assert_eq!(referrers.manifests.len(), 1);
     assert_eq!(referrers.manifests[0]["digest"], referrer.as_str());
+    assert_eq!(tokens_issued(&server).await, issued, "the token was cached");
 
     // The token realm refuses a wrong password; a stranger is refused the repository.
     let wrong = client(host, Some(("mirror", "wrong-password")));
@@ -263,4 +289,134 @@ async fn upstream_client_uses_the_token_flow_of_a_second_berth() {
         upstream.get_manifest(&app, &tag).await,
         Err(UpstreamError::Unreachable(_))
     ));
+}
+
+/// A TCP relay to `target` that records every byte clients send through it, so a test can see
+/// the requests that reached the real server behind it.
+async fn recording_relay(
+    target: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let record = record.clone();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = server_write.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The header blocks of the presigned GETs (`X-Amz-Signature` in the request line) in `raw`.
+fn presigned_gets(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut found = Vec::new();
+    let mut rest = &text[..];
+    while let Some(i) = rest.find("GET /") {
+        let request = &rest[i..];
+        let end = request.find("\r\n\r\n").unwrap_or(request.len());
+        let head = &request[..end];
+        if head
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("X-Amz-Signature="))
+        {
+            found.push(head.to_string());
+        }
+        rest = &request[5..];
+    }
+    found
+}
+
+/// A berth on S3 redirects blob downloads to presigned URLs on the object store (another
+/// origin); the client follows them without the Authorization header, as seen by a relay in
+/// front of the object store. Needs `BERTH_TEST_S3_ENDPOINT` (`scripts/garage.sh`).
+#[tokio::test]
+async fn upstream_client_follows_blob_redirects_without_credentials() {
+    let prefix = format!("upstream-redirect/{}", uuid::Uuid::new_v4().simple());
+    let Some(mut s3) = crate::common::s3_under_test(&prefix) else {
+        println!("not run: BERTH_TEST_S3_ENDPOINT is not set (bash scripts/garage.sh start)");
+        return;
+    };
+    let endpoint: reqwest::Url = s3
+        .endpoint
+        .as_deref()
+        .expect("endpoint")
+        .parse()
+        .expect("url");
+    let target = endpoint.socket_addrs(|| None).expect("address")[0];
+    let (relay, seen) = recording_relay(target).await;
+    s3.endpoint = Some(format!("http://{relay}"));
+    let server = TestServer::start_with(berth::config::Settings {
+        storage: berth::config::StorageSettings::S3(s3),
+        proxy_storage: false,
+        ..berth::config::Settings::default()
+    })
+    .await;
+    server.create_org("library").await;
+    let image = push_test_image(&server.client, &server.base, "library/app", "1", 4, 2 << 20).await;
+    server.create_user("mirror").await;
+    server.grant("library/app", "mirror", "read").await;
+    // The redirect is real: berth answers the blob with a 307 to the object store.
+    let direct = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let password = crate::common::password_of("mirror");
+    let r = direct
+        .get(server.url(&format!("/v2/library/app/blobs/{}", image.layer)))
+        .basic_auth("mirror", Some(&password))
+        .send()
+        .await
+        .expect("blob");
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(
+        location.starts_with(&format!("http://{relay}/")),
+        "{location}"
+    );
+    seen.lock().unwrap().clear();
+
+    let host = server.base.strip_prefix("http://").expect("http base");
+    let upstream = client(host, Some(("mirror", &password)));
+    let app = repo("library/app");
+    let layer = read_blob(&upstream, &app, &digest(&image.layer))
+        .await
+        .expect("layer");
+    assert_eq!(layer, image.layer_bytes);
+    let gets = presigned_gets(&seen.lock().unwrap());
+    assert_eq!(gets.len(), 1, "one presigned GET through the relay");
+    assert!(
+        !gets[0].to_ascii_lowercase().contains("\r\nauthorization:"),
+        "credentials followed the redirect: {}",
+        gets[0]
+    );
 }
