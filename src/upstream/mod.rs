@@ -716,18 +716,22 @@ impl Upstream {
                 }
                 let http = Url::parse(&format!("http://{authority}/"))
                     .map_err(|_| UpstreamError::Invalid("invalid upstream address".into()))?;
-                let probe = self
-                    .inner
-                    .client
-                    .get(https.join("v2/").expect("static path"))
-                    .timeout(REQUEST_TIMEOUT)
-                    .send()
-                    .await;
-                match probe {
+                let probe = |url: &Url| {
+                    self.inner
+                        .client
+                        .get(url.join("v2/").expect("static path"))
+                        .timeout(REQUEST_TIMEOUT)
+                        .send()
+                };
+                match probe(&https).await {
                     Ok(_) => Ok(https),
-                    // Only a failure to speak TLS means plain HTTP; a timeout is an outage.
                     Err(e) if e.is_timeout() => Err(UpstreamError::transport(e)),
-                    Err(_) => Ok(http),
+                    // No TLS there: plain HTTP, if something answers it. An upstream that
+                    // answers neither is down, and the choice is made again next time.
+                    Err(_) => match probe(&http).await {
+                        Ok(_) => Ok(http),
+                        Err(e) => Err(UpstreamError::transport(e)),
+                    },
                 }
             })
             .await

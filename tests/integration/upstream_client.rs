@@ -212,6 +212,38 @@ async fn upstream_client_reads_distribution_with_basic_auth() {
     upstream.get_manifest(&app, &tag).await.expect("back up");
 }
 
+/// `insecure` speaks TLS without verifying the certificate when the upstream has TLS; an
+/// upstream that did not answer at first is not taken for plain HTTP for good.
+#[tokio::test]
+async fn upstream_client_insecure_speaks_unverified_tls() {
+    let port = crate::common::free_port();
+    let upstream = client(&format!("127.0.0.1:{port}"), Some(("puller", "tls-pass")));
+    assert!(matches!(
+        upstream.ping(None).await,
+        Err(UpstreamError::Unreachable(_))
+    ));
+    let dist = Distribution::start_on(port, true, "puller", "tls-pass").await;
+    upstream.ping(None).await.expect("ping over unverified TLS");
+    // The same registry refuses a verifying client: its certificate is self-signed.
+    let verifying = Upstream::new(UpstreamConfig {
+        registry: format!("127.0.0.1:{port}").parse().expect("registry"),
+        insecure: false,
+        credentials: None,
+    })
+    .expect("client");
+    assert!(matches!(
+        verifying.ping(None).await,
+        Err(UpstreamError::Unreachable(_))
+    ));
+    let app = repo("library/app");
+    let missing = Reference::Tag("1".parse().expect("tag"));
+    assert!(matches!(
+        upstream.get_manifest(&app, &missing).await,
+        Err(UpstreamError::NotFound)
+    ));
+    drop(dist);
+}
+
 #[tokio::test]
 async fn upstream_client_uses_the_token_flow_of_a_second_berth() {
     let server = TestServer::start().await;

@@ -14,6 +14,8 @@ pub struct Distribution {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// Serves HTTPS with a self-signed certificate.
+    pub tls: bool,
     dir: tempfile::TempDir,
     child: Option<tokio::process::Child>,
 }
@@ -22,6 +24,12 @@ impl Distribution {
     /// Starts `docker-registry` with one htpasswd user (`bcrypt`, made by `htpasswd -B`, the
     /// only kind distribution accepts) and waits until `/v2/` answers (deadline 30 s).
     pub async fn start(user: &str, password: &str) -> Distribution {
+        Self::start_on(free_port(), false, user, password).await
+    }
+
+    /// As [`Distribution::start`], on `port`, serving HTTPS with a fresh self-signed
+    /// certificate when `tls`.
+    pub async fn start_on(port: u16, tls: bool, user: &str, password: &str) -> Distribution {
         let dir = tempfile::tempdir().expect("temp dir");
         let htpasswd = std::process::Command::new("htpasswd")
             .args(["-Bbn", user, password])
@@ -29,19 +37,33 @@ impl Distribution {
             .expect("htpasswd (apache2-utils) must be installed");
         assert!(htpasswd.status.success(), "htpasswd failed");
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).expect("write htpasswd");
-        let port = free_port();
+        let mut tls_config = String::new();
+        if tls {
+            let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+                .expect("self-signed certificate");
+            std::fs::write(dir.path().join("cert.pem"), pair.cert.pem()).expect("cert");
+            std::fs::write(dir.path().join("key.pem"), pair.signing_key.serialize_pem())
+                .expect("key");
+            tls_config = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            );
+        }
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  \
-delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: upstream-test\n    path: {htpasswd}\n",
+delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_config}auth:\n  htpasswd:\n    realm: upstream-test\n    path: {htpasswd}\n",
             root = dir.path().join("storage").display(),
             htpasswd = dir.path().join("htpasswd").display(),
         );
         std::fs::write(dir.path().join("config.yml"), config).expect("write config");
+        let scheme = if tls { "https" } else { "http" };
         let mut d = Distribution {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             port,
             user: user.to_string(),
             password: password.to_string(),
+            tls,
             dir,
             child: None,
         };
@@ -64,7 +86,15 @@ delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         loop {
-            if let Ok(r) = client.get(format!("{}/v2/", self.base)).send().await {
+            if self.tls {
+                // Listening is ready enough: the test's client speaks TLS, this one does not.
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            } else if let Ok(r) = client.get(format!("{}/v2/", self.base)).send().await {
                 if r.status() == 401 {
                     return;
                 }
@@ -126,7 +156,7 @@ delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\
 }
 
 /// A port free at the time of asking (the registry binds it a moment later).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
