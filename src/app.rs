@@ -39,6 +39,15 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Signature trust: verdicts, their worker and the enforcement decision.
     pub trust: Arc<crate::trust::service::Trust>,
+    /// Repository mirroring: configurations, sync claims and the sealed passwords' key.
+    pub mirrors: Arc<crate::mirror::Mirrors>,
+}
+
+/// The features with a store and a worker of their own, as [`AppState::new`] takes them.
+pub struct Services {
+    pub notifier: Arc<crate::notify::Notifier>,
+    pub trust: Arc<crate::trust::service::Trust>,
+    pub mirrors: Arc<crate::mirror::Mirrors>,
 }
 
 impl AppState {
@@ -47,12 +56,17 @@ impl AppState {
         registry: Arc<Registry>,
         auth: Arc<Auth>,
         gc: Arc<Collector>,
-        notifier: Arc<crate::notify::Notifier>,
-        trust: Arc<crate::trust::service::Trust>,
+        services: Services,
         usage: Arc<crate::usage_log::UsageLog>,
         settings: Settings,
     ) -> Self {
+        let Services {
+            notifier,
+            trust,
+            mirrors,
+        } = services;
         AppState {
+            mirrors,
             notifier,
             trust,
             registry,

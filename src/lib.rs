@@ -14,9 +14,11 @@ pub mod gc;
 pub mod health;
 pub mod metadata;
 pub mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod policy;
 pub mod registry;
+pub mod secretbox;
 pub mod server;
 pub mod storage;
 pub mod tls;
@@ -55,6 +57,11 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         notify::Notifier::new(meta.clone()).context("cannot build the notification client")?;
     let collector = gc::Collector::new(meta.clone(), blobs);
     let usage = usage_log::UsageLog::start(meta.clone(), &settings.usage_logs);
+    let secrets = secretbox::SecretBox::open_for(
+        data_dir,
+        settings.database_secret_key.as_ref().map(|k| k.0.as_str()),
+    )?;
+    let mirrors = mirror::Mirrors::new(meta.clone(), secrets);
     registry
         .recover()
         .await
@@ -66,8 +73,11 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         registry,
         Arc::new(auth),
         Arc::new(collector),
-        Arc::new(notifier),
-        Arc::new(trust),
+        app::Services {
+            notifier: Arc::new(notifier),
+            trust: Arc::new(trust),
+            mirrors: Arc::new(mirrors),
+        },
         Arc::new(usage),
         settings.clone(),
     ))
@@ -97,6 +107,7 @@ const DATA_DIR_ENTRIES: &[&str] = &[
     "quarantine",
     tls::SELF_SIGNED_DIR,
     INITIAL_ADMIN_PASSWORD_FILE,
+    secretbox::KEY_FILE,
 ];
 
 /// Creates the data directory, or, when it exists and other accounts may enter or read it

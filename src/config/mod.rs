@@ -95,6 +95,22 @@ pub struct Settings {
     /// Usage logs (`ACTION_LOG_AUDIT_PULLS`, `ACTION_LOG_AUDIT_LOGIN_FAILURES`,
     /// `ACTION_LOG_ROTATION_THRESHOLD`).
     pub usage_logs: crate::usage_log::UsageLogSettings,
+    /// `FEATURE_REPO_MIRROR`: repositories may be put in state `MIRROR` and given a mirror
+    /// configuration (`/api/v1/repository/{repo}/mirror`). Off by default, as in Quay.
+    pub repo_mirror: bool,
+    /// `DATABASE_SECRET_KEY`: the key secrets stored in the database are sealed with
+    /// ([`crate::secretbox`]); replicas sharing a database must share it. Read at start only.
+    pub database_secret_key: Option<SecretText>,
+}
+
+/// A secret from the config file, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"********\"")
+    }
 }
 
 impl Default for Settings {
@@ -122,6 +138,8 @@ impl Default for Settings {
             metrics_listen: None,
             metrics_allow_anonymous: false,
             usage_logs: crate::usage_log::UsageLogSettings::default(),
+            repo_mirror: false,
+            database_secret_key: None,
         }
     }
 }
@@ -288,6 +306,8 @@ const KNOWN_KEYS: &[&str] = &[
     "ACTION_LOG_AUDIT_PULLS",
     "ACTION_LOG_AUDIT_LOGIN_FAILURES",
     "ACTION_LOG_ROTATION_THRESHOLD",
+    "FEATURE_REPO_MIRROR",
+    "DATABASE_SECRET_KEY",
 ];
 
 /// Parses config text.
@@ -343,6 +363,18 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     if let Some(b) = boolean(&map, "FEATURE_PUBLIC_CATALOG")? {
         settings.auth.public_catalog = b;
     }
+    if let Some(b) = boolean(&map, "FEATURE_REPO_MIRROR")? {
+        settings.repo_mirror = b;
+    }
+    settings.database_secret_key = match string(&map, "DATABASE_SECRET_KEY")? {
+        Some(key) if key.is_empty() => {
+            return Err(ConfigError::WrongType {
+                key: "DATABASE_SECRET_KEY".into(),
+                expected: "a non-empty string",
+            })
+        }
+        key => key.map(SecretText),
+    };
     if let Some(text) = string(&map, "APP_SPECIFIC_TOKEN_EXPIRATION")? {
         let lifetime = parse_expiration(&text).filter(|d| !d.is_zero());
         settings.auth.api_token_expiration = Some(lifetime.ok_or(ConfigError::WrongType {

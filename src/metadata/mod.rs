@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod fsck;
 pub mod gc;
+pub mod mirror;
 pub mod notifications;
 pub mod postgres;
 pub mod sql;
@@ -34,6 +35,7 @@ pub trait Store:
     + notifications::NotificationStore
     + usage_log::UsageLogStore
     + trust::TrustStore
+    + mirror::MirrorStore
 {
 }
 
@@ -44,7 +46,8 @@ impl<
             + fsck::FsckStore
             + notifications::NotificationStore
             + usage_log::UsageLogStore
-            + trust::TrustStore,
+            + trust::TrustStore
+            + mirror::MirrorStore,
     > Store for T
 {
 }

@@ -37,6 +37,7 @@ mod policy_clients;
 mod postgres;
 mod read_cache;
 mod replicas;
+mod repo_mirror;
 mod request_log;
 mod reserved_names;
 mod robot_rights;
