@@ -1,5 +1,5 @@
 //! Repository states and mirror configurations (issue 20), against a real server over HTTP:
-//! Quay's `changerepostate` and its enforcement on /v2, the API and the dashboard (a change
+//! Quay's `changestate` (also `changerepostate`) and its enforcement on /v2, the API and the dashboard (a change
 //! counts at the next request on another replica too); the `/mirror` API's shapes, validation
 //! and permissions, its password never answered and sealed at rest; sync-now and cancel; and the
 //! sync claim, held by one claimant at a time over two handles on the database.
@@ -40,7 +40,7 @@ async fn acme(settings: berth::config::Settings) -> (TestServer, reqwest::Client
 async fn set_state(s: &TestServer, repo: &str, state: &str) -> ApiReply {
     s.api(
         "PUT",
-        &format!("/api/v1/repository/{repo}/changerepostate"),
+        &format!("/api/v1/repository/{repo}/changestate"),
         Some(json!({ "state": state })),
     )
     .await

@@ -1,5 +1,5 @@
 //! Quay's repository state and mirroring endpoints (issue 20):
-//! `PUT /api/v1/repository/{repo}/changerepostate`, and `GET|POST|PUT .../mirror`,
+//! `PUT /api/v1/repository/{repo}/changestate` (also at `.../changerepostate`), and `GET|POST|PUT .../mirror`,
 //! `POST .../mirror/sync-now`, `POST .../mirror/sync-cancel` while `FEATURE_REPO_MIRROR` is on
 //! (otherwise they do not exist, as Quay's `show_if`). Repository admins and superusers only.
 
@@ -29,7 +29,7 @@ fn bad(message: impl Into<String>) -> ManageError {
 }
 
 impl Ctx<'_> {
-    /// `PUT .../changerepostate` with `{"state": "NORMAL" | "READ_ONLY" | "MIRROR"}`.
+    /// `PUT .../changestate` (or `.../changerepostate`) with `{"state": "NORMAL" | "READ_ONLY" | "MIRROR"}`.
     pub(super) async fn change_state(
         &self,
         repo: &RepoName,

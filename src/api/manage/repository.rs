@@ -158,7 +158,9 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     if n >= 3 && segs[n - 1] == "changevisibility" {
         return Ok(Target::ChangeVisibility(name(n - 1)?));
     }
-    if n >= 3 && segs[n - 1] == "changerepostate" {
+    // Quay's path is `changestate` (its operation is `changeRepoState`, which some write as
+    // the path); both are served.
+    if n >= 3 && matches!(segs[n - 1], "changestate" | "changerepostate") {
         return Ok(Target::ChangeState(name(n - 1)?));
     }
     if n >= 3 && segs[n - 1] == "mirror" {
