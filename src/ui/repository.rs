@@ -17,7 +17,7 @@ use super::session::{Flash, Viewer};
 use super::{manifest, see_other, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::scope::Actions;
-use crate::metadata::accounts::{AccountKind, Grantee, RepositoryInfo, Role};
+use crate::metadata::accounts::{AccountKind, Grantee, RepoState, RepositoryInfo, Role};
 use crate::metadata::trust::{StoredVerdict, TrustScope};
 use crate::metadata::{Describer, TagDetail, TagQuery};
 
@@ -82,6 +82,11 @@ impl RepoAccess {
                     p.sub {
                         @if self.info.public { span.pill.pill-public { (icon("public")) "public" } }
                         @else { span.pill.pill-private { (icon("lock")) "private" } }
+                        @match self.info.state {
+                            RepoState::Normal => {}
+                            RepoState::ReadOnly => { " " span.pill.pill-state title="Nothing may change its content" { "read-only" } }
+                            RepoState::Mirror => { " " span.pill.pill-state title="Kept in sync by berth; pushes are refused" { "mirror" } }
+                        }
                         @if !self.info.description.is_empty() { " " (self.info.description) }
                     }
                 }

@@ -813,6 +813,11 @@ async fn the_settings_tab_shows_and_changes_the_state_and_requests_a_sync() {
         page.body
     );
     assert!(page.has("data-tag=\"v1\""), "the tag is still there");
+    assert!(
+        page.has("class=\"pill pill-state\"") && page.has(">mirror</span>"),
+        "{}",
+        page.body
+    );
 
     // A writer sees no Settings tab and cannot post its forms; a form without the CSRF token
     // changes nothing.
