@@ -847,6 +847,22 @@ MANIFEST_MAX_BYTES: 0x800000
     }
 
     #[test]
+    fn repo_mirror_and_the_secret_key() {
+        let loaded = parse("FEATURE_REPO_MIRROR: true\nDATABASE_SECRET_KEY: s3cret-key\n").unwrap();
+        assert!(loaded.settings.repo_mirror);
+        assert_eq!(
+            loaded.settings.database_secret_key,
+            Some(SecretText("s3cret-key".into()))
+        );
+        let printed = format!("{:?}", loaded.settings);
+        assert!(!printed.contains("s3cret-key"), "{printed}");
+        let defaults = parse("{}").unwrap().settings;
+        assert!(!defaults.repo_mirror && defaults.database_secret_key.is_none());
+        assert!(parse("DATABASE_SECRET_KEY: ''").is_err());
+        assert!(parse("FEATURE_REPO_MIRROR: maybe").is_err());
+    }
+
+    #[test]
     fn wrong_types_name_the_key() {
         let e = parse("MANIFEST_MAX_BYTES: lots").unwrap_err().to_string();
         assert!(e.contains("MANIFEST_MAX_BYTES"), "{e}");

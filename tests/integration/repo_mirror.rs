@@ -225,6 +225,18 @@ async fn changing_the_state_takes_a_repository_admin_and_a_known_state() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // Malformed bodies are 400s, never a 500.
+    for body in ["not json", "[1]", "{\"state\": 5}", "{\"state\": null}"] {
+        let r = s
+            .client
+            .put(s.url("/api/v1/repository/acme/app/changestate"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
     let r = s
         .api("GET", "/api/v1/repository/acme/app/mirror", None)
         .await;
@@ -446,6 +458,22 @@ async fn the_mirror_api_has_quays_shapes_validates_and_never_answers_the_passwor
     );
 
     // Partial updates, with Quay's rules for credentials.
+    for body in [
+        "not json",
+        "{\"is_enabled\": \"yes\"}",
+        "{\"external_registry_config\": []}",
+        "{\"root_rule\": {\"rule_kind\": \"tag_glob_csv\"}}",
+    ] {
+        let r = s
+            .client
+            .put(s.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+    }
     for (body, message) in [
         (
             json!({"external_registry_password": "x"}),
