@@ -39,7 +39,17 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Notifier>,
     /// Signature trust: verdicts, their worker and the enforcement decision.
     pub trust: Arc<crate::trust::service::Trust>,
+    /// Repository mirroring: configurations, sync claims and the sealed passwords' key.
+    pub mirrors: Arc<crate::mirror::Mirrors>,
     /// Proxy cache organizations: their configurations and the credential key.
+    pub proxy_caches: Arc<crate::upstream::proxy_cache::ProxyCaches>,
+}
+
+/// The features with a store and a worker of their own, as [`AppState::new`] takes them.
+pub struct Services {
+    pub notifier: Arc<crate::notify::Notifier>,
+    pub trust: Arc<crate::trust::service::Trust>,
+    pub mirrors: Arc<crate::mirror::Mirrors>,
     pub proxy_caches: Arc<crate::upstream::proxy_cache::ProxyCaches>,
 }
 
@@ -50,13 +60,18 @@ impl AppState {
         registry: Arc<Registry>,
         auth: Arc<Auth>,
         gc: Arc<Collector>,
-        notifier: Arc<crate::notify::Notifier>,
-        trust: Arc<crate::trust::service::Trust>,
+        services: Services,
         usage: Arc<crate::usage_log::UsageLog>,
-        proxy_caches: Arc<crate::upstream::proxy_cache::ProxyCaches>,
         settings: Settings,
     ) -> Self {
+        let Services {
+            notifier,
+            trust,
+            mirrors,
+            proxy_caches,
+        } = services;
         AppState {
+            mirrors,
             proxy_caches,
             notifier,
             trust,

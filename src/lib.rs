@@ -14,9 +14,11 @@ pub mod gc;
 pub mod health;
 pub mod metadata;
 pub mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod policy;
 pub mod registry;
+pub mod sealed;
 pub mod server;
 pub mod storage;
 pub mod tls;
@@ -56,6 +58,11 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
         notify::Notifier::new(meta.clone()).context("cannot build the notification client")?;
     let collector = gc::Collector::new(meta.clone(), blobs);
     let usage = usage_log::UsageLog::start(meta.clone(), &settings.usage_logs);
+    let sealer = Arc::new(sealed::SealerCell::new(
+        data_dir.to_path_buf(),
+        settings.database_secret_key.clone(),
+    ));
+    let mirrors = mirror::Mirrors::new(meta.clone(), sealer.clone());
     registry
         .recover()
         .await
@@ -63,25 +70,24 @@ pub async fn open(data_dir: &Path, settings: &Settings) -> anyhow::Result<AppSta
     let auth = Auth::new(meta.clone(), settings.auth.clone())
         .await
         .context("cannot load token signing keys")?;
-    let proxy_caches = upstream::proxy_cache::ProxyCaches::new(
-        meta.clone(),
-        data_dir.to_path_buf(),
-        settings.database_secret_key.clone(),
-    );
-    if settings.proxy_cache {
+    let proxy_caches = upstream::proxy_cache::ProxyCaches::new(meta.clone(), sealer.clone());
+    if settings.proxy_cache || settings.repo_mirror {
         // Load the key now, so a missing DATABASE_SECRET_KEY is warned about at start.
-        proxy_caches
-            .sealer()
+        sealer
+            .get()
             .context("cannot load the upstream credential key")?;
     }
     Ok(AppState::new(
         registry,
         Arc::new(auth),
         Arc::new(collector),
-        Arc::new(notifier),
-        Arc::new(trust),
+        app::Services {
+            notifier: Arc::new(notifier),
+            trust: Arc::new(trust),
+            mirrors: Arc::new(mirrors),
+            proxy_caches: Arc::new(proxy_caches),
+        },
         Arc::new(usage),
-        Arc::new(proxy_caches),
         settings.clone(),
     ))
 }
@@ -110,7 +116,7 @@ const DATA_DIR_ENTRIES: &[&str] = &[
     "quarantine",
     tls::SELF_SIGNED_DIR,
     INITIAL_ADMIN_PASSWORD_FILE,
-    upstream::sealed::KEY_FILE,
+    sealed::KEY_FILE,
 ];
 
 /// Creates the data directory, or, when it exists and other accounts may enter or read it

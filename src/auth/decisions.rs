@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::metadata::accounts::Account;
+use crate::metadata::accounts::{Account, RepoState};
 use crate::metadata::trust::TrustScope;
 
 use super::scope::Actions;
@@ -32,14 +32,23 @@ struct Remembered {
     generation: u64,
     /// By account name; `None` remembers that no such account exists.
     accounts: HashMap<String, Option<Arc<Account>>>,
-    /// By repository name: whether it is public; `None` remembers that it does not exist.
-    repositories: HashMap<String, Option<bool>>,
+    /// By repository name: its facts; `None` remembers that it does not exist.
+    repositories: HashMap<String, Option<RepoFacts>>,
     /// By repository, then account id (`None` for anonymous callers).
     actions: HashMap<String, HashMap<Option<i64>, Actions>>,
     actions_count: usize,
     /// By repository: the scope of the trust policy in force (`None`: no policy). Trust keys
     /// and policies move the access generation too (migration 0018).
     trust_policies: HashMap<String, Option<Arc<TrustScope>>>,
+}
+
+/// What authorization remembers of a repository: whether it is public, and its state (which
+/// a push checks on every request, so it must cost no query). Both move the access generation
+/// when they change (migrations 0013 and 0020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepoFacts {
+    pub public: bool,
+    pub state: RepoState,
 }
 
 /// The remembered reads, valid for one access generation at a time.
@@ -76,16 +85,16 @@ impl Decisions {
         }
     }
 
-    pub fn repository(&self, generation: u64, name: &str) -> Option<Option<bool>> {
+    pub fn repository(&self, generation: u64, name: &str) -> Option<Option<RepoFacts>> {
         self.at(generation)?.repositories.get(name).copied()
     }
 
-    pub fn remember_repository(&self, generation: u64, name: &str, public: Option<bool>) {
+    pub fn remember_repository(&self, generation: u64, name: &str, facts: Option<RepoFacts>) {
         if let Some(mut remembered) = self.at(generation) {
             if remembered.repositories.len() >= MAX_ENTRIES {
                 remembered.repositories.clear();
             }
-            remembered.repositories.insert(name.to_string(), public);
+            remembered.repositories.insert(name.to_string(), facts);
         }
     }
 

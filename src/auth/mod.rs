@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 use oci::{Digest, RepoName};
 
 use crate::metadata::accounts::{
-    Account, AccountKind, AccountStore, Reader, RepositoryInfo, RepositoryQuery, Role,
+    Account, AccountKind, AccountStore, Reader, RepoState, RepositoryInfo, RepositoryQuery, Role,
 };
 use crate::metadata::trust::{TrustScope, TrustStore};
 use crate::metadata::MetadataError;
 use crate::metrics::{metrics, AuthFailure};
+use decisions::RepoFacts;
 use limiter::LoginLimiter;
 use scope::{AccessEntry, Actions, Scope};
 use secret::secrets_equal;
@@ -533,19 +534,46 @@ impl Auth {
         }
     }
 
-    /// Whether `repo` exists, and if so whether it is public, as of `generation`.
+    /// Whether `repo` exists, and if so its facts, as of `generation`.
     async fn repository_at(
         &self,
         generation: u64,
         repo: &RepoName,
-    ) -> Result<Option<bool>, MetadataError> {
+    ) -> Result<Option<RepoFacts>, MetadataError> {
         if let Some(known) = self.decisions.repository(generation, repo.as_str()) {
             return Ok(known);
         }
-        let public = self.accounts.repository_info(repo).await?.map(|i| i.public);
+        let facts = self
+            .accounts
+            .repository_info(repo)
+            .await?
+            .map(|i| RepoFacts {
+                public: i.public,
+                state: i.state,
+            });
         self.decisions
-            .remember_repository(generation, repo.as_str(), public);
-        Ok(public)
+            .remember_repository(generation, repo.as_str(), facts);
+        Ok(facts)
+    }
+
+    /// The state of `repo` ([`RepoState::Normal`] when it does not exist), which decides
+    /// whether its content may change: remembered under the access generation `generation`
+    /// (read now when `None`), so the push path pays no query for it and a change counts at
+    /// the next request on every replica. `crate::mirror::content_refusal` turns it into the
+    /// refusal callers answer with.
+    pub async fn repository_state(
+        &self,
+        generation: Option<u64>,
+        repo: &RepoName,
+    ) -> Result<RepoState, MetadataError> {
+        let generation = match generation {
+            Some(g) => g,
+            None => self.accounts.access_generation().await?,
+        };
+        Ok(self
+            .repository_at(generation, repo)
+            .await?
+            .map_or(RepoState::Normal, |f| f.state))
     }
 
     /// Whether `repo` exists now (asked by every push request).
@@ -594,7 +622,7 @@ impl Auth {
         repo: &RepoName,
     ) -> Result<Actions, MetadataError> {
         let info = self.repository_at(generation, repo).await?;
-        let public = info == Some(true);
+        let public = info.is_some_and(|f| f.public);
         let Some(who) = who else {
             return Ok(if public { Actions::PULL } else { Actions::NONE });
         };

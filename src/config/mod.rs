@@ -98,7 +98,11 @@ pub struct Settings {
     /// `FEATURE_PROXY_CACHE`: organizations may be configured as pull-through caches of another
     /// registry (`/api/v1/organization/{org}/proxycache`). Off by default, as in Quay.
     pub proxy_cache: bool,
-    /// `DATABASE_SECRET_KEY`: the secret upstream credentials are encrypted with. Without it,
+    /// `FEATURE_REPO_MIRROR`: repositories may be put in state `MIRROR` and given a mirror
+    /// configuration (`/api/v1/repository/{repo}/mirror`). Off by default, as in Quay.
+    pub repo_mirror: bool,
+    /// `DATABASE_SECRET_KEY`: the secret upstream credentials (proxy caches' and mirrors') are
+    /// encrypted with. Without it,
     /// berth makes a random one in the data directory (which replicas do not share). Read at
     /// start only.
     pub database_secret_key: Option<SecretText>,
@@ -147,6 +151,7 @@ impl Default for Settings {
             metrics_allow_anonymous: false,
             usage_logs: crate::usage_log::UsageLogSettings::default(),
             proxy_cache: false,
+            repo_mirror: false,
             database_secret_key: None,
         }
     }
@@ -315,6 +320,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ACTION_LOG_AUDIT_LOGIN_FAILURES",
     "ACTION_LOG_ROTATION_THRESHOLD",
     "FEATURE_PROXY_CACHE",
+    "FEATURE_REPO_MIRROR",
     "DATABASE_SECRET_KEY",
 ];
 
@@ -370,6 +376,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     };
     if let Some(b) = boolean(&map, "FEATURE_PUBLIC_CATALOG")? {
         settings.auth.public_catalog = b;
+    }
+    if let Some(b) = boolean(&map, "FEATURE_REPO_MIRROR")? {
+        settings.repo_mirror = b;
     }
     if let Some(text) = string(&map, "APP_SPECIFIC_TOKEN_EXPIRATION")? {
         let lifetime = parse_expiration(&text).filter(|d| !d.is_zero());
@@ -875,6 +884,22 @@ MANIFEST_MAX_BYTES: 0x800000
                 .to_string();
             assert!(e.contains("DASHBOARD_MAX_CONCURRENT_RENDERS"), "{e}");
         }
+    }
+
+    #[test]
+    fn repo_mirror_and_the_secret_key() {
+        let loaded = parse("FEATURE_REPO_MIRROR: true\nDATABASE_SECRET_KEY: s3cret-key\n").unwrap();
+        assert!(loaded.settings.repo_mirror);
+        assert_eq!(
+            loaded.settings.database_secret_key,
+            Some(SecretText("s3cret-key".into()))
+        );
+        let printed = format!("{:?}", loaded.settings);
+        assert!(!printed.contains("s3cret-key"), "{printed}");
+        let defaults = parse("{}").unwrap().settings;
+        assert!(!defaults.repo_mirror && defaults.database_secret_key.is_none());
+        assert!(parse("DATABASE_SECRET_KEY: ''").is_err());
+        assert!(parse("FEATURE_REPO_MIRROR: maybe").is_err());
     }
 
     #[test]

@@ -121,6 +121,42 @@ pub struct RepositoryInfo {
     pub name: RepoName,
     pub public: bool,
     pub description: String,
+    /// Whether its content may change (Quay's repository state).
+    pub state: RepoState,
+}
+
+/// Quay's repository states: whether a repository's content may change, and who changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepoState {
+    /// Pushes, tag moves and deletes as permissions allow.
+    #[default]
+    Normal,
+    /// Nothing may change its content; reads as usual.
+    ReadOnly,
+    /// Kept in sync with an external repository by berth's mirror worker; users' changes to
+    /// its content are refused.
+    Mirror,
+}
+
+impl RepoState {
+    /// Quay's name of the state (`NORMAL`, `READ_ONLY`, `MIRROR`), as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoState::Normal => "NORMAL",
+            RepoState::ReadOnly => "READ_ONLY",
+            RepoState::Mirror => "MIRROR",
+        }
+    }
+
+    /// The state named `name` (Quay's names, exactly).
+    pub fn parse(name: &str) -> Option<RepoState> {
+        match name {
+            "NORMAL" => Some(RepoState::Normal),
+            "READ_ONLY" => Some(RepoState::ReadOnly),
+            "MIRROR" => Some(RepoState::Mirror),
+            _ => None,
+        }
+    }
 }
 
 /// Whose rights a repository listing follows. Listings return exactly the repositories
@@ -328,6 +364,10 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Sets a repository's visibility.
     async fn set_visibility(&self, repo: &RepoName, public: bool) -> Result<bool>;
+
+    /// Sets a repository's state; false if it does not exist. Moves the access generation, so
+    /// every replica sees the new state at its next request.
+    async fn set_repository_state(&self, repo: &RepoName, state: RepoState) -> Result<bool>;
 
     /// Deletes a repository with its tags, manifests and links (bytes stay for GC).
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool>;

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod fsck;
 pub mod gc;
+pub mod mirror;
 pub mod notifications;
 pub mod postgres;
 pub mod proxy_cache;
@@ -37,6 +38,7 @@ pub trait Store:
     + usage_log::UsageLogStore
     + trust::TrustStore
     + proxy_cache::ProxyCacheStore
+    + mirror::MirrorStore
 {
 }
 
@@ -48,7 +50,8 @@ impl<
             + notifications::NotificationStore
             + usage_log::UsageLogStore
             + trust::TrustStore
-            + proxy_cache::ProxyCacheStore,
+            + proxy_cache::ProxyCacheStore
+            + mirror::MirrorStore,
     > Store for T
 {
 }

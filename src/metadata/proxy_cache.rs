@@ -16,7 +16,7 @@ pub struct ProxyCacheRecord {
     pub expiration_s: i64,
     /// Plain HTTP, or TLS without verification.
     pub insecure: bool,
-    /// The sealed username and password (`upstream::sealed`), when configured.
+    /// The sealed username and password (`crate::sealed`), when configured.
     pub sealed_username: Option<String>,
     pub sealed_password: Option<String>,
     /// When it was created (milliseconds since the Unix epoch).

@@ -10,6 +10,7 @@ mod assets;
 mod kinds;
 mod layout;
 mod manifest;
+mod mirror;
 mod namespace;
 mod notifications;
 mod outline;

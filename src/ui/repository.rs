@@ -17,7 +17,7 @@ use super::session::{Flash, Viewer};
 use super::{manifest, see_other, FormData, PageError};
 use crate::app::AppState;
 use crate::auth::scope::Actions;
-use crate::metadata::accounts::{AccountKind, Grantee, RepositoryInfo, Role};
+use crate::metadata::accounts::{AccountKind, Grantee, RepoState, RepositoryInfo, Role};
 use crate::metadata::trust::{StoredVerdict, TrustScope};
 use crate::metadata::{Describer, TagDetail, TagQuery};
 
@@ -82,6 +82,11 @@ impl RepoAccess {
                     p.sub {
                         @if self.info.public { span.pill.pill-public { (icon("public")) "public" } }
                         @else { span.pill.pill-private { (icon("lock")) "private" } }
+                        @match self.info.state {
+                            RepoState::Normal => {}
+                            RepoState::ReadOnly => { " " span.pill.pill-state title="Nothing may change its content" { "read-only" } }
+                            RepoState::Mirror => { " " span.pill.pill-state title="Kept in sync by berth; pushes are refused" { "mirror" } }
+                        }
                         @if !self.info.description.is_empty() { " " (self.info.description) }
                     }
                 }
@@ -392,6 +397,8 @@ async fn settings_tab(
     let permissions = state.auth.accounts().list_permissions(&access.repo).await?;
     let base = access.url();
     let notifications = super::notifications::section(state, viewer, &access.repo, &base).await?;
+    let mirror =
+        super::mirror::section(state, viewer, &access.repo, access.info.state, &base).await?;
     let trust = super::trust::settings(
         super::trust::store(state),
         viewer,
@@ -476,6 +483,7 @@ async fn settings_tab(
                 button.primary type="submit" { "Grant" }
             }
         }
+        (mirror)
         (notifications)
         (trust)
         section.panel {
@@ -523,24 +531,28 @@ pub async fn act(
                 .get("back")
                 .filter(|b| b.starts_with(&format!("{}?", access.url())))
                 .map_or(back_to.clone(), str::to_string);
-            match state
-                .registry
-                .delete_manifest(&access.repo, &Reference::Tag(tag.clone()))
-                .await
-            {
-                Ok(()) => {
-                    state.usage.record(
-                        viewer
-                            .event("delete_tag")
-                            .repository(&access.repo)
-                            .detail("tag", tag.as_str()),
-                    );
-                    (Flash::success(format!("Deleted tag {tag}.")), back)
-                }
-                Err(crate::registry::RegistryError::ManifestUnknown) => {
-                    (Flash::error(format!("There is no tag {tag}.")), back)
-                }
-                Err(e) => return Err(e.into()),
+            let refusal = crate::mirror::content_refusal(&state, None, &access.repo).await?;
+            match refusal {
+                Some(why) => (Flash::error(why), back),
+                None => match state
+                    .registry
+                    .delete_manifest(&access.repo, &Reference::Tag(tag.clone()))
+                    .await
+                {
+                    Ok(()) => {
+                        state.usage.record(
+                            viewer
+                                .event("delete_tag")
+                                .repository(&access.repo)
+                                .detail("tag", tag.as_str()),
+                        );
+                        (Flash::success(format!("Deleted tag {tag}.")), back)
+                    }
+                    Err(crate::registry::RegistryError::ManifestUnknown) => {
+                        (Flash::error(format!("There is no tag {tag}.")), back)
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             }
         }
         "visibility" => {
@@ -645,6 +657,13 @@ pub async fn act(
             }
             let flash =
                 super::notifications::act(&state, &viewer, &access.repo, action, &form).await?;
+            (flash, settings)
+        }
+        action @ ("set-state" | "mirror-sync-now") => {
+            if !access.admin {
+                return Err(PageError::Forbidden);
+            }
+            let flash = super::mirror::act(&state, &viewer, &access.repo, action, &form).await?;
             (flash, settings)
         }
         action @ ("add-trust-key" | "delete-trust-key" | "trust-policy") => {

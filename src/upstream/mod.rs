@@ -22,7 +22,6 @@
 pub mod challenge;
 pub mod proxy_cache;
 pub mod registry;
-pub mod sealed;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,15 +1,14 @@
 //! Proxy cache configurations (Quay's `FEATURE_PROXY_CACHE`): validated, credentials sealed
 //! before they are stored, and the [`Upstream`] client of an organization built from them.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::sealed::{SealError, Sealer};
 use super::{Credentials, Upstream, UpstreamConfig, UpstreamError, UpstreamRegistry};
 use crate::metadata::proxy_cache::{ProxyCacheRecord, ProxyCacheStore};
 use crate::metadata::{now_millis, MetadataError};
+use crate::sealed::{SealError, Sealer, SealerCell};
 
 /// Quay's default staleness of a cached tag: one day.
 pub const DEFAULT_EXPIRATION_S: i64 = 86_400;
@@ -173,40 +172,20 @@ pub enum ProxyCacheError {
 /// The proxy cache configurations: their store and the sealing key.
 pub struct ProxyCaches {
     store: Arc<dyn ProxyCacheStore>,
-    data_dir: PathBuf,
-    configured_key: Option<crate::config::SecretText>,
-    /// Loaded on first use (or at start when the feature is on), so a registry that never
-    /// uses proxy caches makes no key file and logs no warning about one.
-    sealer: OnceLock<Sealer>,
+    sealer: Arc<SealerCell>,
 }
 
 impl ProxyCaches {
-    /// The configurations in `store`, sealed with `DATABASE_SECRET_KEY` when configured, else
-    /// with the key file in `data_dir`.
-    pub fn new(
-        store: Arc<dyn ProxyCacheStore>,
-        data_dir: PathBuf,
-        configured_key: Option<crate::config::SecretText>,
-    ) -> ProxyCaches {
-        ProxyCaches {
-            store,
-            data_dir,
-            configured_key,
-            sealer: OnceLock::new(),
-        }
+    /// The configurations in `store`, their credentials sealed by `sealer`.
+    pub fn new(store: Arc<dyn ProxyCacheStore>, sealer: Arc<SealerCell>) -> ProxyCaches {
+        ProxyCaches { store, sealer }
     }
 
     /// The sealer, loading its key on first use.
     pub fn sealer(&self) -> Result<&Sealer, ProxyCacheError> {
-        if let Some(s) = self.sealer.get() {
-            return Ok(s);
-        }
-        let loaded = Sealer::load(
-            &self.data_dir,
-            self.configured_key.as_ref().map(|k| k.expose()),
-        )
-        .map_err(|e| ProxyCacheError::Key(e.to_string()))?;
-        Ok(self.sealer.get_or_init(|| loaded))
+        self.sealer
+            .get()
+            .map_err(|e| ProxyCacheError::Key(e.to_string()))
     }
 
     /// Stores `config` for `org`, its credentials sealed. `Conflict` when `org` has one,

@@ -38,6 +38,7 @@ mod postgres;
 mod proxy_cache_api;
 mod read_cache;
 mod replicas;
+mod repo_mirror;
 mod request_log;
 mod reserved_names;
 mod robot_rights;

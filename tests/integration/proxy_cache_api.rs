@@ -324,7 +324,7 @@ async fn proxy_cache_api_configures_validates_and_seals_credentials() {
     assert!(!logs.to_string().contains(UPSTREAM_PASSWORD));
 
     // Without DATABASE_SECRET_KEY berth made a private key file and said replicas need the key.
-    let key = dir.path().join(berth::upstream::sealed::KEY_FILE);
+    let key = dir.path().join(berth::sealed::KEY_FILE);
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -377,10 +377,7 @@ async fn proxy_cache_config_opens_into_a_working_upstream_client() {
     }))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     // DATABASE_SECRET_KEY is used: no key file.
-    assert!(!s
-        .data_dir()
-        .join(berth::upstream::sealed::KEY_FILE)
-        .exists());
+    assert!(!s.data_dir().join(berth::sealed::KEY_FILE).exists());
     let (record, upstream) = s
         .state()
         .proxy_caches

@@ -8,6 +8,7 @@
 
 mod apptoken;
 mod logs;
+mod mirror;
 mod notification;
 mod organization;
 mod proxycache;
@@ -35,6 +36,8 @@ pub enum ManageError {
     BadRequest(String),
     Unauthorized(String),
     Forbidden,
+    /// A 403 that says why (a change the repository's state refuses).
+    Denied(String),
     NotFound(String),
     Conflict(String),
     TooManyRequests,
@@ -49,6 +52,7 @@ impl ManageError {
             ManageError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ManageError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ManageError::Forbidden => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            ManageError::Denied(_) => (StatusCode::FORBIDDEN, "denied"),
             ManageError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ManageError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ManageError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
@@ -65,6 +69,7 @@ impl IntoResponse for ManageError {
             ManageError::BadRequest(m)
             | ManageError::Unauthorized(m)
             | ManageError::NotFound(m)
+            | ManageError::Denied(m)
             | ManageError::Conflict(m) => m.clone(),
             ManageError::Forbidden => "you are not allowed to do this".into(),
             ManageError::TooManyRequests => "too many failed logins; try again later".into(),

@@ -3,7 +3,7 @@
 //!
 //! Reading the configuration is for the organization's members (and superusers); creating,
 //! deleting and validating one for its admins (and superusers). The credentials are never
-//! answered: they are sealed before they are stored (`upstream::sealed`).
+//! answered: they are sealed before they are stored (`crate::sealed`).
 
 use axum::body::Body;
 use axum::extract::State;

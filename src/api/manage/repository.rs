@@ -21,6 +21,7 @@ fn repo_json(info: &crate::metadata::accounts::RepositoryInfo) -> Value {
         "description": info.description,
         "is_public": info.public,
         "kind": "image",
+        "state": info.state.as_str(),
     })
 }
 
@@ -143,6 +144,8 @@ enum Target {
     Signatures(RepoName, Digest),
     /// `.../logs` (false) or `.../aggregatelogs` (true).
     Logs(RepoName, bool),
+    ChangeState(RepoName),
+    Mirror(RepoName, super::mirror::MirrorTarget),
 }
 
 /// Parses the path after `/api/v1/repository/`, reading resource words from the end since
@@ -152,8 +155,47 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     let trailing_slash = rest.ends_with('/');
     let n = segs.len();
     let name = |k: usize| parse_repo(&segs[..k].join("/"));
+    // An account or a tag is named after its resource word, so these come before the
+    // one-word resources: `.../permissions/user/mirror` is a user named `mirror`.
+    for kind in ["user", "team"] {
+        if n >= 4 && segs[n - 2] == "permissions" && segs[n - 1] == kind {
+            return Ok(Target::Permissions(name(n - 2)?, kind));
+        }
+        if n >= 5 && segs[n - 3] == "permissions" && segs[n - 2] == kind {
+            return Ok(Target::Permission(
+                name(n - 3)?,
+                kind,
+                segs[n - 1].to_string(),
+            ));
+        }
+    }
+    if n >= 5 && segs[n - 3] == "tag" && segs[n - 1] == "restore" {
+        return Ok(Target::RestoreTag(name(n - 3)?, segs[n - 2].to_string()));
+    }
+    if n >= 4 && segs[n - 2] == "tag" {
+        return Ok(Target::Tag(name(n - 2)?, segs[n - 1].to_string()));
+    }
     if n >= 3 && segs[n - 1] == "changevisibility" {
         return Ok(Target::ChangeVisibility(name(n - 1)?));
+    }
+    // Quay's path is `changestate` (its operation is `changeRepoState`, which some write as
+    // the path); both are served.
+    if n >= 3 && matches!(segs[n - 1], "changestate" | "changerepostate") {
+        return Ok(Target::ChangeState(name(n - 1)?));
+    }
+    if n >= 3 && segs[n - 1] == "mirror" {
+        return Ok(Target::Mirror(
+            name(n - 1)?,
+            super::mirror::MirrorTarget::Config,
+        ));
+    }
+    if n >= 4 && segs[n - 2] == "mirror" && matches!(segs[n - 1], "sync-now" | "sync-cancel") {
+        let what = if segs[n - 1] == "sync-now" {
+            super::mirror::MirrorTarget::SyncNow
+        } else {
+            super::mirror::MirrorTarget::SyncCancel
+        };
+        return Ok(Target::Mirror(name(n - 2)?, what));
     }
     if n >= 3 && segs[n - 1] == "notification" && trailing_slash {
         return Ok(Target::Notifications(name(n - 1)?));
@@ -194,24 +236,6 @@ fn parse_target(rest: &str) -> Result<Target, ManageError> {
     }
     if n >= 3 && segs[n - 1] == "tag" && trailing_slash {
         return Ok(Target::Tags(name(n - 1)?));
-    }
-    if n >= 5 && segs[n - 3] == "tag" && segs[n - 1] == "restore" {
-        return Ok(Target::RestoreTag(name(n - 3)?, segs[n - 2].to_string()));
-    }
-    if n >= 4 && segs[n - 2] == "tag" {
-        return Ok(Target::Tag(name(n - 2)?, segs[n - 1].to_string()));
-    }
-    for kind in ["user", "team"] {
-        if n >= 4 && segs[n - 2] == "permissions" && segs[n - 1] == kind {
-            return Ok(Target::Permissions(name(n - 2)?, kind));
-        }
-        if n >= 5 && segs[n - 3] == "permissions" && segs[n - 2] == kind {
-            return Ok(Target::Permission(
-                name(n - 3)?,
-                kind,
-                segs[n - 1].to_string(),
-            ));
-        }
     }
     Ok(Target::Repository(name(n)?))
 }
@@ -291,6 +315,8 @@ pub async fn dispatch(
         (Target::TestNotification(r, id), Method::POST) => ctx.test_notification(&r, &id).await,
         (Target::Trust(r, what), m) => ctx.repository_trust(&r, what, &m, json_body).await,
         (Target::Signatures(r, digest), Method::GET) => ctx.signatures(&r, &digest).await,
+        (Target::ChangeState(r), Method::PUT) => ctx.change_state(&r, json_body()?).await,
+        (Target::Mirror(r, what), m) => ctx.mirror(&r, what, &m, json_body).await,
         (Target::Logs(r, aggregate), Method::GET) => {
             ctx.require_admin(&r).await?;
             super::logs::repository(&state, &r, aggregate, uri.query()).await
@@ -374,6 +400,8 @@ impl Ctx<'_> {
         }
     }
 
+    /// `Ok` if the caller may change the repository's content (push rights, and a state that
+    /// allows changes).
     async fn require_write(&self, repo: &RepoName) -> Result<(), ManageError> {
         self.readable(repo).await?;
         let actions = self
@@ -382,7 +410,10 @@ impl Ctx<'_> {
             .live_actions(self.caller.0.as_ref(), repo)
             .await?;
         if actions.push {
-            Ok(())
+            match crate::mirror::content_refusal(self.state, None, repo).await? {
+                Some(why) => Err(ManageError::Denied(why)),
+                None => Ok(()),
+            }
         } else if self.caller.0.is_none() {
             Err(ManageError::Unauthorized("authentication required".into()))
         } else {
@@ -804,6 +835,16 @@ mod tests {
             parse_target("userorg/notification/app").unwrap(),
             Target::Repository(r("userorg/notification/app"))
         );
+        for word in ["mirror", "logs", "changestate", "changevisibility"] {
+            assert_eq!(
+                parse_target(&format!("userorg/app/permissions/user/{word}")).unwrap(),
+                Target::Permission(r("userorg/app"), "user", word.into())
+            );
+            assert_eq!(
+                parse_target(&format!("userorg/app/tag/{word}")).unwrap(),
+                Target::Tag(r("userorg/app"), word.into())
+            );
+        }
         assert!(parse_target("../etc").is_err());
     }
 }

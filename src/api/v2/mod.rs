@@ -280,6 +280,18 @@ async fn authorize(
         .authorize_at(credential, repo, wanted)
         .await
         .map_err(ApiError::internal)?;
+    if decision.is_ok() && (wanted.push || wanted.delete) {
+        // A READ_ONLY or MIRROR repository refuses every change of its content, whoever asks;
+        // its state is remembered with its other facts under the access generation the
+        // decision was taken under, so this costs no query (an open registry, which decides
+        // nothing, reads the generation here).
+        if let Some(why) = crate::mirror::content_refusal(state, generation, repo)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::new(ErrorCode::Denied, why));
+        }
+    }
     match decision {
         Ok(()) => match (wanted.push, credential.identity()) {
             (true, Some(identity)) => {

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::{changed_one, first, has_nul, ordering_bound, sql, LockMode, SqlStore};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, ApiToken, Grantee, NamespaceRights, Permission, Reader,
-    RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
+    RepoState, RepositoryInfo, RepositoryQuery, RepositorySummary, Role, Session, Team, TeamRole,
 };
 use crate::metadata::{backend, now_millis, stored};
 use crate::metadata::{MetadataError, Result};
@@ -51,6 +51,8 @@ fn repository_row(r: &AnyRow) -> Result<RepositoryInfo> {
         name: stored(r.get(0))?,
         public: r.get::<i64, _>(1) != 0,
         description: r.get(2),
+        // An unknown stored state (a newer berth's) refuses changes rather than allowing them.
+        state: RepoState::parse(r.get::<String, _>(3).as_str()).unwrap_or(RepoState::ReadOnly),
     })
 }
 
@@ -415,9 +417,10 @@ impl AccountStore for SqlStore {
         &self,
         repo: &RepoName,
     ) -> Result<Option<RepositoryInfo>, MetadataError> {
-        let query =
-            sqlx::query("SELECT name, public, description FROM repositories WHERE name = $1")
-                .bind(repo.as_str());
+        let query = sqlx::query(
+            "SELECT name, public, description, state FROM repositories WHERE name = $1",
+        )
+        .bind(repo.as_str());
         self.read_one(query, repository_row).await
     }
 
@@ -472,7 +475,7 @@ impl AccountStore for SqlStore {
         let select = sqlx::query(sql!(
             self,
             concat!(
-                "SELECT r.name, r.public, r.description FROM repositories r
+                "SELECT r.name, r.public, r.description, r.state FROM repositories r
              WHERE r.name > $3
                AND ($4 IS NULL OR r.name = $4
                     OR (r.name > ($4 || '/') AND r.name < ($4 || '0')))
@@ -561,6 +564,18 @@ impl AccountStore for SqlStore {
         let query = sqlx::query("UPDATE repositories SET public = $2 WHERE name = $1")
             .bind(repo.as_str())
             .bind(i64::from(public));
+        Ok(self.write(query).await? > 0)
+    }
+
+    async fn set_repository_state(
+        &self,
+        repo: &RepoName,
+        state: RepoState,
+    ) -> Result<bool, MetadataError> {
+        let _invalidate = self.invalidate_on_exit(Some(repo.as_str()));
+        let query = sqlx::query("UPDATE repositories SET state = $2 WHERE name = $1")
+            .bind(repo.as_str())
+            .bind(state.as_str());
         Ok(self.write(query).await? > 0)
     }
 

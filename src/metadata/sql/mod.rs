@@ -32,6 +32,7 @@ use super::{stored, MetadataError, Result};
 mod accounts;
 mod collection;
 mod integrity;
+mod mirror;
 mod notifications;
 mod proxy_cache;
 mod registry;

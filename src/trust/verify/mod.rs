@@ -8,6 +8,9 @@
 mod bundle;
 mod cosign;
 mod notation;
+
+/// RFC 3339 times, as the mirror configuration's `sync_start_date` takes them too.
+pub(crate) use notation::rfc3339_seconds;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,6 @@
-//! Upstream credentials at rest: sealed with AES-256-GCM (`ring`) before they are stored, so a
-//! copy of the database alone does not reveal them.
+//! Secrets berth must read back (upstream registry credentials of proxy caches and mirrors),
+//! sealed at rest with AES-256-GCM (`ring`) before they are stored, so a copy of the database
+//! alone does not reveal them.
 //!
 //! The key is derived (HKDF-SHA256) from Quay's `DATABASE_SECRET_KEY` when it is set, else
 //! from a random secret berth creates once in the data directory ([`KEY_FILE`], mode 0600).
@@ -7,11 +8,12 @@
 //! own key file could not open what another sealed.
 //!
 //! A sealed value is `v1.` and the URL-safe base64 of a random 96-bit nonce followed by the
-//! ciphertext and its tag. The organization's name is the associated data, so a value copied
-//! into another organization's row does not open.
+//! ciphertext and its tag. The caller names what the secret belongs to (an organization, a
+//! repository's mirror) as associated data, so a value copied into another row does not open.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -52,6 +54,8 @@ pub enum SealError {
     WrongKey,
     #[error("cannot seal a credential: {0}")]
     Crypto(&'static str),
+    #[error("cannot load the credential key: {0}")]
+    Key(String),
 }
 
 impl std::fmt::Debug for Sealer {
@@ -128,7 +132,7 @@ impl Sealer {
         &self.source
     }
 
-    /// Seals `plaintext` for the organization `org`.
+    /// Seals `plaintext` for `org` (what the secret belongs to).
     pub fn seal(&self, org: &str, plaintext: &str) -> Result<String, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
@@ -166,6 +170,35 @@ impl Sealer {
             .open_in_place(nonce, Aad::from(org.as_bytes()), &mut data)
             .map_err(|_| SealError::WrongKey)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SealError::Malformed)
+    }
+}
+
+/// The process's sealer, loaded on first use, so a registry that stores no secret makes no
+/// key file and logs no warning about one.
+pub struct SealerCell {
+    data_dir: PathBuf,
+    configured: Option<crate::config::SecretText>,
+    sealer: OnceLock<Sealer>,
+}
+
+impl SealerCell {
+    /// The sealer of `DATABASE_SECRET_KEY` (`configured`) or, without it, of the key file in
+    /// `data_dir`.
+    pub fn new(data_dir: PathBuf, configured: Option<crate::config::SecretText>) -> SealerCell {
+        SealerCell {
+            data_dir,
+            configured,
+            sealer: OnceLock::new(),
+        }
+    }
+
+    /// The sealer, its key loaded (or made) on first use.
+    pub fn get(&self) -> anyhow::Result<&Sealer> {
+        if let Some(s) = self.sealer.get() {
+            return Ok(s);
+        }
+        let loaded = Sealer::load(&self.data_dir, self.configured.as_ref().map(|k| k.expose()))?;
+        Ok(self.sealer.get_or_init(|| loaded))
     }
 }
 
