@@ -174,6 +174,15 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Fetches the token for `scope` now (when the target wants tokens), so the first timed
+    /// request of a new repository does not include the token exchange.
+    pub async fn prefetch_token(self: &Arc<Self>, scope: &str) -> anyhow::Result<()> {
+        let addr = self.addrs[0];
+        self.authorization(scope, addr).await.map(|_| ())
+    }
+}
+
 fn challenge_param(challenge: &str, key: &str) -> Option<String> {
     let start = challenge.find(&format!("{key}=\""))? + key.len() + 2;
     let end = challenge[start..].find('"')? + start;

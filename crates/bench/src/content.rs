@@ -103,11 +103,17 @@ fn sha256(bytes: &[u8]) -> String {
 impl Image {
     /// Image number `n`, with layers of `layer_size` bytes (distinct for every `n`).
     pub fn new(n: u64, layer_size: u64) -> Image {
+        Image::with_layers(n, 3, layer_size)
+    }
+
+    /// Image number `n` with `count` layers of `layer_size` bytes each (distinct for every
+    /// `n` while `count` stays at most 4).
+    pub fn with_layers(n: u64, count: u64, layer_size: u64) -> Image {
         let config = Bytes::from(format!(
             r#"{{"architecture":"amd64","os":"linux","config":{{"Env":["IMAGE={n}"]}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
         ));
         let config_digest = sha256(&config);
-        let layers: Vec<Prepared> = (0..3)
+        let layers: Vec<Prepared> = (0..count.min(4))
             .map(|i| Prepared::new(Blob::new(n * 4 + i + (1 << 40), layer_size)))
             .collect();
         let layer_entries: Vec<String> = layers

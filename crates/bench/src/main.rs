@@ -7,6 +7,7 @@ mod hello;
 mod machine;
 mod measure;
 mod ops;
+mod proxy;
 mod report;
 mod scenarios;
 mod servers;
@@ -61,6 +62,11 @@ enum Command {
     /// pushers' rate while signed images arrive against a control window, and how soon the
     /// signatures show as verified.
     Trust(trust::TrustArgs),
+    /// Measure pulls through a proxy cache organization against CNCF distribution as the
+    /// upstream: a cached pull against a local pull, a first pull through the cache against a
+    /// direct pull from the upstream (and a mirror sync of the same image, when berth has the
+    /// mirror worker).
+    Proxy(proxy::ProxyArgs),
     /// Serve the bare axum endpoint (the ceiling `compare` measures).
     #[command(hide = true)]
     Hello {
@@ -185,6 +191,10 @@ fn main() -> anyhow::Result<()> {
                 result = trust::run(&args) => result,
                 signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
             },
+            Command::Proxy(args) => tokio::select! {
+                result = proxy::run(&args) => result,
+                signal = interrupted() => bail!("interrupted by {signal}; the servers were stopped"),
+            },
         }
     })
 }
@@ -298,27 +308,40 @@ pub(crate) async fn today() -> String {
         .unwrap_or_default()
 }
 
+/// The berth binary (`berth`, or `berth` beside this program), checked to exist, and the
+/// work directory (`work_dir`, or `default`), emptied and created: what the single-server
+/// benches (`pull-logs`, `trust`, `proxy`) start from.
+pub(crate) fn berth_and_work(
+    berth: Option<&std::path::Path>,
+    work_dir: Option<&std::path::Path>,
+    default: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let berth = match berth {
+        Some(b) => b.to_path_buf(),
+        None => std::env::current_exe()?.with_file_name("berth"),
+    };
+    if !berth.is_file() {
+        bail!("no berth binary at {} (pass --berth)", berth.display());
+    }
+    let work = work_dir.map_or_else(|| PathBuf::from(default), |w| w.to_path_buf());
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("empty {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    Ok((berth, work))
+}
+
 /// The config line that records pulls in the usage logs, and the one that does not.
 const PULL_LOGS_ON: &str = "ACTION_LOG_AUDIT_PULLS: true";
 const PULL_LOGS_OFF: &str = "ACTION_LOG_AUDIT_PULLS: false";
 
 async fn pull_logs(args: &PullLogsArgs) -> anyhow::Result<()> {
     let scale = Scale { quick: args.quick };
-    let berth = match &args.berth {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
-    if !berth.is_file() {
-        bail!("no berth binary at {} (pass --berth)", berth.display());
-    }
-    let work = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/berth-bench-pull-logs"));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).with_context(|| format!("empty {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work)?;
+    let (berth, work) = berth_and_work(
+        args.berth.as_deref(),
+        args.work_dir.as_deref(),
+        "target/berth-bench-pull-logs",
+    )?;
     let only = if args.only.is_empty() {
         vec!["manifest-get-8".to_string(), "manifest-get-32".to_string()]
     } else {

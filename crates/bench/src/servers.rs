@@ -169,19 +169,27 @@ fn initial_admin(data: &Path) -> anyhow::Result<(String, String)> {
 /// berth on the embedded default (SQLite + files). Without auth, every caller may push and
 /// pull, as distribution without auth; with auth, clients use the Docker token flow.
 pub async fn berth(binary: &Path, work: &Path, with_auth: bool) -> anyhow::Result<Server> {
+    berth_with(binary, work, with_auth, "").await
+}
+
+/// [`berth`] with `extra` lines appended to its config file (features a bench needs).
+pub async fn berth_with(
+    binary: &Path,
+    work: &Path,
+    with_auth: bool,
+    extra: &str,
+) -> anyhow::Result<Server> {
     let label = if with_auth { "berth+auth" } else { "berth" };
     let dir = work.join(label.replace('+', "-"));
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        if with_auth {
-            "FEATURE_GENERAL_OCI_SUPPORT: true\n"
-        } else {
-            "FEATURE_GENERAL_OCI_SUPPORT: true\nAUTHENTICATION_TYPE: None\n"
-        },
-    )?;
+    let base = if with_auth {
+        "FEATURE_GENERAL_OCI_SUPPORT: true\n"
+    } else {
+        "FEATURE_GENERAL_OCI_SUPPORT: true\nAUTHENTICATION_TYPE: None\n"
+    };
+    std::fs::write(&config, format!("{base}{extra}"))?;
     let process =
         berth_process(label, binary, &data, &config, &dir.join("server.log"), true).await?;
     let mut server = Server::new(label, vec![process]);

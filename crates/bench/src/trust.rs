@@ -288,21 +288,11 @@ struct Round {
 }
 
 pub async fn run(args: &TrustArgs) -> anyhow::Result<()> {
-    let berth = match &args.berth {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
-    if !berth.is_file() {
-        bail!("no berth binary at {} (pass --berth)", berth.display());
-    }
-    let work = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/berth-bench-trust"));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).with_context(|| format!("empty {}", work.display()))?;
-    }
-    std::fs::create_dir_all(&work)?;
+    let (berth, work) = crate::berth_and_work(
+        args.berth.as_deref(),
+        args.work_dir.as_deref(),
+        "target/berth-bench-trust",
+    )?;
     let images = if args.quick {
         args.images.min(50)
     } else {
