@@ -11,7 +11,8 @@
 #      mode against CNCF distribution (embedded, and two berth replicas on PostgreSQL + Garage),
 #      and the scale-out tests on a three-node Garage,
 #   4. starts berth on a free loopback port and drives it with the real clients of
-#      ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras),
+#      ../shared/clientlab (skopeo, podman, buildah, umoci, Helm SDK, oras, cosign, notation,
+#      crane), also through proxy caches and mirrors of real upstreams,
 #   5. runs the web dashboard's end-to-end tests in headless Chromium (e2e/run.sh: its own
 #      berth, seeded with the real clients).
 # The harnesses, the clients and the browser tests use the same build as the tests
@@ -23,6 +24,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CLIENTLAB=${CLIENTLAB:-$ROOT/../shared/clientlab}
 FLOWS=${FLOWS:-"a b c d e f g h j k l m"}
+# The real-client stage's modes (each on registries of its own, side by side): the clientlab
+# flows as admin with berth's defaults, as a user, a robot and anonymously; signing and trust
+# (scripts/trust-clients.sh); proxy caches and mirroring (scripts/upstream-clients.sh).
+MODES=${MODES:-"defaults user robot anonymous trust upstream"}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 BIN=$ROOT/target/debug
 # A fresh build gains nothing from incremental state, which would take gigabytes of disk.
@@ -33,8 +38,8 @@ LOGS=$(mktemp -d /tmp/berth-ci.XXXXXX)
 step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # STAGES=clients runs only the real-client part and the browser tests against an existing
-# build, STAGES=e2e only the browser tests (for iterating on them); everything else runs by
-# default.
+# build (MODES picks its modes, e.g. MODES=upstream), STAGES=e2e only the browser tests (for
+# iterating on them); everything else runs by default.
 STAGES=${STAGES:-all}
 case $STAGES in
   all|clients|e2e) ;;
@@ -130,6 +135,8 @@ fi
 cat "$BENCH_DIR/scale-out.log"
 # Signature verification beside pushes (berth-bench trust), its smoke mode: 50 signed images.
 "$BIN/berth-bench" trust --quick --repeats 1 --out "$BENCH_DIR/trust.md" --work-dir "$BENCH_DIR/trust-work"
+# Pulls through a proxy cache (berth-bench proxy), its smoke mode: an 8 MiB image, one round.
+"$BIN/berth-bench" proxy --quick --repeats 1 --out "$BENCH_DIR/proxy.md" --work-dir "$BENCH_DIR/proxy-work"
 rm -rf "$BENCH_DIR"
 
 step "integration tests on PostgreSQL + Garage (S3)"
@@ -418,15 +425,28 @@ YAML
   bash scripts/garage.sh stop >/dev/null 2>&1 || true
 }
 
+# Mode "upstream": proxy cache organizations and repository mirroring with skopeo, crane, oras
+# and cosign 2 (scripts/upstream-clients.sh), which starts its own upstreams (CNCF distribution
+# with htpasswd, a second berth with token auth) and its own berth on SQLite + files.
+mode_upstream() {
+  RESULTS=$WORK/results-upstream
+  local log=$WORK/flow-upstream.log
+  if BERTH_BIN=$BERTH_BIN CLIENTLAB=$CLIENTLAB timeout 600 bash scripts/upstream-clients.sh >"$log" 2>&1; then
+    pass "flow u (upstream: pulls through proxy caches of distribution and berth identical to the upstreams with skopeo, crane, oras and cosign 2; cached tags with the upstream down; a mirror synced with exactly its tags, byte-identical, signatures verified; pushes refused)"
+  else
+    tail -30 "$log"; flunk "flow u (upstream)"
+  fi
+}
+
 # The modes use separate registries (and the flows their own temporary directories), so they
 # run side by side; each mode's flows run one after another, back to back.
 mode_pids=()
-for mode in defaults user robot anonymous trust; do
+for mode in $MODES; do
   ( set +e; "mode_$mode"; for pid in "${BERTH_PIDS[@]}"; do kill "$pid" 2>/dev/null; done ) >"$WORK/mode-$mode.log" 2>&1 &
   mode_pids+=($!)
 done
 for pid in "${mode_pids[@]}"; do wait "$pid" || true; done
-for mode in defaults user robot anonymous trust; do
+for mode in $MODES; do
   echo "-- mode $mode"; cat "$WORK/mode-$mode.log"
   touch "$WORK/results-$mode"
   passed=$((passed + $(grep -c '^ok: ' "$WORK/results-$mode")))
@@ -434,7 +454,7 @@ for mode in defaults user robot anonymous trust; do
   failed=$((failed + mode_failed))
   [ "$mode_failed" -eq 0 ] || failed_names+=("$mode")
   # Every flow must have reported, in every mode.
-  expected=$(echo $FLOWS | wc -w); [ "$mode" = trust ] && expected=1
+  expected=$(echo $FLOWS | wc -w); case $mode in trust|upstream) expected=1 ;; esac
   reported=$(grep -c '^\(ok\|FAILED\): flow [a-z] (' "$WORK/results-$mode" || true)
   if [ "$reported" -lt "$expected" ]; then failed=$((failed + 1)); failed_names+=("$mode-incomplete"); fi
 done
