@@ -684,9 +684,13 @@ fn embedded_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
         md,
         "\nSignature verification beside concurrent pushes (1,000 cosign-signed images, pushers' rate against a control window, and how soon they show as verified): [benchmarks/trust.md](benchmarks/trust.md) (`berth-bench trust`)."
     )?;
+    writeln!(md, "\n{PROXY_LINE}")?;
     std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r)?)?;
     Ok(md)
 }
+
+/// The proxy cache's line, whose figures `berth-bench proxy` writes in benchmarks/proxy.md.
+const PROXY_LINE: &str = "Pulls through a proxy cache organization, CNCF distribution as the upstream (a cached pull against a local pull, a first pull through the cache against a direct pull from the upstream, a mirror sync of the same image): [benchmarks/proxy.md](benchmarks/proxy.md) (`berth-bench proxy`).";
 
 /// The scale-out comparison: the last section of BENCHMARKS.md.
 fn scale_out_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
