@@ -299,7 +299,7 @@ pub async fn serve(
 }
 
 /// The background workers of a serving process (notification deliveries, signature
-/// verdicts); they stop when this is dropped.
+/// verdicts, repository mirror syncs); they stop when this is dropped.
 struct DeliveryWorker(Vec<tokio::task::JoinHandle<()>>);
 
 impl DeliveryWorker {
@@ -307,6 +307,7 @@ impl DeliveryWorker {
         DeliveryWorker(vec![
             tokio::spawn(notify::deliver_periodically(state.clone())),
             tokio::spawn(trust::service::verify_periodically(state.trust.clone())),
+            tokio::spawn(mirror::sync::sync_periodically(state.clone())),
         ])
     }
 }

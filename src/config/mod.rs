@@ -101,6 +101,10 @@ pub struct Settings {
     /// `FEATURE_REPO_MIRROR`: repositories may be put in state `MIRROR` and given a mirror
     /// configuration (`/api/v1/repository/{repo}/mirror`). Off by default, as in Quay.
     pub repo_mirror: bool,
+    /// `REPO_MIRROR_INTERVAL`: seconds between the sync worker's looks for due mirrors (Quay's
+    /// key, default 30). A sync's claim lasts three intervals (at least 5 s) and is renewed
+    /// while it runs, so another replica takes over a crashed one's sync that much later.
+    pub repo_mirror_interval: Duration,
     /// `DATABASE_SECRET_KEY`: the secret upstream credentials (proxy caches' and mirrors') are
     /// encrypted with. Without it,
     /// berth makes a random one in the data directory (which replicas do not share). Read at
@@ -152,6 +156,7 @@ impl Default for Settings {
             usage_logs: crate::usage_log::UsageLogSettings::default(),
             proxy_cache: false,
             repo_mirror: false,
+            repo_mirror_interval: Duration::from_secs(30),
             database_secret_key: None,
         }
     }
@@ -321,6 +326,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ACTION_LOG_ROTATION_THRESHOLD",
     "FEATURE_PROXY_CACHE",
     "FEATURE_REPO_MIRROR",
+    "REPO_MIRROR_INTERVAL",
     "DATABASE_SECRET_KEY",
 ];
 
@@ -379,6 +385,9 @@ pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     }
     if let Some(b) = boolean(&map, "FEATURE_REPO_MIRROR")? {
         settings.repo_mirror = b;
+    }
+    if let Some(n) = integer(&map, "REPO_MIRROR_INTERVAL", 1, 86_400)? {
+        settings.repo_mirror_interval = Duration::from_secs(n);
     }
     if let Some(text) = string(&map, "APP_SPECIFIC_TOKEN_EXPIRATION")? {
         let lifetime = parse_expiration(&text).filter(|d| !d.is_zero());
@@ -890,6 +899,14 @@ MANIFEST_MAX_BYTES: 0x800000
     fn repo_mirror_and_the_secret_key() {
         let loaded = parse("FEATURE_REPO_MIRROR: true\nDATABASE_SECRET_KEY: s3cret-key\n").unwrap();
         assert!(loaded.settings.repo_mirror);
+        assert_eq!(
+            parse("REPO_MIRROR_INTERVAL: 5\n")
+                .unwrap()
+                .settings
+                .repo_mirror_interval,
+            Duration::from_secs(5)
+        );
+        assert!(parse("REPO_MIRROR_INTERVAL: 0").is_err());
         assert_eq!(
             loaded.settings.database_secret_key,
             Some(SecretText("s3cret-key".into()))

@@ -92,6 +92,8 @@ pub struct MirrorRecord {
     pub sync_status: SyncStatus,
     /// When the last sync finished (milliseconds), whatever its outcome.
     pub last_sync_at: Option<i64>,
+    /// The last sync's log as JSON text (see `crate::mirror::sync::SyncLog`), once one ran.
+    pub last_sync_log: Option<String>,
 }
 
 /// How a claimed sync ended.
@@ -145,6 +147,16 @@ pub trait MirrorStore: Send + Sync {
         repo: &RepoName,
         holder: &str,
         ttl: Duration,
+        now: i64,
+    ) -> Result<bool>;
+
+    /// Stores the log of `holder`'s sync of `repo` (JSON text); false when `holder` no longer
+    /// holds the claim (its log is then not the latest).
+    async fn set_mirror_sync_log(
+        &self,
+        repo: &RepoName,
+        holder: &str,
+        log: &str,
         now: i64,
     ) -> Result<bool>;
 

@@ -179,6 +179,11 @@ pub struct Metrics {
     webhook_deliveries: Family<OutcomeLabel, Counter>,
     trust_verifications: Family<StatusLabel, Counter>,
     trust_refusals: Family<TargetLabel, Counter>,
+    mirror_syncs: Family<ResultLabel, Counter>,
+    mirror_sync_duration: Family<ResultLabel, DurationHistogram, fn() -> DurationHistogram>,
+    mirror_tags: Family<ResultLabel, Counter>,
+    mirror_blobs_copied: Counter,
+    mirror_bytes_copied: Counter,
     /// Hits and misses per [`CacheLookup`], resolved once so a lookup only adds.
     cache_hits: [Counter; 3],
     cache_misses: [Counter; 3],
@@ -268,6 +273,11 @@ impl Metrics {
         };
         let gc_duration: Family<ResultLabel, DurationHistogram, fn() -> DurationHistogram> =
             Family::new_with_constructor(|| DurationHistogram::new(histogram::GC_BUCKETS));
+        let mirror_sync_duration: Family<
+            ResultLabel,
+            DurationHistogram,
+            fn() -> DurationHistogram,
+        > = Family::new_with_constructor(|| DurationHistogram::new(histogram::GC_BUCKETS));
         let mut m = Metrics {
             registry: Registry::default(),
             requests: Family::default(),
@@ -291,6 +301,11 @@ impl Metrics {
             webhook_deliveries: Family::default(),
             trust_verifications: Family::default(),
             trust_refusals: Family::default(),
+            mirror_syncs: Family::default(),
+            mirror_sync_duration,
+            mirror_tags: Family::default(),
+            mirror_blobs_copied: Counter::default(),
+            mirror_bytes_copied: Counter::default(),
             cache_hits: handles(&cache),
             cache_misses: handles(&cache_misses_family),
         };
@@ -400,6 +415,31 @@ impl Metrics {
             "berth_trust_refusals",
             "Reads refused by a trust policy, by target (manifest or blob)",
             m.trust_refusals.clone(),
+        );
+        r.register(
+            "berth_mirror_syncs",
+            "Repository mirror syncs finished, by result (success, failure, cancelled)",
+            m.mirror_syncs.clone(),
+        );
+        r.register(
+            "berth_mirror_sync_duration_seconds",
+            "How long repository mirror syncs took, by result",
+            m.mirror_sync_duration.clone(),
+        );
+        r.register(
+            "berth_mirror_tags",
+            "Tags a mirror sync handled, by result (copied, unchanged, failed, removed)",
+            m.mirror_tags.clone(),
+        );
+        r.register(
+            "berth_mirror_blobs_copied",
+            "Blobs a mirror sync streamed from an upstream into the store",
+            m.mirror_blobs_copied.clone(),
+        );
+        r.register(
+            "berth_mirror_bytes_copied",
+            "Bytes of blobs a mirror sync streamed from an upstream into the store",
+            m.mirror_bytes_copied.clone(),
         );
         r.register(
             "berth_read_cache_hits",
@@ -554,6 +594,28 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+    }
+
+    /// A mirror sync ended with `result` after `elapsed`.
+    pub fn mirror_sync(&self, result: &'static str, elapsed: std::time::Duration) {
+        let label = ResultLabel { result };
+        self.mirror_syncs.get_or_create(&label).inc();
+        self.mirror_sync_duration
+            .get_or_create(&label)
+            .observe(elapsed);
+    }
+
+    /// A mirror sync handled a tag with `result`.
+    pub fn mirror_tag(&self, result: &'static str) {
+        self.mirror_tags
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A mirror sync stored a blob of `bytes` from its upstream.
+    pub fn mirror_blob_copied(&self, bytes: u64) {
+        self.mirror_blobs_copied.inc();
+        self.mirror_bytes_copied.inc_by(bytes);
     }
 
     /// Counts one signature verdict computed.

@@ -5,6 +5,7 @@
 //! ([`crate::metadata::mirror::MirrorStore`]).
 
 pub mod glob;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -20,11 +21,28 @@ use crate::sealed::{SealError, SealerCell};
 pub struct Mirrors {
     store: Arc<dyn Store>,
     secrets: Arc<SealerCell>,
+    /// Wakes this replica's sync worker (a "sync now").
+    wake: tokio::sync::Notify,
 }
 
 impl Mirrors {
     pub fn new(store: Arc<dyn Store>, secrets: Arc<SealerCell>) -> Mirrors {
-        Mirrors { store, secrets }
+        Mirrors {
+            store,
+            secrets,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Wakes this replica's sync worker so a mirror made due now is synced without waiting
+    /// for the next `REPO_MIRROR_INTERVAL` (other replicas see it at theirs).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves at the next [`Mirrors::wake`].
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 
     /// The store of mirror configurations and sync claims.

@@ -75,6 +75,27 @@ impl Registry {
         }
     }
 
+    /// Makes a blob the store already holds (in any repository) readable in `repo`, when its
+    /// size is `size`; the caller has established that `repo` may have it (the mirror worker:
+    /// its upstream served the blob). Returns whether it linked; when it did not, the caller
+    /// uploads the bytes.
+    pub async fn link_stored_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, RegistryError> {
+        if self.meta.blob_size(digest).await? != Some(size) {
+            return Ok(false);
+        }
+        match self.meta.link_blob(repo, digest, size).await {
+            Ok(()) => Ok(true),
+            // Garbage collection is deleting the bytes: upload them instead.
+            Err(crate::metadata::MetadataError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes a blob readable in `repo` without uploading it again, when it is readable in
     /// `source` (the caller has checked that it may read `source`). Returns whether it mounted;
     /// when it did not, the caller starts an ordinary upload.

@@ -147,6 +147,7 @@ pub(super) async fn act(
                         .event("repo_mirror_sync_now_requested")
                         .repository(repo),
                 );
+                app.mirrors.wake();
                 Flash::success("A sync was requested.".to_string())
             } else {
                 Flash::error("No sync was requested: a sync is running, or there is no mirror configuration.".to_string())

@@ -136,6 +136,16 @@ pub struct UpstreamConfig {
     pub credentials: Option<Credentials>,
 }
 
+/// HTTP proxies to reach an upstream through (Quay's `proxy` object of a mirror's
+/// `external_registry_config`): one for `http://` and one for `https://` URLs, and the hosts
+/// (comma-separated, as `NO_PROXY`) reached directly.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
 /// A manifest read from the upstream, its digest checked.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -213,6 +223,15 @@ impl Upstream {
     /// without verification and falls back to plain HTTP if the upstream does not speak TLS,
     /// and the choice holds for the client's life.
     pub fn new(config: UpstreamConfig) -> anyhow::Result<Upstream> {
+        Upstream::with_proxy(config, None)
+    }
+
+    /// As [`Upstream::new`], through the HTTP proxies of `proxy` (Quay's mirror
+    /// `external_registry_config.proxy`) when given.
+    pub fn with_proxy(
+        config: UpstreamConfig,
+        proxy: Option<&ProxyConfig>,
+    ) -> anyhow::Result<Upstream> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
@@ -226,10 +245,28 @@ impl Upstream {
             roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             builder.with_root_certificates(roots).with_no_client_auth()
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+            .no_proxy();
+        if let Some(proxy) = proxy {
+            let exceptions = proxy
+                .no_proxy
+                .as_deref()
+                .and_then(reqwest::NoProxy::from_string);
+            for (url, https) in [(&proxy.http_proxy, false), (&proxy.https_proxy, true)] {
+                let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else {
+                    continue;
+                };
+                let p = if https {
+                    reqwest::Proxy::https(url)?
+                } else {
+                    reqwest::Proxy::http(url)?
+                };
+                builder = builder.proxy(p.no_proxy(exceptions.clone()));
+            }
+        }
+        let client = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))

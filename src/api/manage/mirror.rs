@@ -290,6 +290,7 @@ impl Ctx<'_> {
                 .event("repo_mirror_sync_now_requested")
                 .repository(repo),
         );
+        self.state.mirrors.wake();
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
@@ -368,6 +369,11 @@ fn mirror_json(m: &MirrorRecord) -> Value {
         "sync_status": m.sync_status.as_str(),
         "root_rule": { "rule_kind": "tag_glob_csv", "rule_value": m.settings.rule_value },
         "robot_username": m.robot_username,
+        "last_sync": m.last_sync_at.map(format_date),
+        "sync_log": m
+            .last_sync_log
+            .as_deref()
+            .and_then(|log| serde_json::from_str::<Value>(log).ok()),
     })
 }
 

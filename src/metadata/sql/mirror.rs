@@ -25,7 +25,7 @@ macro_rules! columns {
         "r.name, m.repository_id, m.is_enabled, m.external_reference, m.robot_id,
          m.registry_username, m.registry_password, m.registry_config, m.rule_value,
          m.sync_interval, m.sync_start_date, m.sync_expiration_date, m.sync_retries_remaining,
-         m.sync_status, m.last_sync_at, a.name"
+         m.sync_status, m.last_sync_at, a.name, m.last_sync_log"
     };
 }
 
@@ -73,6 +73,7 @@ fn mirror_row(r: &AnyRow) -> Result<MirrorRecord> {
         })?,
         last_sync_at: r.get(14),
         robot_username: r.get(15),
+        last_sync_log: r.get(16),
     })
 }
 
@@ -304,6 +305,29 @@ impl MirrorStore for SqlStore {
         .bind(until)
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_mirror_sync_log(
+        &self,
+        repo: &RepoName,
+        holder: &str,
+        log: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let Some(mirror) = mirror_in(&mut tx, repo).await? else {
+            return Ok(false);
+        };
+        if !holds_lease(&mut tx, &lease_name(mirror.repository_id), holder, now).await? {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE repository_mirrors SET last_sync_log = $2 WHERE repository_id = $1")
+            .bind(mirror.repository_id)
+            .bind(log)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
