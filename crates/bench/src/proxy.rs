@@ -278,7 +278,7 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     let mirror_text = match &mirror {
         Some(m) => format!(
             "\n## Mirror sync of the same image\n\n\
-             A repository of organization `{MIRROR_ORG}` in state `MIRROR` of `{upstream_ns}/app` (rule `1`), \
+             A repository of organization `{MIRROR_ORG}` in state `MIRROR` of `{upstream_ns}/mirror` on the upstream (rule `1`), an image of the same shape with content berth has never seen, \
              synced with `POST .../mirror/sync-now` and timed until `sync_status` is `SYNC_SUCCESS` (polled every 50 ms): \
              first sync **{:.2} s** ({:.0} MiB/s), second sync, which has nothing to transfer, **{:.2} s**.\n",
             m.first.as_secs_f64(),
@@ -383,6 +383,21 @@ async fn measure(
     let mut up_conn = Conn::new(up.clone());
     ops::push_image(&mut up_conn, &upstream_repo, "1", &image).await?;
 
+    // The mirror first: it needs only the upstream, and an image of its own that berth has
+    // never seen, so the first sync transfers every blob.
+    let mirrored =
+        tokio::task::spawn_blocking(move || Image::with_layers(1000, layers, layer_size))
+            .await
+            .context("hashing the image panicked")?;
+    ops::push_image(
+        &mut up_conn,
+        &format!("{UPSTREAM_NS}/mirror"),
+        "1",
+        &mirrored,
+    )
+    .await?;
+    let mirror = mirror_sync(&mut conn, &basic, upstream_addr, args.quick).await?;
+
     // Warm-up: the first local pull, and the pull that fills the cache.
     pull(&berth, &local_repo, "1", &image).await?;
     let fill = pull(&berth, &cached_repo, "1", &image)
@@ -440,7 +455,6 @@ async fn measure(
             direct,
         });
     }
-    let mirror = mirror_sync(&mut conn, &basic, upstream_addr, args.quick).await?;
     Ok((rounds, mirror))
 }
 
@@ -518,7 +532,7 @@ async fn mirror_sync(
         &format!("{repo}/mirror"),
         Some(serde_json::json!({
             "is_enabled": true,
-            "external_reference": format!("{upstream_addr}/{UPSTREAM_NS}/app"),
+            "external_reference": format!("{upstream_addr}/{UPSTREAM_NS}/mirror"),
             "sync_interval": 86400,
             "sync_start_date": "2100-01-01T00:00:00Z",
             "root_rule": {"rule_kind": "tag_glob_csv", "rule_value": ["1"]},
