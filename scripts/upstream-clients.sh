@@ -216,14 +216,24 @@ api "$B" "$ADMIN" POST $M/mirror "{\"is_enabled\":true,\"external_reference\":\"
   \"robot_username\":\"mirrors+sync\",\"external_registry_username\":\"puller\",\"external_registry_password\":\"$DIST_PASS\",
   \"external_registry_config\":{\"verify_tls\":false}}" >mirror.json || fail "configure the mirror: $(cat mirror.json)"
 api "$B" "$ADMIN" PUT $M/changerepostate '{"state":"MIRROR"}' >/dev/null || fail "change the state to MIRROR"
-api "$B" "$ADMIN" POST $M/mirror/sync-now >/dev/null || fail "sync-now"
-status=
-for _ in $(seq 1 600); do
-  status=$(api "$B" "$ADMIN" GET $M/mirror | json_field sync_status)
-  case $status in SYNC_SUCCESS|SYNC_FAILED) break ;; esac
-  sleep 0.2
-done
-[ "$status" = SYNC_SUCCESS ] || fail "the mirror sync ended $status (within 120 s)"
+# metric NAME: the sum of a metric's samples at berth's /metrics (the superuser may read it).
+metric() {
+  api "$B" "$ADMIN" GET /metrics | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { print s + 0 }'
+}
+# sync_now: asks for a sync and polls sync_status until it ends (120 s at most).
+sync_now() {
+  local status=
+  api "$B" "$ADMIN" POST $M/mirror/sync-now >/dev/null || fail "sync-now"
+  for _ in $(seq 1 600); do
+    status=$(api "$B" "$ADMIN" GET $M/mirror | json_field sync_status)
+    case $status in SYNC_SUCCESS|SYNC_FAILED) break ;; esac
+    sleep 0.2
+  done
+  [ "$status" = SYNC_SUCCESS ] || fail "the mirror sync ended $status (within 120 s)"
+}
+sync_now
+COPIED=$(metric berth_mirror_blobs_copied_total)
+[ "$COPIED" -gt 0 ] || fail "the first sync copied no blob (berth_mirror_blobs_copied_total $COPIED)"
 "${SKOPEO[@]}" list-tags --tls-verify=false "docker://$B/mirrors/app" >tags.json || fail "skopeo list-tags of the mirror"
 want="1.1 1.2 sha256-${D11#sha256:}.sig sha256-${D12#sha256:}.sig"
 got=$("$PY" -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["Tags"])))' tags.json)
@@ -234,7 +244,9 @@ done
 same_copy "$B/mirrors/app:1.1" "$DIST/library/app:1.1"
 cosign2 verify "${HTTP[@]}" --key cosign.pub --insecure-ignore-tlog "$B/mirrors/app:1.2" >/dev/null 2>cosign.log \
   || fail "cosign verify of the mirrored image: $(tail -3 cosign.log)"
-say "mirror: SYNC_SUCCESS, tags '$got', byte-identical, cosign verifies"
+sync_now
+[ "$(metric berth_mirror_blobs_copied_total)" = "$COPIED" ] || fail "the second sync copied blobs again"
+say "mirror: SYNC_SUCCESS, tags '$got', byte-identical, cosign verifies; a second sync copies no blob ($COPIED in the first)"
 
 # refused_push REPO: a skopeo push there must fail as denied.
 refused_push() {

@@ -172,6 +172,9 @@ fn mib_s(bytes: u64, d: Duration) -> f64 {
 struct MirrorTimes {
     first: Duration,
     second: Duration,
+    /// Bytes each sync streamed from the upstream (`berth_mirror_bytes_copied_total`).
+    first_bytes: u64,
+    second_bytes: u64,
 }
 
 pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
@@ -280,10 +283,12 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
             "\n## Mirror sync of the same image\n\n\
              A repository of organization `{MIRROR_ORG}` in state `MIRROR` of `{upstream_ns}/mirror` on the upstream (rule `1`), an image of the same shape with content berth has never seen, \
              synced with `POST .../mirror/sync-now` and timed until `sync_status` is `SYNC_SUCCESS` (polled every 50 ms): \
-             first sync **{:.2} s** ({:.0} MiB/s), second sync, which has nothing to transfer, **{:.2} s**.\n",
+             first sync **{:.2} s** ({:.0} MiB/s, {:.1} MiB streamed from the upstream), second sync, which has nothing to transfer, **{:.2} s** ({} bytes streamed).\n",
             m.first.as_secs_f64(),
             mib / m.first.as_secs_f64(),
+            m.first_bytes as f64 / (1 << 20) as f64,
             m.second.as_secs_f64(),
+            m.second_bytes,
             upstream_ns = UPSTREAM_NS,
         ),
         None => "\nThe mirror sync was not timed: this berth has no mirror worker (a `sync-now` never ended in `SYNC_SUCCESS` or `SYNC_FAILED`).\n".to_string(),
@@ -552,17 +557,38 @@ async fn mirror_sync(
     let path = format!("{repo}/mirror");
     // A worker that exists starts a due sync within seconds.
     let patience = Duration::from_secs(if quick { 30 } else { 120 });
+    let before = copied(conn, basic).await?;
     let Some(first) = sync_once(conn, basic, &path, patience).await? else {
         eprintln!("no mirror worker answered sync-now: the mirror sync is not timed");
         return Ok(None);
     };
+    let between = copied(conn, basic).await?;
     let Some(second) = sync_once(conn, basic, &path, patience).await? else {
         bail!("the second mirror sync did not start");
     };
+    let after = copied(conn, basic).await?;
     eprintln!(
-        "mirror sync: first {:.3} s, second {:.3} s",
+        "mirror sync: first {:.3} s ({} bytes copied), second {:.3} s ({} bytes copied)",
         first.as_secs_f64(),
-        second.as_secs_f64()
+        between - before,
+        second.as_secs_f64(),
+        after - between
     );
-    Ok(Some(MirrorTimes { first, second }))
+    Ok(Some(MirrorTimes {
+        first,
+        second,
+        first_bytes: between - before,
+        second_bytes: after - between,
+    }))
+}
+
+/// `berth_mirror_bytes_copied_total` at berth's `/metrics` (which superusers may read).
+async fn copied(conn: &mut Conn, basic: &str) -> anyhow::Result<u64> {
+    let body = api_ok(conn, basic, Method::GET, "/metrics", None).await?;
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("berth_mirror_bytes_copied_total "))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
