@@ -30,6 +30,7 @@ mod manage_api;
 mod manifests;
 mod memory;
 mod metrics;
+mod mirror_sync;
 mod notifications;
 mod oci_client;
 mod policy;
