@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use oci::{Digest, Reference, RepoName, Tag};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -102,7 +102,7 @@ pub async fn run_once(
 }
 
 /// What a sync did with one tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TagResult {
     /// The manifest (and whatever it lacked) was copied and the tag pointed at it.
@@ -116,7 +116,8 @@ pub enum TagResult {
 }
 
 impl TagResult {
-    fn as_str(self) -> &'static str {
+    /// The name the log and the metrics use.
+    pub fn as_str(self) -> &'static str {
         match self {
             TagResult::Copied => "copied",
             TagResult::Unchanged => "unchanged",
@@ -127,7 +128,7 @@ impl TagResult {
 }
 
 /// One tag's line in a sync log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagLog {
     pub tag: String,
     pub result: TagResult,
@@ -139,7 +140,8 @@ pub struct TagLog {
 
 /// The last sync's log, stored with the configuration (bounded: [`MAX_LOG_TAGS`] tag lines,
 /// [`MAX_ERROR_CHARS`] per message) and answered by the API and the dashboard.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncLog {
     pub started: String,
     pub finished: String,
@@ -160,6 +162,11 @@ pub struct SyncLog {
 }
 
 impl SyncLog {
+    /// The log stored as `text`, if it reads as one.
+    pub fn parse(text: &str) -> Option<SyncLog> {
+        serde_json::from_str(text).ok()
+    }
+
     fn tag(
         &mut self,
         tag: &str,

@@ -289,11 +289,25 @@ async fn wait_for(s: &impl Api, status: &str, previous: &Value) -> Value {
     }
 }
 
-/// Asks for a sync now and waits for it to end with `status`.
+/// Asks for a sync now (again while a sync, such as a retry, runs: the API refuses it then)
+/// and waits for it to end with `status`.
 async fn sync_now(s: &impl Api, status: &str) -> Value {
     let previous = s.read(MIRROR).await.body["sync_log"].clone();
-    s.call("POST", &format!("{MIRROR}/sync-now"), Value::Null, 204)
-        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("{}{MIRROR}/sync-now", s.base());
+        let r = api_call(s.client(), "POST", &url, None).await;
+        if r.status == 204 {
+            break;
+        }
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sync-now refused: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for(s, status, &previous).await
 }
 
@@ -422,6 +436,18 @@ async fn a_mirror_of_distribution_copies_matching_tags_signatures_and_referrers_
             "{kind}: {logs:?}"
         );
     }
+
+    // The dashboard's Settings tab shows the status and the last sync's log.
+    let mut admin = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let page = admin.get("/repository/acme/app?tab=settings").await;
+    assert!(
+        page.has("SYNC_SUCCESS")
+            && page.has("Last sync")
+            && page.has(&app.signature_tag)
+            && page.has("3 copied, 0 unchanged, 0 failed, 0 removed"),
+        "{}",
+        page.body
+    );
 
     // A second sync transfers nothing.
     let second = sync_now(&s, "SYNC_SUCCESS").await;
