@@ -247,13 +247,17 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
     tracing::info!(repository = %repo, source = %mirror.settings.external_reference, "mirror sync started");
 
     // The claim is renewed beside the sync; a failed renewal (cancelled, or the lease lost)
-    // stops the sync at its next step.
+    // stops the sync: at once, dropping the step in flight (every step is a complete write or
+    // none; an interrupted blob leaves only an upload session, collected as stale), and each
+    // step also checks the flag before it starts.
     let stopped = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(tokio::sync::Notify::new());
     let renewer = {
         let state = state.clone();
         let repo = repo.clone();
         let holder = holder.to_string();
         let stopped = stopped.clone();
+        let stop_signal = stop_signal.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renewal_period(ttl)).await;
@@ -266,6 +270,7 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
                     Ok(true) => {}
                     Ok(false) => {
                         stopped.store(true, Ordering::SeqCst);
+                        stop_signal.notify_one();
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew a mirror sync claim"),
@@ -279,7 +284,16 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
         ..SyncLog::default()
     };
     let result = match Sync::new(state, &mirror, performer.clone(), stopped.clone()) {
-        Ok(mut sync) => sync.run(&mut log).await,
+        Ok(mut sync) => {
+            let result = tokio::select! {
+                result = sync.run_tags(&mut log) => result,
+                () = stop_signal.notified() => Err(SyncError::Stopped),
+            };
+            log.manifests_copied = sync.manifests_copied;
+            log.blobs_copied = sync.blobs_copied;
+            log.bytes_copied = sync.bytes_copied;
+            result
+        }
         Err(e) => Err(e),
     };
     renewer.abort();
@@ -472,14 +486,6 @@ impl<'a> Sync<'a> {
             return Err(SyncError::Stopped);
         }
         Ok(())
-    }
-
-    async fn run(&mut self, log: &mut SyncLog) -> Result<(), SyncError> {
-        let result = self.run_tags(log).await;
-        log.manifests_copied = self.manifests_copied;
-        log.blobs_copied = self.blobs_copied;
-        log.bytes_copied = self.bytes_copied;
-        result
     }
 
     async fn run_tags(&mut self, log: &mut SyncLog) -> Result<(), SyncError> {

@@ -696,6 +696,46 @@ async fn a_sync_killed_halfway_finishes_on_the_next_run() {
 }
 
 #[tokio::test]
+async fn a_cancelled_sync_stops_and_the_next_one_finishes() {
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let up = dist.client();
+    let one = push_test_image(&up, &dist.base, "library/app", "1.0", 31, 2000).await;
+    let two = push_test_image(&up, &dist.base, "library/app", "1.1", 32, 2000).await;
+    let relay = HoldingRelay::start(dist.port, format!("/blobs/{}", two.layer)).await;
+    let s = TestServer::start_with(settings()).await;
+    mirror_of(
+        &s,
+        &format!("127.0.0.1:{}/library/app", relay.port),
+        UPSTREAM_PASSWORD,
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), relay.held.notified())
+        .await
+        .expect("the sync reached 1.1's layer");
+    s.call("POST", &format!("{MIRROR}/sync-cancel"), Value::Null, 204)
+        .await;
+    // The sync stops although the upstream still holds its request.
+    let cancelled = wait_for(&s, "CANCEL", &Value::Null).await;
+    assert_eq!(cancelled["sync_log"]["result"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["sync_retries_remaining"], 0, "{cancelled}");
+    assert_eq!(
+        tags_of(&s.client, &s.base, "acme/app").await,
+        ["1.0".to_string()].into()
+    );
+    assert!(metric(&s, "berth_mirror_syncs_total{result=\"cancelled\"}").await >= 1.0);
+    relay.hold.store(false, Ordering::SeqCst);
+    let done = sync_now(&s, "SYNC_SUCCESS").await;
+    assert_eq!(log_tags(&done, "unchanged"), ["1.0".to_string()].into());
+    assert_eq!(log_tags(&done, "copied"), ["1.1".to_string()].into());
+    for (tag, image) in [("1.0", &one), ("1.1", &two)] {
+        assert_eq!(
+            manifest_bytes(&s.client, &s.base, "acme/app", tag).await,
+            image.manifest
+        );
+    }
+}
+
+#[tokio::test]
 async fn two_replicas_sync_a_mirror_once() {
     let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
     let up = dist.client();
