@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use oci::{Digest, Reference, RepoName, Tag};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -102,7 +102,7 @@ pub async fn run_once(
 }
 
 /// What a sync did with one tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TagResult {
     /// The manifest (and whatever it lacked) was copied and the tag pointed at it.
@@ -116,7 +116,8 @@ pub enum TagResult {
 }
 
 impl TagResult {
-    fn as_str(self) -> &'static str {
+    /// The name the log and the metrics use.
+    pub fn as_str(self) -> &'static str {
         match self {
             TagResult::Copied => "copied",
             TagResult::Unchanged => "unchanged",
@@ -127,7 +128,7 @@ impl TagResult {
 }
 
 /// One tag's line in a sync log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagLog {
     pub tag: String,
     pub result: TagResult,
@@ -139,7 +140,8 @@ pub struct TagLog {
 
 /// The last sync's log, stored with the configuration (bounded: [`MAX_LOG_TAGS`] tag lines,
 /// [`MAX_ERROR_CHARS`] per message) and answered by the API and the dashboard.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncLog {
     pub started: String,
     pub finished: String,
@@ -160,6 +162,11 @@ pub struct SyncLog {
 }
 
 impl SyncLog {
+    /// The log stored as `text`, if it reads as one.
+    pub fn parse(text: &str) -> Option<SyncLog> {
+        serde_json::from_str(text).ok()
+    }
+
     fn tag(
         &mut self,
         tag: &str,
@@ -240,13 +247,17 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
     tracing::info!(repository = %repo, source = %mirror.settings.external_reference, "mirror sync started");
 
     // The claim is renewed beside the sync; a failed renewal (cancelled, or the lease lost)
-    // stops the sync at its next step.
+    // stops the sync: at once, dropping the step in flight (every step is a complete write or
+    // none; an interrupted blob leaves only an upload session, collected as stale), and each
+    // step also checks the flag before it starts.
     let stopped = Arc::new(AtomicBool::new(false));
+    let stop_signal = Arc::new(tokio::sync::Notify::new());
     let renewer = {
         let state = state.clone();
         let repo = repo.clone();
         let holder = holder.to_string();
         let stopped = stopped.clone();
+        let stop_signal = stop_signal.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renewal_period(ttl)).await;
@@ -259,6 +270,7 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
                     Ok(true) => {}
                     Ok(false) => {
                         stopped.store(true, Ordering::SeqCst);
+                        stop_signal.notify_one();
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew a mirror sync claim"),
@@ -272,7 +284,16 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
         ..SyncLog::default()
     };
     let result = match Sync::new(state, &mirror, performer.clone(), stopped.clone()) {
-        Ok(mut sync) => sync.run(&mut log).await,
+        Ok(mut sync) => {
+            let result = tokio::select! {
+                result = sync.run_tags(&mut log) => result,
+                () = stop_signal.notified() => Err(SyncError::Stopped),
+            };
+            log.manifests_copied = sync.manifests_copied;
+            log.blobs_copied = sync.blobs_copied;
+            log.bytes_copied = sync.bytes_copied;
+            result
+        }
         Err(e) => Err(e),
     };
     renewer.abort();
@@ -465,14 +486,6 @@ impl<'a> Sync<'a> {
             return Err(SyncError::Stopped);
         }
         Ok(())
-    }
-
-    async fn run(&mut self, log: &mut SyncLog) -> Result<(), SyncError> {
-        let result = self.run_tags(log).await;
-        log.manifests_copied = self.manifests_copied;
-        log.blobs_copied = self.blobs_copied;
-        log.bytes_copied = self.bytes_copied;
-        result
     }
 
     async fn run_tags(&mut self, log: &mut SyncLog) -> Result<(), SyncError> {

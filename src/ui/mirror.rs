@@ -11,6 +11,7 @@ use super::{FormData, PageError};
 use crate::app::AppState;
 use crate::metadata::accounts::RepoState;
 use crate::metadata::now_millis;
+use crate::mirror::sync::SyncLog;
 
 /// The panels for `repo` (in `state`), posting to `base`.
 pub(super) async fn section(
@@ -85,6 +86,7 @@ pub(super) async fn section(
                                 dt { "Claimed until" } dd { (time(until)) }
                             }
                         }
+                        (last_sync(m.last_sync_log.as_deref()))
                         @if state != RepoState::Mirror {
                             p.hint { "The repository is not in state Mirror, so nothing syncs it." }
                         }
@@ -98,6 +100,52 @@ pub(super) async fn section(
             }
         }
     })
+}
+
+/// The last sync's outcome and its per-tag lines.
+fn last_sync(log: Option<&str>) -> Markup {
+    let Some(log) = log.and_then(SyncLog::parse) else {
+        return html! { p.hint.mirror-log { "No sync has run yet." } };
+    };
+    html! {
+        div.mirror-log {
+            h3 { "Last sync" }
+            dl.facts {
+                dt { "Result" } dd.sync-result { (log.result) }
+                dt { "Started" } dd { (log.started) }
+                dt { "Finished" } dd { (log.finished) }
+                @if let Some(error) = &log.error {
+                    dt { "Error" } dd.sync-error { (error) }
+                }
+                dt { "Tags" } dd {
+                    (log.tags_copied) " copied, " (log.tags_unchanged) " unchanged, "
+                    (log.tags_failed) " failed, " (log.tags_removed) " removed"
+                }
+                dt { "Transferred" } dd {
+                    (log.manifests_copied) " manifests, " (log.blobs_copied) " blobs, "
+                    (log.bytes_copied) " bytes"
+                }
+            }
+            @if !log.tags.is_empty() {
+                table.mirror-log-tags {
+                    thead { tr { th { "Tag" } th { "Result" } th { "Digest" } th { "Error" } } }
+                    tbody {
+                        @for line in &log.tags {
+                            tr {
+                                td { code { (line.tag) } }
+                                td { (line.result.as_str()) }
+                                td { @if let Some(d) = &line.digest { code.digest { (d) } } }
+                                td { (line.error.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                @if log.tags_omitted > 0 {
+                    p.hint { "… and " (log.tags_omitted) " more tags." }
+                }
+            }
+        }
+    }
 }
 
 /// The panels' forms (`set-state`, `mirror-sync-now`); the caller checked admin rights.

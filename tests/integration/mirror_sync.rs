@@ -289,11 +289,25 @@ async fn wait_for(s: &impl Api, status: &str, previous: &Value) -> Value {
     }
 }
 
-/// Asks for a sync now and waits for it to end with `status`.
+/// Asks for a sync now (again while a sync, such as a retry, runs: the API refuses it then)
+/// and waits for it to end with `status`.
 async fn sync_now(s: &impl Api, status: &str) -> Value {
     let previous = s.read(MIRROR).await.body["sync_log"].clone();
-    s.call("POST", &format!("{MIRROR}/sync-now"), Value::Null, 204)
-        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("{}{MIRROR}/sync-now", s.base());
+        let r = api_call(s.client(), "POST", &url, None).await;
+        if r.status == 204 {
+            break;
+        }
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sync-now refused: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for(s, status, &previous).await
 }
 
@@ -422,6 +436,18 @@ async fn a_mirror_of_distribution_copies_matching_tags_signatures_and_referrers_
             "{kind}: {logs:?}"
         );
     }
+
+    // The dashboard's Settings tab shows the status and the last sync's log.
+    let mut admin = Browser::signed_in(&s.base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let page = admin.get("/repository/acme/app?tab=settings").await;
+    assert!(
+        page.has("SYNC_SUCCESS")
+            && page.has("Last sync")
+            && page.has(&app.signature_tag)
+            && page.has("3 copied, 0 unchanged, 0 failed, 0 removed"),
+        "{}",
+        page.body
+    );
 
     // A second sync transfers nothing.
     let second = sync_now(&s, "SYNC_SUCCESS").await;
@@ -667,6 +693,46 @@ async fn a_sync_killed_halfway_finishes_on_the_next_run() {
         two.manifest
     );
     berth.kill9().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_sync_stops_and_the_next_one_finishes() {
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let up = dist.client();
+    let one = push_test_image(&up, &dist.base, "library/app", "1.0", 31, 2000).await;
+    let two = push_test_image(&up, &dist.base, "library/app", "1.1", 32, 2000).await;
+    let relay = HoldingRelay::start(dist.port, format!("/blobs/{}", two.layer)).await;
+    let s = TestServer::start_with(settings()).await;
+    mirror_of(
+        &s,
+        &format!("127.0.0.1:{}/library/app", relay.port),
+        UPSTREAM_PASSWORD,
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), relay.held.notified())
+        .await
+        .expect("the sync reached 1.1's layer");
+    s.call("POST", &format!("{MIRROR}/sync-cancel"), Value::Null, 204)
+        .await;
+    // The sync stops although the upstream still holds its request.
+    let cancelled = wait_for(&s, "CANCEL", &Value::Null).await;
+    assert_eq!(cancelled["sync_log"]["result"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["sync_retries_remaining"], 0, "{cancelled}");
+    assert_eq!(
+        tags_of(&s.client, &s.base, "acme/app").await,
+        ["1.0".to_string()].into()
+    );
+    assert!(metric(&s, "berth_mirror_syncs_total{result=\"cancelled\"}").await >= 1.0);
+    relay.hold.store(false, Ordering::SeqCst);
+    let done = sync_now(&s, "SYNC_SUCCESS").await;
+    assert_eq!(log_tags(&done, "unchanged"), ["1.0".to_string()].into());
+    assert_eq!(log_tags(&done, "copied"), ["1.1".to_string()].into());
+    for (tag, image) in [("1.0", &one), ("1.1", &two)] {
+        assert_eq!(
+            manifest_bytes(&s.client, &s.base, "acme/app", tag).await,
+            image.manifest
+        );
+    }
 }
 
 #[tokio::test]
