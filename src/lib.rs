@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
 pub mod sealed;
 pub mod server;
@@ -307,6 +308,7 @@ impl DeliveryWorker {
         DeliveryWorker(vec![
             tokio::spawn(notify::deliver_periodically(state.clone())),
             tokio::spawn(trust::service::verify_periodically(state.trust.clone())),
+            tokio::spawn(proxy::sweep_periodically(state.clone())),
         ])
     }
 }

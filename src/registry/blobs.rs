@@ -66,6 +66,27 @@ impl Registry {
         Ok(BlobBody::Stream(self.open_blob(repo, digest, range).await?))
     }
 
+    /// The size of a blob whose bytes are stored, in whatever repository.
+    pub async fn stored_blob_size(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        Ok(self.meta.blob_size(digest).await?)
+    }
+
+    /// Makes stored bytes readable in `repo` (a proxy cache, after its upstream confirmed
+    /// that the repository there has this blob). Whether it linked; not when garbage
+    /// collection is deleting the bytes.
+    pub async fn link_stored_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, RegistryError> {
+        match self.meta.link_blob(repo, digest, size).await {
+            Ok(()) => Ok(true),
+            Err(crate::metadata::MetadataError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes `repo`'s access to a blob. The bytes stay until garbage collection.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
         if self.meta.unlink_blob(repo, digest).await? {
