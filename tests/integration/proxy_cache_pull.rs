@@ -518,3 +518,104 @@ async fn proxy_pull_never_caches_a_corrupt_upstream_blob() {
     assert_eq!(status, 200);
     assert_eq!(body, image.layer_bytes);
 }
+
+/// `BERTH_PROXY_MEMORY_BYTES` (the acceptance size is 268435456, 256 MiB); by default a blob
+/// small enough for the default suite, still eight times the channel buffers of every pull.
+fn memory_blob_size() -> usize {
+    match std::env::var("BERTH_PROXY_MEMORY_BYTES") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .expect("BERTH_PROXY_MEMORY_BYTES is a number of bytes"),
+        Err(_) => 8 << 20,
+    }
+}
+
+/// 32 concurrent first pulls of a large blob through the real binary: one fetch upstream, every
+/// pull the right bytes, and berth's peak resident memory within 64 MiB of where it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_pull_memory_stays_flat_for_32_concurrent_first_pulls() {
+    use futures::StreamExt;
+    use sha2::{Digest as _, Sha256};
+    const MIB: u64 = 1 << 20;
+    let size = memory_blob_size();
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let image = push_test_image(&dist.client(), &dist.base, "library/app", "1", 11, size).await;
+    let relay = RecordingRelay::start(format!("127.0.0.1:{}", dist.port).parse().unwrap()).await;
+    let dir = tempfile::tempdir().expect("data dir");
+    let mut config = "FEATURE_PROXY_CACHE: true\n".to_string();
+    if let Some(storage) = test_storage_for(dir.path()) {
+        config.push_str(&storage_config_yaml(&storage));
+    }
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).expect("config");
+    let server = ProcessServer::spawn_with_config(dir.path(), Some(config_path)).await;
+    let pid = server.child.id().expect("berth pid");
+    let base = server.base.clone();
+    let admin = server.client.clone();
+    let r = api_call(
+        &admin,
+        "POST",
+        &format!("{base}/api/v1/organization/"),
+        Some(json!({"name": "cache"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api_call(
+        &admin,
+        "POST",
+        &format!("{base}/api/v1/organization/cache/proxycache"),
+        Some(
+            json!({"upstream_registry": relay.addr.to_string(), "insecure": true,
+            "upstream_registry_username": UPSTREAM_USER,
+            "upstream_registry_password": UPSTREAM_PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = Reply::send(accept(
+        admin.get(format!("{base}/v2/cache/library/app/manifests/1")),
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let (rss_before, hwm_before) = memory_of(pid);
+    let started = Instant::now();
+    let url = format!("{base}/v2/cache/library/app/blobs/{}", image.layer);
+    let pulls = (0..32).map(|_| {
+        let client = admin.clone();
+        let url = url.clone();
+        async move {
+            let r = client.get(url).send().await.expect("GET");
+            assert_eq!(r.status(), 200);
+            let mut hasher = Sha256::new();
+            let mut body = r.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                hasher.update(chunk.expect("blob body"));
+            }
+            format!("sha256:{}", hex::encode(hasher.finalize()))
+        }
+    });
+    let digests = futures::future::join_all(pulls).await;
+    let elapsed = started.elapsed();
+    let (_, hwm_after) = memory_of(pid);
+    println!(
+        "proxy memory: 32 first pulls of {} MiB in {elapsed:.1?}; VmRSS before {} MiB (peak so far {} MiB), peak after {} MiB",
+        size as u64 / MIB,
+        rss_before / MIB,
+        hwm_before / MIB,
+        hwm_after / MIB
+    );
+    assert!(
+        digests.iter().all(|d| *d == image.layer),
+        "every pull got the blob"
+    );
+    let fetched = relay.count(&format!("GET /v2/library/app/blobs/{}", image.layer));
+    assert_eq!(fetched, 1, "one fetch from the upstream for 32 pulls");
+    assert!(
+        hwm_after < rss_before + 64 * MIB,
+        "peak memory rose {} MiB over the resident size before (allowed 64 MiB)",
+        hwm_after.saturating_sub(rss_before) / MIB
+    );
+    server.kill9().await;
+}
