@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod notify;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
 pub mod sealed;
 pub mod server;
@@ -308,6 +309,7 @@ impl DeliveryWorker {
             tokio::spawn(notify::deliver_periodically(state.clone())),
             tokio::spawn(trust::service::verify_periodically(state.trust.clone())),
             tokio::spawn(mirror::sync::sync_periodically(state.clone())),
+            tokio::spawn(proxy::sweep_periodically(state.clone())),
         ])
     }
 }

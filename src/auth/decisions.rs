@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metadata::accounts::{Account, RepoState};
+use crate::metadata::proxy_cache::ProxyCacheRecord;
 use crate::metadata::trust::TrustScope;
 
 use super::scope::Actions;
@@ -40,6 +41,9 @@ struct Remembered {
     /// By repository: the scope of the trust policy in force (`None`: no policy). Trust keys
     /// and policies move the access generation too (migration 0018).
     trust_policies: HashMap<String, Option<Arc<TrustScope>>>,
+    /// By namespace: its proxy cache configuration (`None`: not a proxy cache). Creating or
+    /// deleting one moves the access generation (migration 0021).
+    proxies: HashMap<String, Option<Arc<ProxyCacheRecord>>>,
 }
 
 /// What authorization remembers of a repository: whether it is public, and its state (which
@@ -137,6 +141,25 @@ impl Decisions {
                 remembered.trust_policies.clear();
             }
             remembered.trust_policies.insert(repo.to_string(), scope);
+        }
+    }
+
+    /// The remembered proxy cache configuration of `namespace` (see [`crate::proxy`]).
+    pub fn proxy(&self, generation: u64, namespace: &str) -> Option<Option<Arc<ProxyCacheRecord>>> {
+        self.at(generation)?.proxies.get(namespace).cloned()
+    }
+
+    pub fn remember_proxy(
+        &self,
+        generation: u64,
+        namespace: &str,
+        config: Option<Arc<ProxyCacheRecord>>,
+    ) {
+        if let Some(mut remembered) = self.at(generation) {
+            if remembered.proxies.len() >= MAX_ENTRIES {
+                remembered.proxies.clear();
+            }
+            remembered.proxies.insert(namespace.to_string(), config);
         }
     }
 

@@ -27,6 +27,7 @@ use oci::{Digest, RepoName};
 use crate::metadata::accounts::{
     Account, AccountKind, AccountStore, Reader, RepoState, RepositoryInfo, RepositoryQuery, Role,
 };
+use crate::metadata::proxy_cache::ProxyCacheRecord;
 use crate::metadata::trust::{TrustScope, TrustStore};
 use crate::metadata::MetadataError;
 use crate::metrics::{metrics, AuthFailure};
@@ -634,6 +635,16 @@ impl Auth {
             return Ok(Actions::ALL);
         }
         let mut actions = if public { Actions::PULL } else { Actions::NONE };
+        // Any member of a proxy cache organization pulls through it (Quay's rule): its
+        // repositories are created by the first pull, so no grant can name them beforehand.
+        if rights.member
+            && self
+                .proxy_cache_at(Some(generation), repo.namespace())
+                .await?
+                .is_some()
+        {
+            actions = actions.union(Actions::PULL);
+        }
         match info {
             Some(_) => {
                 actions = actions.union(role_actions(
@@ -767,6 +778,28 @@ impl Auth {
         self.decisions
             .remember_trust_policy(generation, repo.as_str(), scope.clone());
         Ok(scope)
+    }
+
+    /// The proxy cache configuration of `namespace` (`None`: not a proxy cache), remembered
+    /// under the access generation `generation` (`None` reads it now) like every decision
+    /// here: an ordinary repository's request finds the answer in memory, and creating or
+    /// deleting a configuration moves the generation (migration 0021).
+    pub async fn proxy_cache_at(
+        &self,
+        generation: Option<u64>,
+        namespace: &str,
+    ) -> Result<Option<Arc<ProxyCacheRecord>>, MetadataError> {
+        let generation = match generation {
+            Some(g) => g,
+            None => self.accounts.access_generation().await?,
+        };
+        if let Some(known) = self.decisions.proxy(generation, namespace) {
+            return Ok(known);
+        }
+        let config = self.accounts.proxy_cache(namespace).await?.map(Arc::new);
+        self.decisions
+            .remember_proxy(generation, namespace, config.clone());
+        Ok(config)
     }
 
     /// How many decisions [`Auth::live_actions`] has taken since start (for tests and

@@ -223,6 +223,8 @@ pub struct NamespaceRights {
     pub admin: bool,
     /// May create repositories in it.
     pub create: bool,
+    /// Belongs to one of its teams (an organization), whatever the team's role.
+    pub member: bool,
 }
 
 /// An API token's record (the secret itself is never stored). Times are milliseconds since
@@ -244,7 +246,11 @@ pub const API_TOKEN_ACCESS_RESOLUTION: std::time::Duration = std::time::Duration
 
 /// Access-control storage.
 #[async_trait]
-pub trait AccountStore: Send + Sync + 'static {
+/// A proxy cache configuration is an account store's too: whether a namespace is a proxy
+/// cache is part of authorization (`crate::auth::Auth::proxy_cache_at`).
+pub trait AccountStore:
+    crate::metadata::proxy_cache::ProxyCacheStore + Send + Sync + 'static
+{
     /// Moved by every commit that changes who may do what (see `crate::auth::decisions`).
     async fn access_generation(&self) -> Result<u64>;
 

@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 
+use oci::{Digest, RepoName, Tag};
+
 use super::Result;
 
 /// A proxy cache configuration as stored.
@@ -35,4 +37,30 @@ pub trait ProxyCacheStore: Send + Sync + 'static {
 
     /// Removes the configuration of `organization`; whether there was one.
     async fn delete_proxy_cache(&self, organization: &str) -> Result<bool>;
+
+    /// The manifest `tag` of `repo` points at, and when the proxy last confirmed it upstream
+    /// (milliseconds; `None` when never), read from the database, so replicas agree.
+    async fn cached_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<CachedTag>>;
+
+    /// Records that `tag` of `repo`, still pointing at `digest`, was confirmed upstream `at`.
+    /// False when the tag is gone or points elsewhere now.
+    async fn mark_tag_validated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<bool>;
+
+    /// Up to `limit` cached tags of proxy cache organizations that were last confirmed
+    /// upstream longer than their organization's `expiration_s` before `now`.
+    async fn stale_proxy_tags(&self, now: i64, limit: u32) -> Result<Vec<(RepoName, Tag)>>;
+}
+
+/// A cached tag as the proxy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedTag {
+    pub digest: Digest,
+    /// When the proxy last confirmed the tag upstream (milliseconds since the Unix epoch).
+    pub validated_at: Option<i64>,
 }

@@ -79,6 +79,12 @@ struct TargetLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabel {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -184,6 +190,10 @@ pub struct Metrics {
     mirror_tags: Family<ResultLabel, Counter>,
     mirror_blobs_copied: Counter,
     mirror_bytes_copied: Counter,
+    proxy_requests: Family<ProxyLabel, Counter>,
+    proxy_upstream_bytes: Counter,
+    proxy_upstream_fetches: Family<ResultLabel, Counter>,
+    proxy_tags_expired: Counter,
     /// Hits and misses per [`CacheLookup`], resolved once so a lookup only adds.
     cache_hits: [Counter; 3],
     cache_misses: [Counter; 3],
@@ -306,6 +316,10 @@ impl Metrics {
             mirror_tags: Family::default(),
             mirror_blobs_copied: Counter::default(),
             mirror_bytes_copied: Counter::default(),
+            proxy_requests: Family::default(),
+            proxy_upstream_bytes: Counter::default(),
+            proxy_upstream_fetches: Family::default(),
+            proxy_tags_expired: Counter::default(),
             cache_hits: handles(&cache),
             cache_misses: handles(&cache_misses_family),
         };
@@ -440,6 +454,26 @@ impl Metrics {
             "berth_mirror_bytes_copied",
             "Bytes of blobs a mirror sync streamed from an upstream into the store",
             m.mirror_bytes_copied.clone(),
+        );
+        r.register(
+            "berth_proxy_cache_requests",
+            "Reads through proxy cache organizations, by kind (manifest, blob) and result (hit, miss, revalidated, stale, error)",
+            m.proxy_requests.clone(),
+        );
+        r.register(
+            "berth_proxy_cache_upstream_bytes",
+            "Blob bytes proxy caches read from their upstream registries",
+            m.proxy_upstream_bytes.clone(),
+        );
+        r.register(
+            "berth_proxy_cache_upstream_blob_fetches",
+            "Blob fetches from upstream registries, by result (ok, error)",
+            m.proxy_upstream_fetches.clone(),
+        );
+        r.register(
+            "berth_proxy_cache_tags_expired",
+            "Cached tags removed because they were not revalidated within expiration_s",
+            m.proxy_tags_expired.clone(),
         );
         r.register(
             "berth_read_cache_hits",
@@ -632,6 +666,33 @@ impl Metrics {
         self.trust_refusals
             .get_or_create(&TargetLabel { target })
             .inc();
+    }
+
+    /// Counts one read through a proxy cache: `kind` is `manifest` or `blob`, `result` one of
+    /// `hit`, `miss`, `revalidated`, `stale`, `error`.
+    pub fn proxy_request(&self, kind: &'static str, result: &'static str) {
+        self.proxy_requests
+            .get_or_create(&ProxyLabel { kind, result })
+            .inc();
+    }
+
+    /// Counts blob bytes read from an upstream registry.
+    pub fn proxy_upstream_bytes(&self, n: u64) {
+        self.proxy_upstream_bytes.inc_by(n);
+    }
+
+    /// Counts one blob fetch from an upstream registry that stored its blob or failed.
+    pub fn proxy_upstream_fetch(&self, ok: bool) {
+        self.proxy_upstream_fetches
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Counts cached tags the expiry sweep removed.
+    pub fn proxy_tags_expired(&self, n: u64) {
+        self.proxy_tags_expired.inc_by(n);
     }
 
     /// Counts a read-cache lookup.

@@ -66,6 +66,11 @@ impl Registry {
         Ok(BlobBody::Stream(self.open_blob(repo, digest, range).await?))
     }
 
+    /// The size of a blob whose bytes are stored, in whatever repository.
+    pub async fn stored_blob_size(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        Ok(self.meta.blob_size(digest).await?)
+    }
+
     /// Removes `repo`'s access to a blob. The bytes stay until garbage collection.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
         if self.meta.unlink_blob(repo, digest).await? {
@@ -76,8 +81,8 @@ impl Registry {
     }
 
     /// Makes a blob the store already holds (in any repository) readable in `repo`, when its
-    /// size is `size`; the caller has established that `repo` may have it (the mirror worker:
-    /// its upstream served the blob). Returns whether it linked; when it did not, the caller
+    /// size is `size`; the caller has established that `repo` may have it (the mirror worker
+    /// and a proxy cache: its upstream has the blob in that repository). Returns whether it linked; when it did not, the caller
     /// uploads the bytes.
     pub async fn link_stored_blob(
         &self,

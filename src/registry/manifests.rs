@@ -36,6 +36,39 @@ impl Registry {
         content_type: &str,
         bytes: Vec<u8>,
     ) -> Result<PushedManifest, RegistryError> {
+        let sparse = self.options().sparse;
+        self.put_manifest_with(repo, reference, extra_tags, content_type, bytes, &sparse)
+            .await
+    }
+
+    /// Stores a manifest a proxy cache read from its upstream: as [`Registry::put_manifest`],
+    /// but every layer and child manifest may be absent (they are fetched when pulled); the
+    /// config of an image must be stored first.
+    pub async fn put_cached_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<PushedManifest, RegistryError> {
+        let sparse = super::SparseSettings {
+            index: true,
+            required_archs: Vec::new(),
+            manifests: true,
+        };
+        self.put_manifest_with(repo, reference, Vec::new(), content_type, bytes, &sparse)
+            .await
+    }
+
+    async fn put_manifest_with(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        extra_tags: Vec<Tag>,
+        content_type: &str,
+        bytes: Vec<u8>,
+        sparse: &super::SparseSettings,
+    ) -> Result<PushedManifest, RegistryError> {
         let limit = self.options().max_manifest_bytes;
         if bytes.len() > limit {
             return Err(RegistryError::ManifestTooLarge { limit });
@@ -58,7 +91,7 @@ impl Registry {
             }
             Reference::Tag(_) => Algorithm::Sha256.digest_of(&bytes),
         };
-        let optional = self.options().sparse.optional_references(&parsed);
+        let optional = sparse.optional_references(&parsed);
         self.check_references(repo, &parsed, &optional).await?;
         let mut tags = extra_tags;
         if let Reference::Tag(t) = reference {

@@ -130,6 +130,12 @@ pub async fn organization(
         }
         robots = accounts.list_robots(&org.name).await?;
     }
+    // A proxy cache says what it caches and how long a cached tag is served unrevalidated.
+    let proxy = if member {
+        state.auth.proxy_cache_at(None, &org.name).await?
+    } else {
+        None
+    };
     let action = format!("/organization/{}", org.name);
     let body = html! {
         div.page-head {
@@ -139,6 +145,21 @@ pub async fn organization(
             }
         }
         @if admin { (org_tabs(&org.name, "overview")) }
+        @if let Some(proxy) = &proxy {
+            section.panel.proxy-cache data-upstream=(proxy.upstream_registry) {
+                h2 { "Proxy cache" }
+                p {
+                    "This organization is a proxy cache of " code { (proxy.upstream_registry) }
+                    ": pulling " code { (org.name) "/<path>" } " serves " code { (proxy.upstream_registry) "/<path>" }
+                    ", fetched on first pull and kept. Nothing can be pushed here."
+                }
+                p.muted {
+                    "A cached tag is served without asking the upstream for "
+                    (duration_words(proxy.expiration_s))
+                    " after it was last confirmed; then it is revalidated, and while the upstream cannot be reached it is stale and its pulls fail. Tags not revalidated within that time are removed."
+                }
+            }
+        }
         section.repositories {
             h2 { "Repositories" }
             @if repos.is_empty() { div.panel.empty { "No repositories you can see." } }
@@ -351,4 +372,26 @@ pub async fn act(
     };
     viewer.leave_flash(&flash);
     Ok(see_other(&viewer, &back))
+}
+
+/// `expiration_s` in words: `1 day`, `2 hours`, `90 seconds`.
+fn duration_words(seconds: i64) -> String {
+    let (n, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn expiration_in_words() {
+        assert_eq!(super::duration_words(86_400), "1 day");
+        assert_eq!(super::duration_words(7_200), "2 hours");
+        assert_eq!(super::duration_words(90), "90 seconds");
+        assert_eq!(super::duration_words(60), "1 minute");
+    }
 }

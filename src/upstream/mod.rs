@@ -451,6 +451,28 @@ impl Upstream {
         Ok(BlobStream::new(response, digest.clone(), size))
     }
 
+    /// HEAD of a blob: its size when the upstream says. A redirect (to a CDN or object store)
+    /// means the upstream has it.
+    pub async fn head_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let scope = pull_scope(repository);
+        let response = self
+            .send(Method::HEAD, &path, Some(&scope), None, true)
+            .await?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(status_error(status, &path));
+        }
+        Ok(header(response.headers(), "content-length").and_then(|l| l.parse().ok()))
+    }
+
     /// Every tag of `repository`, in pages of [`TAG_PAGE`]; see [`Upstream::list_tags_paged`].
     pub async fn list_tags(&self, repository: &RepoName) -> Result<Vec<Tag>, UpstreamError> {
         self.list_tags_paged(repository, TAG_PAGE).await

@@ -169,16 +169,26 @@ pub enum ProxyCacheError {
     Key(String),
 }
 
-/// The proxy cache configurations: their store and the sealing key.
+/// The proxy cache configurations: their store and the sealing key, the upstream clients
+/// built from them (kept, so tokens are reused) and the blob fetches in progress.
 pub struct ProxyCaches {
     store: Arc<dyn ProxyCacheStore>,
     sealer: Arc<SealerCell>,
+    /// By organization: the configuration a client was built from, and the client.
+    clients: std::sync::Mutex<std::collections::HashMap<String, (ProxyCacheRecord, Upstream)>>,
+    /// Blob fetches in progress on this replica (single flight).
+    pub pulls: crate::proxy::Flights,
 }
 
 impl ProxyCaches {
     /// The configurations in `store`, their credentials sealed by `sealer`.
     pub fn new(store: Arc<dyn ProxyCacheStore>, sealer: Arc<SealerCell>) -> ProxyCaches {
-        ProxyCaches { store, sealer }
+        ProxyCaches {
+            store,
+            sealer,
+            clients: Default::default(),
+            pulls: Default::default(),
+        }
     }
 
     /// The sealer, loading its key on first use.
@@ -231,6 +241,27 @@ impl ProxyCaches {
         let Some(record) = self.store.proxy_cache(org).await? else {
             return Ok(None);
         };
+        let upstream = self.client(&record)?;
+        Ok(Some((record, upstream)))
+    }
+
+    /// The store of configurations and cached tags.
+    pub fn store(&self) -> &dyn ProxyCacheStore {
+        self.store.as_ref()
+    }
+
+    /// The upstream client of `record`, its credentials opened: the one built before for the
+    /// same configuration (its tokens still cached), or a new one.
+    pub fn client(&self, record: &ProxyCacheRecord) -> Result<Upstream, ProxyCacheError> {
+        let org = record.organization.as_str();
+        {
+            let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((built_from, client)) = clients.get(org) {
+                if built_from == record {
+                    return Ok(client.clone());
+                }
+            }
+        }
         let registry = record
             .upstream_registry
             .parse::<UpstreamRegistry>()
@@ -248,7 +279,12 @@ impl ProxyCaches {
             credentials,
         })
         .map_err(|e| ProxyCacheError::Client(e.to_string()))?;
-        Ok(Some((record, upstream)))
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.len() >= 10_000 {
+            clients.clear();
+        }
+        clients.insert(org.to_string(), (record.clone(), upstream.clone()));
+        Ok(upstream)
     }
 }
 

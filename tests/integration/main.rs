@@ -37,6 +37,7 @@ mod policy;
 mod policy_clients;
 mod postgres;
 mod proxy_cache_api;
+mod proxy_cache_pull;
 mod read_cache;
 mod replicas;
 mod repo_mirror;

@@ -421,6 +421,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// Tags of a proxy cache follow its upstream: none is moved or restored by hand.
+    async fn refuse_in_proxy_cache(&self, repo: &RepoName) -> Result<(), ManageError> {
+        match crate::proxy::push_refusal(self.state, None, repo).await? {
+            Some(why) => Err(ManageError::Denied(why)),
+            None => Ok(()),
+        }
+    }
+
     async fn get(&self, repo: &RepoName) -> Result<Response, ManageError> {
         let info = self.readable(repo).await?;
         let mut v = repo_json(&info);
@@ -591,6 +599,7 @@ impl Ctx<'_> {
         body: Value,
     ) -> Result<Response, ManageError> {
         self.require_write(repo).await?;
+        self.refuse_in_proxy_cache(repo).await?;
         let (tag, digest) = tag_and_digest(tag, &body)?;
         let before = match self
             .state
@@ -632,6 +641,7 @@ impl Ctx<'_> {
         body: Value,
     ) -> Result<Response, ManageError> {
         self.require_write(repo).await?;
+        self.refuse_in_proxy_cache(repo).await?;
         let (tag, digest) = tag_and_digest(tag, &body)?;
         if !self.state.registry.restore_tag(repo, &tag, &digest).await? {
             return Err(ManageError::NotFound(format!(

@@ -9,7 +9,8 @@ use super::range::RangeRequest;
 use super::{reply, Caller, V2Request};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::registry::{BlobBody, Registry};
+use crate::proxy::BlobMiss;
+use crate::registry::{BlobBody, Registry, RegistryError};
 
 pub async fn get(
     state: &AppState,
@@ -19,14 +20,46 @@ pub async fn get(
     req: &V2Request,
 ) -> Result<Response, ApiError> {
     let registry: &Registry = &state.registry;
-    let size = registry.stat_blob(repo, digest).await?;
-    super::trust_gate(
-        state,
-        caller,
-        repo,
-        crate::trust::service::Target::Blob(digest),
-    )
-    .await?;
+    let size = match registry.stat_blob(repo, digest).await {
+        Ok(size) => size,
+        Err(RegistryError::BlobUnknown(_)) => {
+            // A repository of a proxy cache fetches what it does not have.
+            let head = req.method == Method::HEAD;
+            match crate::proxy::blob_miss(state, caller.generation, repo, digest, head).await? {
+                BlobMiss::NotProxied => {
+                    return Err(RegistryError::BlobUnknown(digest.clone()).into())
+                }
+                BlobMiss::Local => registry.stat_blob(repo, digest).await?,
+                BlobMiss::Head { size } => {
+                    blob_gate(state, caller, repo, digest).await?;
+                    let mut headers = vec![
+                        ("docker-content-digest", digest.to_string()),
+                        ("content-type", "application/octet-stream".to_string()),
+                    ];
+                    if let Some(size) = size {
+                        headers.push(("content-length", size.to_string()));
+                    }
+                    return Ok(reply(StatusCode::OK, headers, Body::empty()));
+                }
+                BlobMiss::Streaming { size, body } => {
+                    blob_gate(state, caller, repo, digest).await?;
+                    // The whole blob (a range of a blob not yet stored is answered whole,
+                    // which HTTP allows); its last chunk arrives once it is verified and stored.
+                    let mut headers = vec![
+                        ("docker-content-digest", digest.to_string()),
+                        ("etag", format!("\"{digest}\"")),
+                        ("content-type", "application/octet-stream".to_string()),
+                    ];
+                    if let Some(size) = size {
+                        headers.push(("content-length", size.to_string()));
+                    }
+                    return Ok(reply(StatusCode::OK, headers, Body::from_stream(body)));
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    blob_gate(state, caller, repo, digest).await?;
     let range = RangeRequest::parse(req.header(header::RANGE), size);
     let mut headers = vec![
         ("docker-content-digest", digest.to_string()),
@@ -71,6 +104,21 @@ pub async fn get(
             Ok(reply(status, headers, Body::from_stream(stream)))
         }
     }
+}
+
+async fn blob_gate(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<(), ApiError> {
+    super::trust_gate(
+        state,
+        caller,
+        repo,
+        crate::trust::service::Target::Blob(digest),
+    )
+    .await
 }
 
 pub async fn delete(

@@ -27,7 +27,7 @@ pub async fn get(
     reference: &Reference,
     req: &V2Request,
 ) -> Result<Response, ApiError> {
-    let manifest = state.registry.get_manifest(repo, reference).await?;
+    let manifest = crate::proxy::get_manifest(state, caller.generation, repo, reference).await?;
     let target = match reference {
         Reference::Digest(_) if req.method == Method::HEAD => {
             crate::trust::service::Target::Descriptor(&manifest.digest)

@@ -292,6 +292,16 @@ async fn authorize(
             return Err(ApiError::new(ErrorCode::Denied, why));
         }
     }
+    if decision.is_ok() && wanted.push {
+        // Nothing is pushed into a proxy cache organization, whoever asks (deletes, which
+        // evict cached content, stay with those who may delete).
+        if let Some(why) = crate::proxy::push_refusal(state, generation, repo)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::new(ErrorCode::Denied, why));
+        }
+    }
     match decision {
         Ok(()) => match (wanted.push, credential.identity()) {
             (true, Some(identity)) => {
@@ -388,6 +398,10 @@ async fn handle(
         (Endpoint::Catalog, Method::GET) => listing::catalog(state, caller, &req).await,
         (Endpoint::Tags(repo), Method::GET) => listing::tags(registry, &repo, &req).await,
         (Endpoint::Referrers(repo, subject), Method::GET) => {
+            // A proxy cache first caches what its upstream lists, on the first page.
+            if req.query("last").is_none() {
+                crate::proxy::refresh_referrers(state, caller.generation, &repo, &subject).await?;
+            }
             listing::referrers(registry, &repo, &subject, &req).await
         }
         (Endpoint::Manifest(repo, r), Method::GET | Method::HEAD) => {

@@ -389,12 +389,16 @@ impl AccountStore for SqlStore {
         let Some((ns_id, kind, rank)) = row else {
             return Ok(NamespaceRights::default());
         };
-        let (admin, create) = match kind.as_str() {
-            "user" => (ns_id == account_id, ns_id == account_id),
-            "organization" => (rank == Some(3), rank >= Some(2)),
-            _ => (false, false),
+        let (admin, create, member) = match kind.as_str() {
+            "user" => (ns_id == account_id, ns_id == account_id, false),
+            "organization" => (rank == Some(3), rank >= Some(2), rank.is_some()),
+            _ => (false, false, false),
         };
-        Ok(NamespaceRights { admin, create })
+        Ok(NamespaceRights {
+            admin,
+            create,
+            member,
+        })
     }
 
     async fn granted_role(

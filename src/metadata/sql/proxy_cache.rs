@@ -5,7 +5,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{has_nul, SqlStore};
-use crate::metadata::proxy_cache::{ProxyCacheRecord, ProxyCacheStore};
+use oci::{Digest, RepoName, Tag};
+
+use crate::metadata::proxy_cache::{CachedTag, ProxyCacheRecord, ProxyCacheStore};
 use crate::metadata::{MetadataError, Result};
 
 fn record(r: &AnyRow) -> Result<ProxyCacheRecord> {
@@ -74,5 +76,68 @@ impl ProxyCacheStore for SqlStore {
         )
         .bind(organization);
         Ok(self.write(query).await? > 0)
+    }
+
+    async fn cached_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<CachedTag>> {
+        let query = sqlx::query(
+            "SELECT t.manifest_digest, t.validated_at FROM tags t
+             JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str());
+        self.read_one(query, |r| {
+            let digest: String = r.get(0);
+            Ok(CachedTag {
+                digest: digest.parse().map_err(|_| {
+                    MetadataError::Backend(
+                        format!("stored tag digest {digest:?} is invalid").into(),
+                    )
+                })?,
+                validated_at: r.get(1),
+            })
+        })
+        .await
+    }
+
+    async fn mark_tag_validated(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<bool> {
+        let query = sqlx::query(
+            "UPDATE tags SET validated_at = $4
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
+               AND name = $2 AND manifest_digest = $3",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(at);
+        Ok(self.write(query).await? > 0)
+    }
+
+    async fn stale_proxy_tags(&self, now: i64, limit: u32) -> Result<Vec<(RepoName, Tag)>> {
+        // A repository belongs to the organization its name starts with (`org/...`).
+        let query = sqlx::query(
+            "SELECT r.name, t.name FROM proxy_cache_configs p
+             JOIN accounts a ON a.id = p.namespace_id
+             JOIN repositories r ON substr(r.name, 1, length(a.name) + 1) = a.name || '/'
+             JOIN tags t ON t.repository_id = r.id
+             WHERE t.validated_at IS NOT NULL AND t.validated_at < $1 - p.expiration_s * 1000
+             ORDER BY t.validated_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit));
+        let rows: Vec<Option<(RepoName, Tag)>> = self
+            .read_all(query, |r| {
+                let repo: String = r.get(0);
+                let tag: String = r.get(1);
+                Ok(repo.parse().ok().zip(tag.parse().ok()))
+            })
+            .await?;
+        Ok(rows.into_iter().flatten().collect())
     }
 }
