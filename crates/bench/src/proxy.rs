@@ -280,9 +280,9 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     );
     let mirror_text = match &mirror {
         Some(m) => format!(
-            "\n## Mirror sync of the same image\n\n\
+            "\n## Mirror sync of an image of the same size\n\n\
              A repository of organization `{MIRROR_ORG}` in state `MIRROR` of `{upstream_ns}/mirror` on the upstream (rule `1`), an image of the same shape with content berth has never seen, \
-             synced with `POST .../mirror/sync-now` and timed until `sync_status` is `SYNC_SUCCESS` (polled every 50 ms): \
+             synced with `POST .../mirror/sync-now` and timed until `sync_status` is `SYNC_SUCCESS` (polled every 20 ms): \
              first sync **{:.2} s** ({:.0} MiB/s, {:.1} MiB streamed from the upstream), second sync, which has nothing to transfer, **{:.2} s** ({} bytes streamed).\n",
             m.first.as_secs_f64(),
             mib / m.first.as_secs_f64(),
@@ -498,7 +498,7 @@ async fn sync_once(
             }
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
