@@ -736,11 +736,15 @@ async fn a_cancelled_sync_stops_and_the_next_one_finishes() {
 }
 
 #[tokio::test]
-async fn the_upstream_is_reached_through_the_configured_proxy() {
+async fn stored_blobs_are_linked_and_the_upstream_is_reached_through_the_proxy() {
     let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
     let up = dist.client();
-    push_test_image(&up, &dist.base, "library/app", "1.0", 41, 1000).await;
+    let image = push_test_image(&up, &dist.base, "library/app", "1.0", 41, 1000).await;
     let s = TestServer::start_with(settings()).await;
+    // The same blobs are already in the store, in another organization: they are linked once
+    // the upstream served them, not transferred again.
+    s.create_org("shared").await;
+    push_test_image(&s.client, &s.base, "shared/base", "1", 41, 1000).await;
     mirror_of(
         &s,
         &format!("127.0.0.1:{}/library/app", dist.port),
@@ -749,6 +753,26 @@ async fn the_upstream_is_reached_through_the_configured_proxy() {
     .await;
     let first = wait_for(&s, "SYNC_SUCCESS", &Value::Null).await;
     assert_eq!(log_tags(&first, "copied"), ["1.0".to_string()].into());
+    assert_eq!(
+        first["sync_log"]["blobs_copied"], 0,
+        "{}",
+        first["sync_log"]
+    );
+    assert_eq!(
+        first["sync_log"]["manifests_copied"], 1,
+        "{}",
+        first["sync_log"]
+    );
+    let blob = s
+        .client
+        .get(s.url(&format!("/v2/acme/app/blobs/{}", image.layer)))
+        .send()
+        .await
+        .expect("blob");
+    assert_eq!(
+        blob.bytes().await.unwrap().as_ref(),
+        image.layer_bytes.as_slice()
+    );
     // A proxy that does not answer: every upstream request fails through it.
     let dead = free_port();
     let proxy = json!({"http_proxy": format!("http://127.0.0.1:{dead}"),
