@@ -736,6 +736,68 @@ async fn a_cancelled_sync_stops_and_the_next_one_finishes() {
 }
 
 #[tokio::test]
+async fn stored_blobs_are_linked_and_the_upstream_is_reached_through_the_proxy() {
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let up = dist.client();
+    let image = push_test_image(&up, &dist.base, "library/app", "1.0", 41, 1000).await;
+    let s = TestServer::start_with(settings()).await;
+    // The same blobs are already in the store, in another organization: they are linked once
+    // the upstream served them, not transferred again.
+    s.create_org("shared").await;
+    push_test_image(&s.client, &s.base, "shared/base", "1", 41, 1000).await;
+    mirror_of(
+        &s,
+        &format!("127.0.0.1:{}/library/app", dist.port),
+        UPSTREAM_PASSWORD,
+    )
+    .await;
+    let first = wait_for(&s, "SYNC_SUCCESS", &Value::Null).await;
+    assert_eq!(log_tags(&first, "copied"), ["1.0".to_string()].into());
+    assert_eq!(
+        first["sync_log"]["blobs_copied"], 0,
+        "{}",
+        first["sync_log"]
+    );
+    assert_eq!(
+        first["sync_log"]["manifests_copied"], 1,
+        "{}",
+        first["sync_log"]
+    );
+    let blob = s
+        .client
+        .get(s.url(&format!("/v2/acme/app/blobs/{}", image.layer)))
+        .send()
+        .await
+        .expect("blob");
+    assert_eq!(
+        blob.bytes().await.unwrap().as_ref(),
+        image.layer_bytes.as_slice()
+    );
+    // A proxy that does not answer: every upstream request fails through it.
+    let dead = free_port();
+    let proxy = json!({"http_proxy": format!("http://127.0.0.1:{dead}"),
+                       "https_proxy": format!("http://127.0.0.1:{dead}")});
+    let config = json!({"external_registry_config": {"verify_tls": false, "proxy": proxy}});
+    s.call("PUT", MIRROR, config, 201).await;
+    let failed = sync_now(&s, "SYNC_FAILED").await;
+    assert!(
+        failed["sync_log"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{}",
+        failed["sync_log"]
+    );
+    // The upstream's host listed in no_proxy is reached directly again.
+    let mut proxy = proxy;
+    proxy["no_proxy"] = json!("127.0.0.1");
+    let config = json!({"external_registry_config": {"verify_tls": false, "proxy": proxy}});
+    s.call("PUT", MIRROR, config, 201).await;
+    let ok = sync_now(&s, "SYNC_SUCCESS").await;
+    assert_eq!(log_tags(&ok, "unchanged"), ["1.0".to_string()].into());
+}
+
+#[tokio::test]
 async fn two_replicas_sync_a_mirror_once() {
     let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
     let up = dist.client();

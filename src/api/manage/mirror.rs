@@ -169,6 +169,7 @@ impl Ctx<'_> {
         if settings.is_enabled {
             self.record(self.caller.event("repo_mirror_enabled").repository(repo));
         }
+        self.state.mirrors.wake();
         Ok((StatusCode::CREATED, "").into_response())
     }
 
@@ -270,6 +271,7 @@ impl Ctx<'_> {
                     .detail("to", to),
             );
         }
+        self.state.mirrors.wake();
         Ok((StatusCode::CREATED, "").into_response())
     }
 
