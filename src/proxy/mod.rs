@@ -45,7 +45,7 @@ use crate::upstream::{BlobStream, Upstream, UpstreamError};
 
 /// Chunks buffered between the upstream and the store, and between the upstream and the
 /// client: with the chunk held back, memory per fetch stays a few chunks whatever the size.
-const CHANNEL_CHUNKS: usize = 8;
+const CHANNEL_CHUNKS: usize = 4;
 /// A client that takes no chunk for this long is left behind; the blob is still stored.
 const CLIENT_STALL: Duration = Duration::from_secs(60);
 /// Referrers of one subject fetched per referrers request at most.

@@ -53,6 +53,18 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobBody, RegistryError> {
+        self.blob_body_with(repo, digest, range, false).await
+    }
+
+    /// [`Registry::blob_body`]; `lean` reads in smaller pieces, for the many pulls of one blob
+    /// that a proxy cache's fetch lets go at once.
+    pub async fn blob_body_with(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+        lean: bool,
+    ) -> Result<BlobBody, RegistryError> {
         if !self.options().proxy_storage {
             match self.blobs.presigned_url(digest, PRESIGNED_URL_TTL).await {
                 Ok(Some(url)) => return Ok(BlobBody::Redirect(url)),
@@ -62,6 +74,16 @@ impl Registry {
                     tracing::warn!(%digest, error = %e, "cannot presign a blob URL; streaming the blob instead")
                 }
             }
+        }
+        if lean {
+            return match self.blobs.open_lean(digest, range).await {
+                Ok(stream) => Ok(BlobBody::Stream(stream)),
+                Err(crate::storage::StorageError::NotFound) => {
+                    tracing::error!(%repo, %digest, "blob recorded in metadata is missing from storage");
+                    Err(RegistryError::BlobUnknown(digest.clone()))
+                }
+                Err(e) => Err(e.into()),
+            };
         }
         Ok(BlobBody::Stream(self.open_blob(repo, digest, range).await?))
     }

@@ -134,6 +134,16 @@ pub trait BlobStore: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError>;
 
+    /// [`BlobStore::open`], holding less memory per stream where the backend can (smaller
+    /// reads), for many concurrent downloads of one blob.
+    async fn open_lean(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StorageError> {
+        self.open(digest, range).await
+    }
+
     /// A URL from which a client may fetch the blob directly for `ttl`, for backends that can
     /// sign one (object stores); `None` when the backend cannot, and berth streams the bytes.
     async fn presigned_url(

@@ -619,3 +619,84 @@ async fn proxy_pull_memory_stays_flat_for_32_concurrent_first_pulls() {
     );
     server.kill9().await;
 }
+
+/// skopeo, a real client, copies an image out of the cache: the same digest and bytes as
+/// from the upstream.
+#[tokio::test]
+async fn proxy_pull_with_skopeo_copies_the_upstream_image() {
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let image = push_test_image(&dist.client(), &dist.base, "library/app", "1", 21, 100_000).await;
+    let s = proxy_server(
+        host_of(&dist.base),
+        Some((UPSTREAM_USER, UPSTREAM_PASSWORD)),
+        3600,
+    )
+    .await;
+    s.create_user("alice").await;
+    s.create_team("cache", "readers", "member").await;
+    s.add_team_member("cache", "readers", "alice").await;
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("app");
+    let creds = format!("alice:{}", password_of("alice"));
+    let output = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+        ])
+        .arg(format!("docker://{}/cache/library/app:1", host_of(&s.base)))
+        .arg(format!("oci:{}:1", layout.display()))
+        .output()
+        .await
+        .expect("skopeo must be installed");
+    assert!(
+        output.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What skopeo reads is the upstream's manifest, byte for byte.
+    let raw = tokio::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &creds])
+        .arg(format!("docker://{}/cache/library/app:1", host_of(&s.base)))
+        .output()
+        .await
+        .expect("skopeo inspect");
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(raw.stdout, image.manifest);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], image.digest.as_str());
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.strip_prefix("sha256:").unwrap())
+    };
+    assert_eq!(std::fs::read(blob(&image.digest)).unwrap(), image.manifest);
+    assert_eq!(
+        std::fs::read(blob(&image.layer)).unwrap(),
+        image.layer_bytes
+    );
+    // The pull was logged as Quay does, with alice as the performer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = s
+            .api("GET", "/api/v1/repository/cache/library/app/logs", None)
+            .await;
+        let text = logs.body.to_string();
+        if text.contains("pull_repo") && text.contains("alice") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pull_repo log by alice: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -20,6 +20,9 @@ pub async fn get(
     req: &V2Request,
 ) -> Result<Response, ApiError> {
     let registry: &Registry = &state.registry;
+    // Pulls that waited for a proxy cache's fetch all start at once: they read in smaller
+    // pieces.
+    let mut lean = false;
     let size = match registry.stat_blob(repo, digest).await {
         Ok(size) => size,
         Err(RegistryError::BlobUnknown(_)) => {
@@ -29,7 +32,10 @@ pub async fn get(
                 BlobMiss::NotProxied => {
                     return Err(RegistryError::BlobUnknown(digest.clone()).into())
                 }
-                BlobMiss::Local => registry.stat_blob(repo, digest).await?,
+                BlobMiss::Local => {
+                    lean = true;
+                    registry.stat_blob(repo, digest).await?
+                }
                 BlobMiss::Head { size } => {
                     blob_gate(state, caller, repo, digest).await?;
                     let mut headers = vec![
@@ -89,7 +95,7 @@ pub async fn get(
         headers.push(("content-length", length.to_string()));
         return Ok(reply(status, headers, Body::empty()));
     }
-    match registry.blob_body(repo, digest, range).await? {
+    match registry.blob_body_with(repo, digest, range, lean).await? {
         BlobBody::Redirect(url) => Ok(reply(
             StatusCode::TEMPORARY_REDIRECT,
             vec![
