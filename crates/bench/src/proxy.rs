@@ -159,6 +159,13 @@ struct Round {
     direct: Duration,
 }
 
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -193,6 +200,7 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     let layer_size = (image_mib << 20) / layers;
     let repeats = args.repeats.max(1);
 
+    let load_before = load_average();
     eprintln!("measuring the machine (SHA-256 on one core, durable disk writes)");
     let machine = crate::machine::describe(&work, true);
     let upstream = crate::servers::distribution(&distribution, &work).await?;
@@ -220,6 +228,7 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     server.stop().await;
     upstream.stop().await;
     let (rounds, mirror) = result?;
+    let load_after = load_average();
 
     let image_bytes = layers * layer_size;
     let mut table = String::from(
@@ -302,7 +311,7 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
          - (b) **cached pull**: the same image through the proxy cache organization `{CACHE_ORG}` (upstream `{UPSTREAM_NS}/app:1`, already pulled once, within `expiration_s`);\n\
          - (c) **first pull through the cache**: a new image (new content, new repository) pushed to the upstream for the round, pulled through `{CACHE_ORG}`, so berth fetches every byte from the upstream while it serves them;\n\
          - (d) **direct pull** of that image from the upstream.\n\n\
-         ## Machine\n\n{} cores ({}), {:.1} GiB, kernel {}; SHA-256 on one core {:.0} MiB/s; durable disk writes {:.0} MiB/s.\n\n\
+         ## Machine\n\n{} cores ({}), {:.1} GiB, kernel {}; SHA-256 on one core {:.0} MiB/s; durable disk writes {:.0} MiB/s. Load average (1, 5, 15 minutes) {load_before} at the start and {load_after} at the end: other work on the machine shares its cores.\n\n\
          ## Figures\n\n{table}\n\
          Ratios are speed ratios (a time over the other): (b)/(a) is the local pull's time over the cached pull's, (c)/(d) the direct pull's over the first pull through the cache's.\n\n\
          ## Verdicts\n\n\
