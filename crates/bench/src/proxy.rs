@@ -269,24 +269,35 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         mib / first,
         mib / direct
     ));
-    let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
+    // The median decides; a median below the target that some rounds reach is said so.
+    let verdict = |median: f64, (_, hi): (f64, f64), target: f64| {
+        if median >= target {
+            "meets"
+        } else if hi >= target {
+            "MISSES on the median (some rounds reach it)"
+        } else {
+            "MISSES"
+        }
+    };
     let spread = |v: Vec<f64>| {
         let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = v.iter().cloned().fold(0.0, f64::max);
-        format!("{lo:.2}-{hi:.2}")
+        (lo, hi)
     };
-    let cached_spread = spread(
+    let cached_range = spread(
         rounds
             .iter()
             .map(|r| r.local.as_secs_f64() / r.cached.as_secs_f64())
             .collect(),
     );
-    let first_spread = spread(
+    let first_range = spread(
         rounds
             .iter()
             .map(|r| r.direct.as_secs_f64() / r.first.as_secs_f64())
             .collect(),
     );
+    let cached_spread = format!("{:.2}-{:.2}", cached_range.0, cached_range.1);
+    let first_spread = format!("{:.2}-{:.2}", first_range.0, first_range.1);
     let mirror_text = match &mirror {
         Some(m) => format!(
             "\n## Mirror sync of an image of the same size\n\n\
@@ -316,7 +327,8 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
          Ratios are speed ratios (a time over the other): (b)/(a) is the local pull's time over the cached pull's, (c)/(d) the direct pull's over the first pull through the cache's.\n\n\
          ## Verdicts\n\n\
          - A cached pull at least as fast as a local pull: median ratio **{cached_ratio:.2}** (rounds {cached_spread}): **{}**.\n\
-         - A first pull through the cache at least 80% of a direct pull from the upstream: median ratio **{first_ratio:.2}** (rounds {first_spread}): **{}**.\n{mirror_text}",
+         - A first pull through the cache at least 80% of a direct pull from the upstream: median ratio **{first_ratio:.2}** (rounds {first_spread}): **{}**.\n\n\
+         What bounds (c) on this machine: a first pull through the cache does all that a direct pull does (the upstream reads and sends every byte) and more: berth receives every byte, verifies it against its digest (SHA-256 of the image alone takes {:.3} s of one core here, against {:.3} s for the whole direct pull), stores it durably and sends it on, while the client, the upstream and berth share {} cores.\n{mirror_text}",
         if args.quick { " --quick" } else { "" },
         crate::today().await,
         layer_size >> 20,
@@ -326,8 +338,11 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
         machine.kernel,
         machine.sha256_mib_s,
         machine.disk_write_mib_s,
-        verdict(cached_ratio >= 1.0),
-        verdict(first_ratio >= 0.8),
+        verdict(cached_ratio, cached_range, 1.0),
+        verdict(first_ratio, first_range, 0.8),
+        mib / machine.sha256_mib_s,
+        direct,
+        machine.cores,
     );
     print!("{report}");
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
