@@ -685,12 +685,29 @@ fn embedded_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
         "\nSignature verification beside concurrent pushes (1,000 cosign-signed images, pushers' rate against a control window, and how soon they show as verified): [benchmarks/trust.md](benchmarks/trust.md) (`berth-bench trust`)."
     )?;
     writeln!(md, "\n{PROXY_LINE}")?;
+    md.push_str(&proxy_verdicts(&plots.join("proxy.md")));
     std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r)?)?;
     Ok(md)
 }
 
 /// The proxy cache's line, whose figures `berth-bench proxy` writes in benchmarks/proxy.md.
-const PROXY_LINE: &str = "Pulls through a proxy cache organization, CNCF distribution as the upstream (a cached pull against a local pull, a first pull through the cache against a direct pull from the upstream, a mirror sync of the same image): [benchmarks/proxy.md](benchmarks/proxy.md) (`berth-bench proxy`).";
+const PROXY_LINE: &str = "Pulls through a proxy cache organization, CNCF distribution as the upstream (a cached pull against a local pull, a first pull through the cache against a direct pull from the upstream, a mirror sync of an image of the same size): [benchmarks/proxy.md](benchmarks/proxy.md) (`berth-bench proxy`).";
+
+/// The verdicts of the last `berth-bench proxy` run (its report's bullets on the targets),
+/// repeated under [`PROXY_LINE`]; nothing when it has not run.
+fn proxy_verdicts(report: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(report) else {
+        return String::new();
+    };
+    let bullets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("- A cached pull") || l.starts_with("- A first pull"))
+        .collect();
+    if bullets.is_empty() {
+        return String::new();
+    }
+    format!("\n{}\n", bullets.join("\n"))
+}
 
 /// The scale-out comparison: the last section of BENCHMARKS.md.
 fn scale_out_section(r: &Results, plots: &Path) -> anyhow::Result<String> {
