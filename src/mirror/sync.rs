@@ -283,7 +283,7 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
         started: super::format_date(started_at),
         ..SyncLog::default()
     };
-    let result = match Sync::new(state, &mirror, performer.clone(), stopped.clone()) {
+    let result = match Run::new(state, &mirror, performer.clone(), stopped.clone()) {
         Ok(mut sync) => {
             let result = tokio::select! {
                 result = sync.run_tags(&mut log) => result,
@@ -414,7 +414,7 @@ pub fn split_reference(reference: &str) -> Result<(UpstreamRegistry, RepoName), 
 }
 
 /// One sync's state.
-struct Sync<'a> {
+struct Run<'a> {
     state: &'a AppState,
     repo: RepoName,
     source: RepoName,
@@ -431,13 +431,13 @@ struct Sync<'a> {
     bytes_copied: u64,
 }
 
-impl<'a> Sync<'a> {
+impl<'a> Run<'a> {
     fn new(
         state: &'a AppState,
         mirror: &MirrorRecord,
         performer: Performer,
         stopped: Arc<AtomicBool>,
-    ) -> Result<Sync<'a>, SyncError> {
+    ) -> Result<Run<'a>, SyncError> {
         let (registry, source) =
             split_reference(&mirror.settings.external_reference).map_err(SyncError::Config)?;
         let config = registry_config(&mirror.settings.registry_config);
@@ -461,7 +461,7 @@ impl<'a> Sync<'a> {
             config.proxy.as_ref(),
         )
         .map_err(|e| SyncError::Config(format!("cannot build the upstream client: {e}")))?;
-        Ok(Sync {
+        Ok(Run {
             state,
             repo: mirror.repository.clone(),
             source,
