@@ -283,7 +283,7 @@ async fn run_claimed(state: &AppState, holder: &str, ttl: Duration, mirror: Mirr
         started: super::format_date(started_at),
         ..SyncLog::default()
     };
-    let result = match Sync::new(state, &mirror, performer.clone(), stopped.clone()) {
+    let result = match Run::new(state, &mirror, performer.clone(), stopped.clone()) {
         Ok(mut sync) => {
             let result = tokio::select! {
                 result = sync.run_tags(&mut log) => result,
@@ -414,7 +414,7 @@ pub fn split_reference(reference: &str) -> Result<(UpstreamRegistry, RepoName), 
 }
 
 /// One sync's state.
-struct Sync<'a> {
+struct Run<'a> {
     state: &'a AppState,
     repo: RepoName,
     source: RepoName,
@@ -431,13 +431,13 @@ struct Sync<'a> {
     bytes_copied: u64,
 }
 
-impl<'a> Sync<'a> {
+impl<'a> Run<'a> {
     fn new(
         state: &'a AppState,
         mirror: &MirrorRecord,
         performer: Performer,
         stopped: Arc<AtomicBool>,
-    ) -> Result<Sync<'a>, SyncError> {
+    ) -> Result<Run<'a>, SyncError> {
         let (registry, source) =
             split_reference(&mirror.settings.external_reference).map_err(SyncError::Config)?;
         let config = registry_config(&mirror.settings.registry_config);
@@ -461,7 +461,7 @@ impl<'a> Sync<'a> {
             config.proxy.as_ref(),
         )
         .map_err(|e| SyncError::Config(format!("cannot build the upstream client: {e}")))?;
-        Ok(Sync {
+        Ok(Run {
             state,
             repo: mirror.repository.clone(),
             source,
@@ -577,38 +577,29 @@ impl<'a> Sync<'a> {
         log.tag(tag.as_str(), TagResult::Failed, None, Some(error));
     }
 
-    /// Every local tag with its digest.
+    /// Every local tag with its digest (cosign tags included), a page at a time.
     async fn local_tags(&self) -> Result<Vec<(Tag, Digest)>, SyncError> {
+        const PAGE: u32 = 1000;
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
+        let mut offset = 0;
         loop {
-            let page = match self
-                .state
-                .registry
-                .list_tags(&self.repo, None, after.as_deref())
-                .await
-            {
-                Ok(page) => page,
-                Err(RegistryError::NameUnknown(_)) => return Ok(out),
-                Err(e) => return Err(e.into()),
+            let query = crate::metadata::TagQuery {
+                filter: None,
+                cosign_tags: true,
+                offset,
+                limit: PAGE,
             };
-            for tag in page.items {
-                let reference = Reference::Tag(tag.clone());
-                match self
-                    .state
-                    .registry
-                    .get_manifest(&self.repo, &reference)
-                    .await
-                {
-                    Ok(m) => out.push((tag, m.digest)),
-                    Err(RegistryError::ManifestUnknown) => {}
-                    Err(e) => return Err(e.into()),
+            let page = self.state.registry.tag_details(&self.repo, &query).await?;
+            let full = page.len() as u32 == PAGE;
+            for detail in page {
+                if let Ok(tag) = detail.name.parse::<Tag>() {
+                    out.push((tag, detail.digest));
                 }
             }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
+            if !full {
+                return Ok(out);
             }
+            offset += PAGE;
         }
     }
 
