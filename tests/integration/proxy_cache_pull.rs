@@ -233,6 +233,10 @@ async fn proxy_pull_serves_upstream_content_to_members_and_refuses_pushes() {
     let page = browser.get("/organization/cache").await;
     assert!(page.has("proxy cache of"), "{}", page.body);
     assert!(page.has(host_of(&dist.base)));
+    // Cached repositories list as usual: a member sees what it may pull.
+    assert!(page.has("cache/library/tool"), "{}", page.body);
+    let r = Reply::send(member.get(s.url("/v2/_catalog"))).await;
+    assert!(r.text.contains("cache/library/tool"), "{}", r.text);
 }
 
 #[tokio::test]
