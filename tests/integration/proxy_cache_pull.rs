@@ -593,6 +593,38 @@ async fn proxy_pull_fetches_a_blob_once_for_concurrent_pulls() {
     let fetched = relay.count(&format!("GET /v2/library/big/blobs/{}", image.layer));
     assert_eq!(fetched, 1, "one fetch from the upstream for 32 pulls");
     assert_eq!(s.state().proxy_caches.pulls.running(), 0);
+
+    // Two replicas sharing the database and the store, each pulling another blob: at most one
+    // fetch per replica, and every pull gets the right bytes.
+    let other = push_test_image(&dist.client(), &dist.base, "library/big", "2", 10, 1 << 20).await;
+    let replica = s.replica().await;
+    let r = Reply::send(accept(
+        s.client.get(s.url("/v2/cache/library/big/manifests/2")),
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pulls = (0..16).map(|i| {
+        let server = if i % 2 == 0 { &s } else { &replica };
+        let client = server.client.clone();
+        let url = server.url(&format!("/v2/cache/library/big/blobs/{}", other.layer));
+        async move {
+            let r = client.get(url).send().await.expect("GET");
+            assert_eq!(r.status(), 200);
+            sha256(&r.bytes().await.expect("body"))
+        }
+    });
+    let digests = futures::future::join_all(pulls).await;
+    assert!(
+        digests.iter().all(|d| *d == other.layer),
+        "every pull got the blob"
+    );
+    // (The replica's client meets the upstream's challenge on its first request.)
+    let fetched = relay.count_authorized(&format!("GET /v2/library/big/blobs/{}", other.layer));
+    assert!(
+        (1..=2).contains(&fetched),
+        "{fetched} fetches for two replicas: {}",
+        relay.heads(&other.layer)
+    );
 }
 
 #[tokio::test]
