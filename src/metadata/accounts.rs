@@ -167,8 +167,9 @@ pub enum Reader {
     /// No account: public repositories.
     Anonymous,
     /// An account: public repositories, every repository of a namespace it administers (its
-    /// own user namespace, an organization through an admin team), and those granted to it
-    /// with any role, directly or through a team.
+    /// own user namespace, an organization through an admin team) or of a proxy cache
+    /// organization it is a member of, and those granted to it with any role, directly or
+    /// through a team.
     Account(i64),
     /// A superuser: every repository.
     Superuser,

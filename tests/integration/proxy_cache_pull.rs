@@ -233,6 +233,10 @@ async fn proxy_pull_serves_upstream_content_to_members_and_refuses_pushes() {
     let page = browser.get("/organization/cache").await;
     assert!(page.has("proxy cache of"), "{}", page.body);
     assert!(page.has(host_of(&dist.base)));
+    // Cached repositories list as usual: a member sees what it may pull.
+    assert!(page.has("cache/library/tool"), "{}", page.body);
+    let r = Reply::send(member.get(s.url("/v2/_catalog"))).await;
+    assert!(r.text.contains("cache/library/tool"), "{}", r.text);
 }
 
 #[tokio::test]
@@ -329,6 +333,129 @@ async fn proxy_pull_revalidates_moved_tags_and_goes_stale_without_the_upstream()
     let r = pull().await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("docker-content-digest"), second.digest);
+
+    // Another replica agrees on the tag's freshness: it serves it without the upstream.
+    let replica = s.replica().await;
+    dist.stop().await;
+    let r = Reply::send(accept(
+        replica
+            .client
+            .get(replica.url("/v2/cache/library/app/manifests/1")),
+    ))
+    .await;
+    if validated_recently(&s).await {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("docker-content-digest"), second.digest);
+    }
+    dist.restart().await;
+
+    // Gone upstream: once revalidated, 404 and the cached tag goes.
+    let r = dist
+        .client()
+        .delete(format!(
+            "{}/v2/library/app/manifests/{}",
+            dist.base, second.digest
+        ))
+        .send()
+        .await
+        .expect("delete upstream");
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = pull().await;
+        if r.status == 404 {
+            let body = check_error_body(r.text.as_bytes());
+            assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a tag deleted upstream was still served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = Reply::send(s.client.get(s.url("/v2/cache/library/app/tags/list"))).await;
+    assert!(!r.text.contains("\"1\""), "{}", r.text);
+}
+
+/// Whether the cached tag `1` of `cache/library/app` was confirmed less than a second ago
+/// (the tests' expiration_s is 2 s, so the next pull is still fresh).
+async fn validated_recently(s: &TestServer) -> bool {
+    let repo: oci::RepoName = "cache/library/app".parse().unwrap();
+    let tag: oci::Tag = "1".parse().unwrap();
+    let cached = s
+        .state()
+        .proxy_caches
+        .store()
+        .cached_tag(&repo, &tag)
+        .await
+        .expect("cached tag")
+        .expect("tag cached");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    cached.validated_at.is_some_and(|v| now - v < 1000)
+}
+
+#[tokio::test]
+async fn proxy_pull_configuration_changes_count_at_the_next_request() {
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let image = push_test_image(&dist.client(), &dist.base, "library/app", "1", 3, 100).await;
+    let s = TestServer::start_with(berth::config::Settings {
+        proxy_cache: true,
+        ..Default::default()
+    })
+    .await;
+    s.create_org("cache").await;
+    let member = s.create_user("member").await;
+    s.create_team("cache", "readers", "member").await;
+    s.add_team_member("cache", "readers", "member").await;
+    let url = s.url("/v2/cache/library/app/manifests/1");
+    // An ordinary organization: a member without a grant may not pull a repository that
+    // does not exist (the decision is remembered under the access generation).
+    let r = exec(accept(member.get(&url))).await;
+    assert_error(r, 403, "DENIED").await;
+    let config = json!({"upstream_registry": host_of(&dist.base), "insecure": true,
+        "upstream_registry_username": UPSTREAM_USER, "upstream_registry_password": UPSTREAM_PASSWORD});
+    let r = s
+        .api(
+            "POST",
+            "/api/v1/organization/cache/proxycache",
+            Some(config),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A proxy cache from the next request on.
+    let r = Reply::send(accept(member.get(&url))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("docker-content-digest"), image.digest);
+    let r = put_manifest(
+        &s.client,
+        &s.base,
+        "cache/library/other",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &image.manifest,
+    )
+    .await;
+    assert_error(r, 403, "DENIED").await;
+    // Deleted: an ordinary organization again; the member's pull rests on grants only.
+    let r = s
+        .api("DELETE", "/api/v1/organization/cache/proxycache", None)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = exec(accept(member.get(&url))).await;
+    assert_error(r, 403, "DENIED").await;
+    let r = exec(accept(
+        s.client.get(s.url("/v2/cache/library/unknown/manifests/1")),
+    ))
+    .await;
+    let v = assert_error(r, 404, "MANIFEST_UNKNOWN").await;
+    assert!(
+        !v.to_string().contains("upstream"),
+        "no longer fetched upstream: {v}"
+    );
 }
 
 #[tokio::test]
@@ -466,6 +593,38 @@ async fn proxy_pull_fetches_a_blob_once_for_concurrent_pulls() {
     let fetched = relay.count(&format!("GET /v2/library/big/blobs/{}", image.layer));
     assert_eq!(fetched, 1, "one fetch from the upstream for 32 pulls");
     assert_eq!(s.state().proxy_caches.pulls.running(), 0);
+
+    // Two replicas sharing the database and the store, each pulling another blob: at most one
+    // fetch per replica, and every pull gets the right bytes.
+    let other = push_test_image(&dist.client(), &dist.base, "library/big", "2", 10, 1 << 20).await;
+    let replica = s.replica().await;
+    let r = Reply::send(accept(
+        s.client.get(s.url("/v2/cache/library/big/manifests/2")),
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pulls = (0..16).map(|i| {
+        let server = if i % 2 == 0 { &s } else { &replica };
+        let client = server.client.clone();
+        let url = server.url(&format!("/v2/cache/library/big/blobs/{}", other.layer));
+        async move {
+            let r = client.get(url).send().await.expect("GET");
+            assert_eq!(r.status(), 200);
+            sha256(&r.bytes().await.expect("body"))
+        }
+    });
+    let digests = futures::future::join_all(pulls).await;
+    assert!(
+        digests.iter().all(|d| *d == other.layer),
+        "every pull got the blob"
+    );
+    // (The replica's client meets the upstream's challenge on its first request.)
+    let fetched = relay.count_authorized(&format!("GET /v2/library/big/blobs/{}", other.layer));
+    assert!(
+        (1..=2).contains(&fetched),
+        "{fetched} fetches for two replicas: {}",
+        relay.heads(&other.layer)
+    );
 }
 
 #[tokio::test]

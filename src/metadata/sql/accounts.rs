@@ -26,7 +26,8 @@ macro_rules! select_accounts {
 }
 
 /// Whether repository `r` may be pulled by the reader bound as `$1` and `$2`
-/// ([`Reader::bindings`]), by the pull rule of `Auth::live_actions`, which
+/// ([`Reader::bindings`]), by the pull rule of `Auth::live_actions` (which gives every member
+/// of a proxy cache organization pull on its repositories), which
 /// `tests/integration/visibility.rs` checks it agrees with. Queries with it go through [`sql!`].
 macro_rules! readable_by_reader {
     () => {
@@ -42,7 +43,13 @@ macro_rules! readable_by_reader {
                  SELECT o.name FROM accounts o
                    JOIN teams t ON t.org_id = o.id AND t.role = 'admin'
                    JOIN team_members tm ON tm.team_id = t.id
-                 WHERE o.kind = 'organization' AND tm.account_id = $2))"
+                 WHERE o.kind = 'organization' AND tm.account_id = $2
+                 UNION ALL
+                 SELECT o.name FROM accounts o
+                   JOIN proxy_cache_configs pc ON pc.namespace_id = o.id
+                   JOIN teams t ON t.org_id = o.id
+                   JOIN team_members tm ON tm.team_id = t.id
+                 WHERE tm.account_id = $2))"
     };
 }
 

@@ -320,6 +320,27 @@ impl RecordingRelay {
         RecordingRelay { addr, seen }
     }
 
+    /// How many request heads containing `needle` (a request line, say) carried an
+    /// `Authorization` header: the requests the upstream answered with content, not with
+    /// the challenge a client without credentials gets first.
+    pub fn count_authorized(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.seen.lock().unwrap())
+            .split("\r\n\r\n")
+            .filter(|head| head.contains(needle))
+            .filter(|head| head.to_ascii_lowercase().contains("\r\nauthorization:"))
+            .count()
+    }
+
+    /// The request heads containing `needle`, for failure messages.
+    pub fn heads(&self, needle: &str) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap())
+            .split("\r\n\r\n")
+            .filter(|head| head.contains(needle))
+            .map(|head| head.lines().next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// How many times `needle` occurs in what clients sent (a request line, say).
     pub fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.seen.lock().unwrap())
