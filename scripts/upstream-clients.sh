@@ -5,14 +5,16 @@
 # second berth with token auth, and pushes to each (skopeo, from OCI layouts the clientlab's
 # make-image.py writes) an image (`library/app:1`), a multi-arch index (`1.1`), another image
 # (`1.2`), tags outside the mirror rule (`2`, `latest`) and cosign 2 signatures of `1.1` and
-# `1.2`. Then starts the berth under test (SQLite + files, FEATURE_PROXY_CACHE and
-# FEATURE_REPO_MIRROR) with a proxy cache organization on each upstream and checks:
+# `1.2`; and to distribution only `1.3`, which only the mirror reads. Then starts the berth
+# under test (SQLite + files, FEATURE_PROXY_CACHE and FEATURE_REPO_MIRROR) with a proxy cache
+# organization on each upstream (and one with `expiration_s` 2) and checks:
 # - skopeo copies through the cache give the digests and bytes of copies from the upstream
 #   (image and index, every blob compared), crane and oras pull through it, cosign 2 verifies
 #   the signature it finds through it;
 # - a mirror of `library/app` with rule `1.*`, synced now (`sync_status` polled with a
 #   deadline), lists exactly the matching tags and their signatures, serves byte-identical
-#   manifests, and cosign 2 verifies the mirrored image with the key;
+#   manifests, and cosign 2 verifies the mirrored image with the key; a second sync copies no
+#   blob (`berth_mirror_blobs_copied_total` at /metrics);
 # - skopeo pushes into the mirror and into the proxy cache organization are refused;
 # - with the distribution upstream stopped, a cached tag still pulls (long `expiration_s`) and
 #   one past its `expiration_s` fails with an error, at once;
@@ -142,6 +144,9 @@ for up in "$DIST" "$UPBERTH"; do
 done
 api "$UPBERTH" "$UP_ADMIN" PUT /api/v1/repository/library/app/permissions/user/puller '{"role":"read"}' >/dev/null \
   || fail "give the puller read on upstream berth's library/app"
+# 1.3 only on distribution, pulled by nobody before the mirror syncs: its blobs must be copied.
+"$PY" "$CLIENTLAB_DIR/make-image.py" img-13 --tag 1.3 --layers 2 >/dev/null
+"${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:img-13:1.3" "docker://$DIST/library/app:1.3" >&2 || fail "push library/app:1.3"
 D1=$(raw "$DIST/library/app:1" | digest_of)
 D11=$(raw "$DIST/library/app:1.1" | digest_of)
 D12=$(raw "$DIST/library/app:1.2" | digest_of)
@@ -233,12 +238,13 @@ sync_now() {
 }
 sync_now
 COPIED=$(metric berth_mirror_blobs_copied_total)
-[ "$COPIED" -gt 0 ] || fail "the first sync copied no blob (berth_mirror_blobs_copied_total $COPIED)"
+# At least 1.3's config and two layers, which berth had never stored.
+[ "$COPIED" -ge 3 ] || fail "the first sync copied $COPIED blobs (berth_mirror_blobs_copied_total), not 1.3's"
 "${SKOPEO[@]}" list-tags --tls-verify=false "docker://$B/mirrors/app" >tags.json || fail "skopeo list-tags of the mirror"
-want="1.1 1.2 sha256-${D11#sha256:}.sig sha256-${D12#sha256:}.sig"
+want="1.1 1.2 1.3 sha256-${D11#sha256:}.sig sha256-${D12#sha256:}.sig"
 got=$("$PY" -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["Tags"])))' tags.json)
 [ "$got" = "$want" ] || fail "the mirror lists '$got', expected '$want'"
-for tag in 1.1 1.2 "sha256-${D11#sha256:}.sig" "sha256-${D12#sha256:}.sig"; do
+for tag in 1.1 1.2 1.3 "sha256-${D11#sha256:}.sig" "sha256-${D12#sha256:}.sig"; do
   cmp -s <(raw "$B/mirrors/app:$tag") <(raw "$DIST/library/app:$tag") || fail "the mirror's $tag is not byte-identical to the upstream's"
 done
 same_copy "$B/mirrors/app:1.1" "$DIST/library/app:1.1"
