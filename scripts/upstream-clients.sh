@@ -17,7 +17,7 @@
 #   blob (`berth_mirror_blobs_copied_total` at /metrics);
 # - skopeo pushes into the mirror and into the proxy cache organization are refused;
 # - with the distribution upstream stopped, a cached tag still pulls (long `expiration_s`) and
-#   one past its `expiration_s` fails with an error, at once;
+#   one past its `expiration_s` fails saying the upstream is unreachable and the copy stale;
 # - no upstream password or berth password is in the log of the berth under test.
 # Uses the clientlab's helpers (lib.sh) and clients; prints "flow U: ok" or "flow U: FAILED ...".
 FLOW=U; CLIENTLAB=${CLIENTLAB:-$(cd "$(dirname "$0")/../../shared/clientlab" && pwd)}
