@@ -12,8 +12,9 @@
 //!   image's config blob is fetched first, since clients need it before anything else.
 //! - Blobs: a miss is streamed to the client while it is stored through an ordinary upload
 //!   session, which verifies length and digest before the blob becomes visible; the client's
-//!   last chunk is held back until the blob is committed, so a corrupt or truncated upstream
-//!   answer ends the client's body with an error and caches nothing. Concurrent pulls of one
+//!   last chunk is held back until the upstream stream has ended with its length and digest
+//!   checked, so a corrupt or truncated upstream answer ends the client's body with an error
+//!   (and the store refuses it: nothing is cached). Concurrent pulls of one
 //!   missing blob on a replica fetch it once ([`Flights`]): the others wait for the fetch and
 //!   read the stored blob. Bytes already stored for another repository are linked only after
 //!   the upstream confirmed (HEAD) that this repository has them.
@@ -46,6 +47,9 @@ use crate::upstream::{BlobStream, Upstream, UpstreamError};
 /// Chunks buffered between the upstream and the store, and between the upstream and the
 /// client: with the chunk held back, memory per fetch stays a few chunks whatever the size.
 const CHANNEL_CHUNKS: usize = 4;
+/// The upstream's chunks (often a few KiB) are passed on in pieces of at least this size, so
+/// a blob costs a few hundred channel hand-offs, not tens of thousands.
+const PIECE_BYTES: usize = 256 * 1024;
 /// A client that takes no chunk for this long is left behind; the blob is still stored.
 const CLIENT_STALL: Duration = Duration::from_secs(60);
 /// Referrers of one subject fetched per referrers request at most.
@@ -626,15 +630,17 @@ type Chunk = Result<Bytes, std::io::Error>;
 
 impl Pump {
     /// Streams `stream` into an upload session and to the client. The client's last chunk
-    /// is held back until the blob is committed, so a blob that fails verification ends the
-    /// client's body with an error instead of a clean end.
-    async fn run(self, mut stream: BlobStream, client: mpsc::Sender<Chunk>, flight: Flight) {
+    /// is held back until the stream has verified length and digest, so a blob that fails
+    /// verification ends the client's body with an error instead of a clean end; the client
+    /// does not wait for the store to make the blob durable.
+    async fn run(self, stream: BlobStream, client: mpsc::Sender<Chunk>, flight: Flight) {
         let (store_tx, mut store_rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let body: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| store_rx.poll_recv(cx)));
         let size = stream.size;
         let store =
             self.registry
                 .push_blob(&self.repo, &self.digest, size, body, Uploader::Registry);
+        let mut stream = coalesced(stream, PIECE_BYTES);
         let pump = async move {
             let mut client = Some(client);
             let mut held: Option<Bytes> = None;
@@ -669,6 +675,19 @@ impl Pump {
                 }
             }
             drop(store_tx);
+            // The upstream stream ended cleanly, so its length and digest were checked as it
+            // ended: the client may have its last bytes now, while the store makes the blob
+            // durable and visible (waiting pulls still wait for that).
+            if failure.is_none() {
+                if let (Some(tx), Some(last)) = (&client, held.take()) {
+                    if !matches!(
+                        tokio::time::timeout(CLIENT_STALL, tx.send(Ok(last))).await,
+                        Ok(Ok(()))
+                    ) {
+                        client = None;
+                    }
+                }
+            }
             (client, held, failure)
         };
         let (stored, (client, held, failure)) = tokio::join!(store, pump);
@@ -692,7 +711,7 @@ impl Pump {
             let last = match failure {
                 None => held.map(Ok),
                 Some(why) => Some(Err(std::io::Error::other(format!(
-                    "upstream blob failed verification: {why}"
+                    "fetching the blob from the upstream failed: {why}"
                 )))),
             };
             if let Some(last) = last {
@@ -700,6 +719,39 @@ impl Pump {
             }
         }
     }
+}
+
+/// `stream` in pieces of at least `min` bytes (the last may be shorter); an error ends it.
+fn coalesced(
+    stream: BlobStream,
+    min: usize,
+) -> impl futures::Stream<Item = Result<Bytes, UpstreamError>> + Unpin {
+    Box::pin(futures::stream::unfold(
+        (stream, false),
+        move |(mut stream, done)| async move {
+            if done {
+                return None;
+            }
+            let mut piece = bytes::BytesMut::new();
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        if piece.is_empty() && chunk.len() >= min {
+                            return Some((Ok(chunk), (stream, false)));
+                        }
+                        piece.extend_from_slice(&chunk);
+                        if piece.len() >= min {
+                            return Some((Ok(piece.freeze()), (stream, false)));
+                        }
+                    }
+                    // The bytes before an error are not passed on: the blob is refused.
+                    Some(Err(e)) => return Some((Err(e), (stream, true))),
+                    None if piece.is_empty() => return None,
+                    None => return Some((Ok(piece.freeze()), (stream, true))),
+                }
+            }
+        },
+    ))
 }
 
 /// Removes cached tags not confirmed upstream within their organization's `expiration_s`
