@@ -859,3 +859,34 @@ async fn proxy_pull_with_skopeo_copies_the_upstream_image() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A client that goes away mid-blob does not stop the blob being stored.
+#[tokio::test]
+async fn proxy_pull_stores_a_blob_whose_client_went_away() {
+    use futures::StreamExt;
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let image = push_test_image(&dist.client(), &dist.base, "library/app", "1", 6, 24 << 20).await;
+    let s = proxy_server(
+        host_of(&dist.base),
+        Some((UPSTREAM_USER, UPSTREAM_PASSWORD)),
+        3600,
+    )
+    .await;
+    let url = s.url(&format!("/v2/cache/library/app/blobs/{}", image.layer));
+    let r = s.client.get(&url).send().await.expect("GET");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a first chunk").expect("chunk");
+    assert!(!first.is_empty());
+    drop(body);
+    let repo: oci::RepoName = "cache/library/app".parse().unwrap();
+    let digest: oci::Digest = image.layer.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.state().registry.stat_blob(&repo, &digest).await.is_err() {
+        assert!(Instant::now() < deadline, "the blob was never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, bytes) = get_bytes(&s.client, url).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, image.layer_bytes);
+}
