@@ -99,8 +99,8 @@ pub enum BlobMiss {
     NotProxied,
     /// The blob is now readable in `repo`.
     Local,
-    /// The upstream has it (a HEAD, answered without fetching).
-    Head { size: Option<u64> },
+    /// The upstream has it, of this size (a HEAD, answered without fetching).
+    Head { size: u64 },
     /// Fetched from the upstream: the body streams while it is stored.
     Streaming { size: Option<u64>, body: ByteStream },
 }
@@ -486,10 +486,26 @@ impl Cache {
         }
         if head {
             return match self.upstream.head_blob(&self.remote, digest).await {
-                Ok(size) => {
+                Ok(Some(size)) => {
                     metrics().proxy_request("blob", "miss");
                     Ok(BlobMiss::Head { size })
                 }
+                // The upstream has it but does not say its size (a redirect): fetched, so the
+                // answer carries the size clients read from a HEAD.
+                Ok(None) => match self.fetch(digest).await? {
+                    BlobMiss::Streaming { mut body, .. } => {
+                        while let Some(chunk) = body.next().await {
+                            if let Err(e) = chunk {
+                                return Err(ApiError::new(
+                                    ErrorCode::BlobUnknown,
+                                    format!("blob {digest} could not be cached: {e}"),
+                                ));
+                            }
+                        }
+                        Ok(BlobMiss::Local)
+                    }
+                    other => Ok(other),
+                },
                 Err(e) => {
                     if !matches!(e, UpstreamError::NotFound) {
                         self.log_failure("asking for a blob", &e);

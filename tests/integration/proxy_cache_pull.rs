@@ -859,3 +859,78 @@ async fn proxy_pull_with_skopeo_copies_the_upstream_image() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A client that goes away mid-blob does not stop the blob being stored.
+#[tokio::test]
+async fn proxy_pull_stores_a_blob_whose_client_went_away() {
+    use futures::StreamExt;
+    let dist = Distribution::start(UPSTREAM_USER, UPSTREAM_PASSWORD).await;
+    let image = push_test_image(&dist.client(), &dist.base, "library/app", "1", 6, 24 << 20).await;
+    let s = proxy_server(
+        host_of(&dist.base),
+        Some((UPSTREAM_USER, UPSTREAM_PASSWORD)),
+        3600,
+    )
+    .await;
+    let url = s.url(&format!("/v2/cache/library/app/blobs/{}", image.layer));
+    let r = s.client.get(&url).send().await.expect("GET");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a first chunk").expect("chunk");
+    assert!(!first.is_empty());
+    drop(body);
+    let repo: oci::RepoName = "cache/library/app".parse().unwrap();
+    let digest: oci::Digest = image.layer.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.state().registry.stat_blob(&repo, &digest).await.is_err() {
+        assert!(Instant::now() < deadline, "the blob was never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, bytes) = get_bytes(&s.client, url).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, image.layer_bytes);
+}
+
+/// An upstream berth on S3 redirects blob downloads to its object store: the cache follows the
+/// redirect, and a HEAD of a blob not cached answers the upstream's size. Needs
+/// `BERTH_TEST_S3_ENDPOINT` (`scripts/garage.sh`).
+#[tokio::test]
+async fn proxy_pull_follows_the_upstreams_blob_redirects() {
+    let prefix = format!("proxy-redirect/{}", uuid::Uuid::new_v4().simple());
+    let Some(s3) = s3_under_test(&prefix) else {
+        println!("not run: BERTH_TEST_S3_ENDPOINT is not set (bash scripts/garage.sh start)");
+        return;
+    };
+    let upstream = TestServer::start_with(berth::config::Settings {
+        storage: berth::config::StorageSettings::S3(s3),
+        proxy_storage: false,
+        ..berth::config::Settings::default()
+    })
+    .await;
+    upstream.create_org("library").await;
+    let c = &upstream.client;
+    let image = push_test_image(c, &upstream.base, "library/app", "1", 8, 3 << 20).await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(upstream.url(&format!("/v2/library/app/blobs/{}", image.layer)))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("blob");
+    assert_eq!(r.status(), 307, "the upstream redirects");
+    let s = proxy_server(
+        &format!("{}/library", host_of(&upstream.base)),
+        Some((ADMIN_USER, ADMIN_PASSWORD)),
+        3600,
+    )
+    .await;
+    let url = s.url(&format!("/v2/cache/app/blobs/{}", image.layer));
+    let head = exec(s.client.head(&url)).await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(header(&head, "content-length"), (3 << 20).to_string());
+    let (status, _, body) = get_bytes(&s.client, url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, image.layer_bytes);
+}

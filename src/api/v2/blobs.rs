@@ -38,13 +38,11 @@ pub async fn get(
                 }
                 BlobMiss::Head { size } => {
                     blob_gate(state, caller, repo, digest).await?;
-                    let mut headers = vec![
+                    let headers = vec![
                         ("docker-content-digest", digest.to_string()),
                         ("content-type", "application/octet-stream".to_string()),
+                        ("content-length", size.to_string()),
                     ];
-                    if let Some(size) = size {
-                        headers.push(("content-length", size.to_string()));
-                    }
                     return Ok(reply(StatusCode::OK, headers, Body::empty()));
                 }
                 BlobMiss::Streaming { size, body } => {
