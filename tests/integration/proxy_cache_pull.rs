@@ -113,13 +113,18 @@ async fn proxy_pull_serves_upstream_content_to_members_and_refuses_pushes() {
     assert_eq!(status, 200);
     assert_eq!(body, image.layer_bytes);
     assert_eq!(headers["docker-content-digest"], image.layer.as_str());
-    assert_eq!(
-        store
-            .stat_blob(&repo, &image.layer.parse().unwrap())
-            .await
-            .unwrap(),
-        64 * 1024
-    );
+    // The client has its last bytes once they are verified; the store commits meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        match store.stat_blob(&repo, &image.layer.parse().unwrap()).await {
+            Ok(size) => break size,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the blob was never stored");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(stored, 64 * 1024);
     // Cached content is ordinary content: listed, and served again without the upstream.
     let r = Reply::send(admin.get(s.url("/v2/cache/library/app/tags/list"))).await;
     assert_eq!(r.status, 200);
@@ -592,7 +597,12 @@ async fn proxy_pull_fetches_a_blob_once_for_concurrent_pulls() {
     );
     let fetched = relay.count(&format!("GET /v2/library/big/blobs/{}", image.layer));
     assert_eq!(fetched, 1, "one fetch from the upstream for 32 pulls");
-    assert_eq!(s.state().proxy_caches.pulls.running(), 0);
+    // The fetch ends once the store has committed, just after the clients have their bytes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.state().proxy_caches.pulls.running() != 0 {
+        assert!(Instant::now() < deadline, "the fetch never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Two replicas sharing the database and the store, each pulling another blob: at most one
     // fetch per replica, and every pull gets the right bytes.

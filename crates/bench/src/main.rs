@@ -4,6 +4,7 @@
 mod client;
 mod content;
 mod hello;
+mod link;
 mod machine;
 mod measure;
 mod ops;

@@ -29,6 +29,8 @@ const CACHE_ORG: &str = "cache";
 const UPSTREAM_NS: &str = "bench";
 /// The mirror organization.
 const MIRROR_ORG: &str = "mirrors";
+/// The proxy cache organization whose upstream is reached over the paced link.
+const LINK_ORG: &str = "cachelink";
 
 #[derive(clap::Args)]
 pub struct ProxyArgs {
@@ -53,6 +55,10 @@ pub struct ProxyArgs {
     /// An 8 MiB image (a check that every step works, not a measurement).
     #[arg(long)]
     quick: bool,
+    /// The capacity, in MiB/s, of the network link the upstream is also reached over for the
+    /// second pair of cold pulls (0: no link measurement).
+    #[arg(long, default_value_t = 100)]
+    link_mib_s: u64,
     /// Where the report goes (also printed).
     #[arg(long, default_value = "benchmarks/proxy.md")]
     out: PathBuf,
@@ -157,6 +163,8 @@ struct Round {
     cached: Duration,
     first: Duration,
     direct: Duration,
+    /// (c) and (d) over the paced link, when measured.
+    over_link: Option<(Duration, Duration)>,
 }
 
 /// The first three fields of /proc/loadavg.
@@ -298,6 +306,47 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
     );
     let cached_spread = format!("{:.2}-{:.2}", cached_range.0, cached_range.1);
     let first_spread = format!("{:.2}-{:.2}", first_range.0, first_range.1);
+    let link_text = if rounds.iter().all(|r| r.over_link.is_some()) {
+        let pairs: Vec<(f64, f64)> = rounds
+            .iter()
+            .filter_map(|r| r.over_link)
+            .map(|(f, d)| (f.as_secs_f64(), d.as_secs_f64()))
+            .collect();
+        let ratios: Vec<f64> = pairs.iter().map(|(f, d)| d / f).collect();
+        let (first, direct) = (
+            median(pairs.iter().map(|p| p.0).collect()),
+            median(pairs.iter().map(|p| p.1).collect()),
+        );
+        let ratio = direct / first;
+        let range = spread(ratios.clone());
+        let mut rows = String::new();
+        for (i, (f, d)) in pairs.iter().enumerate() {
+            rows.push_str(&format!(
+                "| {} | {:.0} MiB/s ({:.3} s) | {:.0} MiB/s ({:.3} s) | {:.2} |\n",
+                i + 1,
+                mib / f,
+                f,
+                mib / d,
+                d,
+                d / f
+            ));
+        }
+        format!(
+            "\n## First pulls over a network link\n\n\
+             On loopback the upstream's bytes cost nothing to move, so the machine's two cores decide (c): berth does the most work per byte. An upstream is usually across a network, where the link decides. So each round also pulls a second new image over a link of {link} MiB/s (a relay in the bench paces everything the upstream sends, shared by all connections, as one uplink): (c) through the organization `{LINK_ORG}`, whose upstream is the relay, and (d) directly from the relay.\n\n\
+             | round | (c) first pull through the cache | (d) direct pull | (c)/(d) |\n|---:|---:|---:|---:|\n{rows}\
+             | **median** | **{:.0} MiB/s** | **{:.0} MiB/s** | **{ratio:.2}** |\n\n\
+             - Over the link, a first pull through the cache at least 80% of a direct pull: median ratio **{ratio:.2}** (rounds {:.2}-{:.2}): **{}**. berth streams each blob to the client as it arrives, so a first pull takes about as long as the link needs.\n",
+            mib / first,
+            mib / direct,
+            range.0,
+            range.1,
+            verdict(ratio, range, 0.8),
+            link = args.link_mib_s,
+        )
+    } else {
+        String::new()
+    };
     let mirror_text = match &mirror {
         Some(m) => format!(
             "\n## Mirror sync of an image of the same size\n\n\
@@ -328,7 +377,7 @@ pub async fn run(args: &ProxyArgs) -> anyhow::Result<()> {
          ## Verdicts\n\n\
          - A cached pull at least as fast as a local pull: median ratio **{cached_ratio:.2}** (rounds {cached_spread}): **{}**.\n\
          - A first pull through the cache at least 80% of a direct pull from the upstream: median ratio **{first_ratio:.2}** (rounds {first_spread}): **{}**.\n\n\
-         What bounds (c) on this machine: a first pull through the cache does all that a direct pull does (the upstream reads and sends every byte) and more: berth receives every byte, verifies it against its digest (SHA-256 of the image alone takes {:.3} s of one core here, against {:.3} s for the whole direct pull), stores it durably and sends it on, while the client, the upstream and berth share {} cores.\n{mirror_text}",
+         What bounds (c) on this machine: a first pull through the cache does all that a direct pull does (the upstream reads and sends every byte) and more: berth receives every byte, verifies it against its digest (SHA-256 of the image alone takes {:.3} s of one core here, against {:.3} s for the whole direct pull), stores it durably and sends it on, while the client, the upstream and berth share {} cores.\n{link_text}{mirror_text}",
         if args.quick { " --quick" } else { "" },
         crate::today().await,
         layer_size >> 20,
@@ -376,7 +425,7 @@ async fn measure(
     let berth = Target::connect(&server.bases, Some((&user, &password))).await?;
     let up = Target::connect(&upstream.bases, None).await?;
     let mut conn = Conn::new(berth.clone());
-    for org in [LOCAL_ORG, CACHE_ORG, MIRROR_ORG] {
+    for org in [LOCAL_ORG, CACHE_ORG, MIRROR_ORG, LINK_ORG] {
         api_ok(
             &mut conn,
             &basic,
@@ -399,6 +448,26 @@ async fn measure(
     )
     .await
     .context("configure the proxy cache (is FEATURE_PROXY_CACHE in this berth?)")?;
+    let link = if args.link_mib_s > 0 {
+        let server: std::net::SocketAddr = upstream_addr.parse().context("upstream address")?;
+        let link = crate::link::start(server, args.link_mib_s << 20).await?;
+        api_ok(
+            &mut conn,
+            &basic,
+            Method::POST,
+            &format!("/api/v1/organization/{LINK_ORG}/proxycache"),
+            Some(serde_json::json!({
+                "upstream_registry": link.addr.to_string(),
+                "insecure": true,
+                "expiration_s": 86400,
+            })),
+        )
+        .await?;
+        let target = Target::connect(&[format!("http://{}", link.addr)], None).await?;
+        Some((link, target))
+    } else {
+        None
+    };
 
     eprintln!(
         "pushing the {} MiB image to berth and to the upstream",
@@ -469,6 +538,25 @@ async fn measure(
                 direct = pull(&up, &cold_repo, "1", &cold).await?;
             }
         }
+        let mut over_link = None;
+        if let Some((_, up_link)) = &link {
+            let n = n + 500;
+            let cold =
+                tokio::task::spawn_blocking(move || Image::with_layers(n, layers, layer_size))
+                    .await
+                    .context("hashing the image panicked")?;
+            let cold_repo = format!("{UPSTREAM_NS}/cold{n}");
+            ops::push_image(&mut up_conn, &cold_repo, "1", &cold).await?;
+            let (mut first, mut direct) = (Duration::ZERO, Duration::ZERO);
+            for through_cache in order {
+                if through_cache {
+                    first = pull(&berth, &format!("{LINK_ORG}/{cold_repo}"), "1", &cold).await?;
+                } else {
+                    direct = pull(up_link, &cold_repo, "1", &cold).await?;
+                }
+            }
+            over_link = Some((first, direct));
+        }
         eprintln!(
             "round {}/{repeats}: local {:.3} s, cached {:.3} s, first through the cache {:.3} s, direct {:.3} s",
             r + 1,
@@ -482,6 +570,7 @@ async fn measure(
             cached,
             first,
             direct,
+            over_link,
         });
     }
     Ok((rounds, mirror))

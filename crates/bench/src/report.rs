@@ -701,7 +701,11 @@ fn proxy_verdicts(report: &Path) -> String {
     };
     let bullets: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("- A cached pull") || l.starts_with("- A first pull"))
+        .filter(|l| {
+            l.starts_with("- A cached pull")
+                || l.starts_with("- A first pull")
+                || l.starts_with("- Over the link")
+        })
         .collect();
     if bullets.is_empty() {
         return String::new();

@@ -151,7 +151,10 @@ async fn berth_process(
         .arg(data)
         .arg("--config")
         .arg(config)
-        .env("BERTH_LOG", std::env::var("BENCH_BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "BERTH_LOG",
+            std::env::var("BENCH_BERTH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env("NO_COLOR", "1");
     if !initial_admin {
         command.arg("--no-initial-admin");
