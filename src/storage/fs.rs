@@ -93,6 +93,18 @@ impl FsBlobStore {
         fs::create_dir_all(uploads_dir(&root))?;
         Ok(FsBlobStore { root })
     }
+
+    /// A stored blob's file, read-ahead advised, and its length.
+    async fn open_blob_file(&self, digest: &Digest) -> Result<(File, u64), StorageError> {
+        let path = blob_path(&self.root, digest);
+        Ok(blocking(move || {
+            let file = File::open(path)?;
+            read_ahead(&file);
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?)
+    }
 }
 
 /// Ending of the second name a commit gives an upload before renaming it over the blob.
@@ -205,14 +217,7 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError> {
-        let path = blob_path(&self.root, digest);
-        let (file, len) = blocking(move || {
-            let file = File::open(path)?;
-            read_ahead(&file);
-            let len = file.metadata()?.len();
-            Ok((file, len))
-        })
-        .await?;
+        let (file, len) = self.open_blob_file(digest).await?;
         Ok(match range {
             None => file_stream(file, 0, len),
             Some(r) => file_stream(file, r.start, r.end - r.start + 1),
@@ -224,14 +229,7 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StorageError> {
-        let path = blob_path(&self.root, digest);
-        let (file, len) = blocking(move || {
-            let file = File::open(path)?;
-            read_ahead(&file);
-            let len = file.metadata()?.len();
-            Ok((file, len))
-        })
-        .await?;
+        let (file, len) = self.open_blob_file(digest).await?;
         let (at, len) = match range {
             None => (0, len),
             Some(r) => (r.start, r.end - r.start + 1),
