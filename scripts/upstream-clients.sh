@@ -241,7 +241,7 @@ COPIED=$(metric berth_mirror_blobs_copied_total)
 # At least 1.3's config and two layers, which berth had never stored.
 [ "$COPIED" -ge 3 ] || fail "the first sync copied $COPIED blobs (berth_mirror_blobs_copied_total), not 1.3's"
 "${SKOPEO[@]}" list-tags --tls-verify=false "docker://$B/mirrors/app" >tags.json || fail "skopeo list-tags of the mirror"
-want="1.1 1.2 1.3 sha256-${D11#sha256:}.sig sha256-${D12#sha256:}.sig"
+want=$("$PY" -c 'import sys; print(" ".join(sorted(sys.argv[1:])))' 1.1 1.2 1.3 "sha256-${D11#sha256:}.sig" "sha256-${D12#sha256:}.sig")
 got=$("$PY" -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["Tags"])))' tags.json)
 [ "$got" = "$want" ] || fail "the mirror lists '$got', expected '$want'"
 for tag in 1.1 1.2 1.3 "sha256-${D11#sha256:}.sig" "sha256-${D12#sha256:}.sig"; do
