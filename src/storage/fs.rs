@@ -97,13 +97,13 @@ impl FsBlobStore {
     /// A stored blob's file, read-ahead advised, and its length.
     async fn open_blob_file(&self, digest: &Digest) -> Result<(File, u64), StorageError> {
         let path = blob_path(&self.root, digest);
-        Ok(blocking(move || {
+        blocking(move || {
             let file = File::open(path)?;
             read_ahead(&file);
             let len = file.metadata()?.len();
             Ok((file, len))
         })
-        .await?)
+        .await
     }
 }
 
