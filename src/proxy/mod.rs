@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -129,9 +129,53 @@ pub async fn refresh_referrers(
     subject: &Digest,
 ) -> Result<(), ApiError> {
     if let Some(cache) = Cache::of(state, generation, repo).await? {
-        cache.referrers(subject).await;
+        let window = Duration::from_secs(
+            u64::try_from(cache.config.expiration_s.clamp(0, REFERRERS_WINDOW_S)).unwrap_or(0),
+        );
+        if state
+            .proxy_caches
+            .referrer_asks
+            .due(repo, subject, window, Instant::now())
+        {
+            cache.referrers(subject).await;
+        }
     }
     Ok(())
+}
+
+/// The longest a subject's cached referrers are listed without asking the upstream again: a
+/// signature added upstream shows within a minute.
+const REFERRERS_WINDOW_S: i64 = 60;
+/// Subjects whose last ask is remembered, at most.
+const MAX_REFERRER_ASKS: usize = 10_000;
+
+/// When this replica last asked an upstream for a subject's referrers, so that listings ask
+/// at most once per window (`expiration_s`, at most a minute) and an unreachable upstream
+/// does not hold every listing for its connect timeout.
+#[derive(Default)]
+pub struct ReferrerAsks {
+    asked: Mutex<HashMap<(String, Digest), Instant>>,
+}
+
+impl ReferrerAsks {
+    /// Whether to ask the upstream now for `subject`'s referrers in `repo`; records the ask
+    /// when so.
+    fn due(&self, repo: &RepoName, subject: &Digest, window: Duration, now: Instant) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (repo.to_string(), subject.clone());
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < window;
+        if asked.get(&key).is_some_and(recent) {
+            return false;
+        }
+        if asked.len() >= MAX_REFERRER_ASKS {
+            asked.retain(|_, at| recent(at));
+            if asked.len() >= MAX_REFERRER_ASKS {
+                asked.clear();
+            }
+        }
+        asked.insert(key, now);
+        true
+    }
 }
 
 /// Blob fetches in progress on this replica, by repository and digest.
@@ -809,5 +853,31 @@ pub async fn sweep_periodically(state: AppState) {
         if let Err(e) = sweep(&state).await {
             tracing::warn!(error = %e, "proxy cache: the expiry sweep failed; retrying later");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referrers_are_asked_for_once_per_window() {
+        let asks = ReferrerAsks::default();
+        let repo: RepoName = "cache/library/app".parse().unwrap();
+        let other: RepoName = "cache/library/other".parse().unwrap();
+        let subject: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let window = Duration::from_secs(60);
+        let t0 = Instant::now();
+        assert!(asks.due(&repo, &subject, window, t0));
+        assert!(!asks.due(&repo, &subject, window, t0 + Duration::from_secs(59)));
+        assert!(asks.due(&other, &subject, window, t0), "per repository");
+        assert!(asks.due(&repo, &subject, window, t0 + Duration::from_secs(61)));
+        // A window of zero (expiration_s 0) asks every time.
+        assert!(asks.due(
+            &repo,
+            &subject,
+            Duration::ZERO,
+            t0 + Duration::from_secs(61)
+        ));
     }
 }

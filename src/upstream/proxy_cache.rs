@@ -178,6 +178,8 @@ pub struct ProxyCaches {
     clients: std::sync::Mutex<std::collections::HashMap<String, (ProxyCacheRecord, Upstream)>>,
     /// Blob fetches in progress on this replica (single flight).
     pub pulls: crate::proxy::Flights,
+    /// When this replica last asked each upstream for a subject's referrers.
+    pub referrer_asks: crate::proxy::ReferrerAsks,
 }
 
 impl ProxyCaches {
@@ -188,6 +190,7 @@ impl ProxyCaches {
             sealer,
             clients: Default::default(),
             pulls: Default::default(),
+            referrer_asks: Default::default(),
         }
     }
 
