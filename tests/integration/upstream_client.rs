@@ -6,7 +6,9 @@ use futures::StreamExt;
 use oci::{Digest, Reference, RepoName};
 use serde_json::json;
 
-use crate::common::{push_index, push_referrer, push_test_image, Distribution, TestServer};
+use crate::common::{
+    push_index, push_referrer, push_test_image, Distribution, RecordingRelay, TestServer,
+};
 
 fn client(registry: &str, credentials: Option<(&str, &str)>) -> Upstream {
     Upstream::new(UpstreamConfig {
@@ -323,47 +325,6 @@ async fn upstream_client_uses_the_token_flow_of_a_second_berth() {
     ));
 }
 
-/// A TCP relay to `target` that records every byte clients send through it, so a test can see
-/// the requests that reached the real server behind it.
-async fn recording_relay(
-    target: std::net::SocketAddr,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                continue;
-            };
-            let record = record.clone();
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = client_read.read(&mut buf).await {
-                    if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    record.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-                let _ = server_write.shutdown().await;
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-            });
-        }
-    });
-    (addr, seen)
-}
-
 /// The header blocks of the presigned GETs (`X-Amz-Signature` in the request line) in `raw`.
 fn presigned_gets(raw: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(raw);
@@ -402,8 +363,8 @@ async fn upstream_client_follows_blob_redirects_without_credentials() {
         .parse()
         .expect("url");
     let target = endpoint.socket_addrs(|| None).expect("address")[0];
-    let (relay, seen) = recording_relay(target).await;
-    s3.endpoint = Some(format!("http://{relay}"));
+    let relay = RecordingRelay::start(target).await;
+    s3.endpoint = Some(format!("http://{}", relay.addr));
     let server = TestServer::start_with(berth::config::Settings {
         storage: berth::config::StorageSettings::S3(s3),
         proxy_storage: false,
@@ -432,10 +393,10 @@ async fn upstream_client_follows_blob_redirects_without_credentials() {
         .expect("location")
         .to_string();
     assert!(
-        location.starts_with(&format!("http://{relay}/")),
+        location.starts_with(&format!("http://{}/", relay.addr)),
         "{location}"
     );
-    seen.lock().unwrap().clear();
+    relay.clear();
 
     let host = server.base.strip_prefix("http://").expect("http base");
     let upstream = client(host, Some(("mirror", &password)));
@@ -444,7 +405,7 @@ async fn upstream_client_follows_blob_redirects_without_credentials() {
         .await
         .expect("layer");
     assert_eq!(layer, image.layer_bytes);
-    let gets = presigned_gets(&seen.lock().unwrap());
+    let gets = presigned_gets(&relay.sent());
     assert_eq!(gets.len(), 1, "one presigned GET through the relay");
     assert!(
         !gets[0].to_ascii_lowercase().contains("\r\nauthorization:"),

@@ -341,6 +341,16 @@ impl RecordingRelay {
             .join("\n")
     }
 
+    /// Everything clients have sent through the relay so far.
+    pub fn sent(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Forgets what was sent so far.
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
     /// How many times `needle` occurs in what clients sent (a request line, say).
     pub fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.seen.lock().unwrap())
